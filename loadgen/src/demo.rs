@@ -1,0 +1,91 @@
+//! `loadgen demo`: 4 simulated replicas and the router in-process, the bundled ShareGPT sample
+//! replayed under two policies, a side-by-side table and a report.
+
+use crate::bench::BenchConfig;
+use crate::cli::DemoArgs;
+use crate::cluster::policy_supported;
+use crate::dataset::DatasetConfig;
+use crate::error::{Error, Result};
+use crate::output::render_comparison;
+use crate::report::write_report;
+use crate::summary::RunSummary;
+use crate::sweep::{Replicas, SweepPlan, run_sweep};
+use tokio_util::sync::CancellationToken;
+use vllm_sim::SimConfig;
+
+/// Replicas in the demo.
+pub const DEMO_REPLICAS: usize = 4;
+
+/// KV capacity of each demo replica, in 16-token blocks: about a third of the bundled sample's
+/// distinct prompt tokens, so a replica cannot hold every conversation and placement matters.
+pub const DEMO_GPU_BLOCKS: usize = 2048;
+
+/// Policies tried, in order, when a requested one is unknown to this build of the router.
+const FALLBACKS: [&str; 3] = ["prefix_aware", "round_robin", "random"];
+
+/// The requested policies, each replaced by a known fallback if the router lacks it.
+fn resolve_policies(wanted: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for p in wanted {
+        if policy_supported(p) {
+            out.push(p.clone());
+            continue;
+        }
+        // TODO(lead): drop this fallback once the router ships `cost` (issue 6).
+        let fallback = FALLBACKS
+            .iter()
+            .find(|f| policy_supported(f) && !out.iter().any(|o| o == *f) && !wanted.iter().any(|w| w == *f))
+            .ok_or_else(|| Error::invalid("--policies", format!("the router has no policy {p} and no fallback")))?;
+        eprintln!("note: this router build has no policy `{p}`; running `{fallback}` in its place");
+        out.push((*fallback).to_string());
+    }
+    Ok(out)
+}
+
+/// Runs the demo and writes `args.out/{demo-results.csv, demo-results.jsonl, index.html, ...}`.
+pub async fn demo_command(args: &DemoArgs, cancel: CancellationToken) -> Result<Vec<RunSummary>> {
+    let policies = resolve_policies(&args.policies)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let csv = args.out.join("demo-results.csv");
+    let jsonl = args.out.join("demo-results.jsonl");
+    for f in [&csv, &jsonl] {
+        if f.exists() {
+            std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
+        }
+    }
+    let plan = SweepPlan {
+        policies,
+        rates: vec![args.request_rate],
+        bench: BenchConfig {
+            dataset: DatasetConfig {
+                num_prompts: args.num_prompts,
+                seed: args.seed,
+                ..DatasetConfig::default()
+            },
+            max_concurrency: Some(args.max_concurrency),
+            label: String::new(),
+            ..BenchConfig::default()
+        },
+        router_base: None,
+        replicas: Replicas::Simulated {
+            config: SimConfig {
+                speedup: args.speedup,
+                num_gpu_blocks: DEMO_GPU_BLOCKS,
+                ..SimConfig::default()
+            },
+            count: DEMO_REPLICAS,
+        },
+        jsonl: Some(jsonl),
+        csv: Some(csv.clone()),
+    };
+    println!(
+        "demo: {DEMO_REPLICAS} simulated replicas ({DEMO_GPU_BLOCKS} KV blocks each, speedup {}), \
+         {} requests from the bundled ShareGPT sample at {} req/s per policy",
+        args.speedup, args.num_prompts, args.request_rate
+    );
+    let results = run_sweep(&plan, cancel).await?;
+    print!("\n{}", render_comparison(&results));
+    let index = write_report(&csv, &args.out)?;
+    println!("\nresults: {}\nreport:  {}", csv.display(), index.display());
+    Ok(results)
+}

@@ -1,0 +1,159 @@
+//! Sends one request and times it: TTFT at the first content chunk, ITL between chunks, E2E.
+
+use super::sse::SseParser;
+use crate::record::RequestRecord;
+use crate::request::Endpoint;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Response header naming the replica the router picked.
+pub const ROUTED_TO_HEADER: &str = "x-routed-to";
+
+/// One request to send.
+pub(crate) struct Call<'a> {
+    pub(crate) client: &'a reqwest::Client,
+    pub(crate) url: &'a str,
+    pub(crate) body: &'a Value,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) stream: bool,
+    pub(crate) keep_text: bool,
+    pub(crate) timeout: Duration,
+}
+
+/// What a response has produced so far.
+#[derive(Default)]
+struct Progress {
+    ttft: Option<f64>,
+    last: Option<f64>,
+    itl: Vec<f64>,
+    chunks: u64,
+    text: String,
+    usage: Option<(u64, u64)>,
+    routed_to: Option<String>,
+}
+
+impl Progress {
+    /// Records a content chunk received `t` seconds after sending.
+    fn content(&mut self, t: f64, text: &str, keep: bool) {
+        if text.is_empty() {
+            return;
+        }
+        match self.last {
+            None => self.ttft = Some(t),
+            Some(prev) => self.itl.push(t - prev),
+        }
+        self.last = Some(t);
+        self.chunks += 1;
+        if keep {
+            self.text.push_str(text);
+        }
+    }
+
+    /// Reads the content and usage of one JSON payload (a stream chunk or a whole response).
+    fn payload(&mut self, t: f64, v: &Value, endpoint: Endpoint, keep: bool) {
+        if let Some(choice) = v["choices"].get(0) {
+            let text = match endpoint {
+                Endpoint::Completions => choice["text"].as_str(),
+                Endpoint::Chat => choice["delta"]["content"]
+                    .as_str()
+                    .or_else(|| choice["message"]["content"].as_str()),
+            };
+            self.content(t, text.unwrap_or(""), keep);
+        }
+        let u = &v["usage"];
+        if let (Some(p), Some(c)) = (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()) {
+            self.usage = Some((p, c));
+        }
+    }
+}
+
+/// Short failure reason of a transport error.
+fn reason(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    }
+}
+
+impl Call<'_> {
+    /// Sends the request and measures it; never fails, failures are in the record.
+    pub(crate) async fn send(&self) -> RequestRecord {
+        let sent = Instant::now();
+        let mut p = Progress::default();
+        let outcome = tokio::time::timeout(self.timeout, self.exchange(sent, &mut p)).await;
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some("timeout".to_string()),
+        };
+        let e2e = sent.elapsed().as_secs_f64();
+        let (input, output, has_usage) = match p.usage {
+            Some((i, o)) => (i, o, true),
+            None => (0, p.chunks, false),
+        };
+        RequestRecord {
+            error,
+            ttft: if self.stream { p.ttft } else { Some(e2e) },
+            itl: p.itl,
+            e2e,
+            input_tokens: input,
+            output_tokens: output,
+            has_usage,
+            chunks: p.chunks,
+            routed_to: p.routed_to,
+            generated: p.text,
+            ..RequestRecord::default()
+        }
+    }
+
+    async fn exchange(&self, sent: Instant, p: &mut Progress) -> Result<(), String> {
+        let resp = self
+            .client
+            .post(self.url)
+            .json(self.body)
+            .send()
+            .await
+            .map_err(|e| reason(&e).to_string())?;
+        p.routed_to = resp
+            .headers()
+            .get(ROUTED_TO_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        if !resp.status().is_success() {
+            return Err(format!("http_{}", resp.status().as_u16()));
+        }
+        if !self.stream {
+            let v: Value = resp.json().await.map_err(|e| reason(&e).to_string())?;
+            p.payload(sent.elapsed().as_secs_f64(), &v, self.endpoint, self.keep_text);
+            return Ok(());
+        }
+        let mut parser = SseParser::default();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| reason(&e).to_string())?;
+            for data in parser.feed(&chunk) {
+                if data == "[DONE]" {
+                    return if p.ttft.is_some() {
+                        Ok(())
+                    } else {
+                        Err("no_content".into())
+                    };
+                }
+                let t = sent.elapsed().as_secs_f64();
+                let v: Value = serde_json::from_str(&data).map_err(|_| "bad_chunk".to_string())?;
+                if v.get("error").is_some() {
+                    return Err("stream_error".into());
+                }
+                p.payload(t, &v, self.endpoint, self.keep_text);
+            }
+        }
+        Err("incomplete_stream".into())
+    }
+}

@@ -1,0 +1,247 @@
+//! Per-tenant bookkeeping: held size, size cap and the LRU index of the tenant's leaves.
+
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::TenantId;
+use crate::node::{NodeRef, NodeWeak};
+
+/// Marker for "no cap" in `TenantState::cap`.
+const NO_CAP: usize = usize::MAX;
+
+/// Extra units over the cap tolerated before an insert triggers eviction (cap / 2^SLACK_SHIFT).
+const SLACK_SHIFT: u32 = 4;
+
+/// Size a tenant may reach over `cap` before an insert evicts it back down to `cap`.
+pub(crate) fn slack(cap: usize) -> usize {
+    cap >> SLACK_SHIFT
+}
+
+/// A candidate leaf in a tenant's LRU index; `ts` is never newer than the node's real timestamp.
+#[derive(Debug)]
+pub(crate) struct LruEntry<K> {
+    /// Timestamp of the hold when the entry was pushed.
+    pub(crate) ts: u64,
+    /// Push order, to break timestamp ties deterministically.
+    pub(crate) seq: u64,
+    /// The node (may since have been detached, or stopped being a leaf).
+    pub(crate) node: NodeWeak<K>,
+}
+
+impl<K> PartialEq for LruEntry<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts, self.seq) == (other.ts, other.seq)
+    }
+}
+impl<K> Eq for LruEntry<K> {}
+impl<K> PartialOrd for LruEntry<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for LruEntry<K> {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.ts, self.seq).cmp(&(other.ts, other.seq))
+    }
+}
+
+/// Lazy min-heap of a tenant's leaves: stale entries are dropped or re-pushed when popped.
+#[derive(Debug)]
+pub(crate) struct LruHeap<K> {
+    heap: BinaryHeap<Reverse<LruEntry<K>>>,
+    seq: u64,
+}
+
+impl<K> LruHeap<K> {
+    fn new() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Number of entries, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Adds a candidate leaf with the timestamp of its hold.
+    pub(crate) fn push(&mut self, ts: u64, node: NodeWeak<K>) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.heap.push(Reverse(LruEntry { ts, seq, node }));
+    }
+
+    /// Re-adds a checked entry, keeping its original order among equal timestamps.
+    pub(crate) fn push_entry(&mut self, entry: LruEntry<K>) {
+        self.heap.push(Reverse(entry));
+    }
+
+    /// Removes the entry with the oldest timestamp.
+    pub(crate) fn pop(&mut self) -> Option<LruEntry<K>> {
+        self.heap.pop().map(|Reverse(e)| e)
+    }
+
+    /// Takes every entry out, leaving the heap empty.
+    pub(crate) fn take_all(&mut self) -> Vec<LruEntry<K>> {
+        std::mem::take(&mut self.heap)
+            .into_vec()
+            .into_iter()
+            .map(|Reverse(e)| e)
+            .collect()
+    }
+
+    /// Iterates over the entries in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LruEntry<K>> {
+        self.heap.iter().map(|Reverse(e)| e)
+    }
+}
+
+/// Everything the tree tracks about one tenant.
+#[derive(Debug)]
+pub(crate) struct TenantState<K> {
+    /// The tenant.
+    pub(crate) id: TenantId,
+    /// Units of key text held (sum of label lengths of held nodes).
+    pub(crate) size: AtomicUsize,
+    /// Number of nodes held.
+    pub(crate) nodes: AtomicUsize,
+    /// Size cap, `NO_CAP` when unset.
+    cap: AtomicUsize,
+    /// Set when the LRU heap holds many stale entries and should be compacted.
+    pub(crate) needs_compaction: AtomicBool,
+    /// LRU index of this tenant's leaves (a leaf lock: no node lock is taken while it is held).
+    pub(crate) lru: Mutex<LruHeap<K>>,
+    /// Serialises eviction passes and compaction for this tenant.
+    pub(crate) evicting: Mutex<()>,
+}
+
+impl<K> TenantState<K> {
+    fn new(id: TenantId) -> Self {
+        Self {
+            id,
+            size: AtomicUsize::new(0),
+            nodes: AtomicUsize::new(0),
+            cap: AtomicUsize::new(NO_CAP),
+            needs_compaction: AtomicBool::new(false),
+            lru: Mutex::new(LruHeap::new()),
+            evicting: Mutex::new(()),
+        }
+    }
+
+    /// Current size in units.
+    pub(crate) fn size(&self) -> usize {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The size cap, if any.
+    pub(crate) fn cap(&self) -> Option<usize> {
+        match self.cap.load(Ordering::Acquire) {
+            NO_CAP => None,
+            c => Some(c),
+        }
+    }
+
+    /// Sets or clears the size cap.
+    pub(crate) fn set_cap(&self, cap: Option<usize>) {
+        self.cap.store(cap.unwrap_or(NO_CAP), Ordering::Release);
+    }
+
+    /// Records that this tenant now holds `node`, a leaf for it, last used at `ts`.
+    pub(crate) fn push_leaf(&self, ts: u64, node: &NodeRef<K>) {
+        let mut lru = self.lru.lock();
+        lru.push(ts, Arc::downgrade(node));
+        if lru.len() > 2 * self.nodes.load(Ordering::Relaxed) + 64 {
+            self.needs_compaction.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts for a newly held node of `units` units.
+    pub(crate) fn gain(&self, units: usize) {
+        self.size.fetch_add(units, Ordering::AcqRel);
+        self.nodes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Accounts for a node of `units` units no longer held.
+    pub(crate) fn lose(&self, units: usize) {
+        self.size.fetch_sub(units, Ordering::AcqRel);
+        self.nodes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// All tenants ever seen by a tree; entries stay (they are small) so counters are never lost.
+#[derive(Debug)]
+pub(crate) struct TenantRegistry<K> {
+    map: RwLock<HashMap<TenantId, Arc<TenantState<K>>>>,
+}
+
+impl<K> TenantRegistry<K> {
+    /// An empty registry.
+    pub(crate) fn new() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The state of `id`, if it was ever seen.
+    pub(crate) fn get(&self, id: TenantId) -> Option<Arc<TenantState<K>>> {
+        self.map.read().get(&id).cloned()
+    }
+
+    /// The state of `id`, created on first use.
+    pub(crate) fn get_or_create(&self, id: TenantId) -> Arc<TenantState<K>> {
+        if let Some(s) = self.get(id) {
+            return s;
+        }
+        self.map
+            .write()
+            .entry(id)
+            .or_insert_with(|| Arc::new(TenantState::new(id)))
+            .clone()
+    }
+
+    /// Snapshot of all tenant states, sorted by id.
+    pub(crate) fn all(&self) -> Vec<Arc<TenantState<K>>> {
+        let mut v: Vec<_> = self.map.read().values().cloned().collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+
+    #[test]
+    fn heap_pops_oldest_then_push_order() {
+        let mut h: LruHeap<u8> = LruHeap::new();
+        let n: NodeRef<u8> = Arc::new(RwLock::new(Node::root()));
+        h.push(5, Arc::downgrade(&n));
+        h.push(3, Arc::downgrade(&n));
+        h.push(5, Arc::downgrade(&n));
+        let order: Vec<(u64, u64)> =
+            std::iter::from_fn(|| h.pop().map(|e| (e.ts, e.seq))).collect();
+        assert_eq!(order, vec![(3, 2), (5, 1), (5, 3)]);
+    }
+
+    #[test]
+    fn registry_creates_once_and_caps_round_trip() {
+        let r: TenantRegistry<u8> = TenantRegistry::new();
+        let a = r.get_or_create(TenantId(2));
+        let b = r.get_or_create(TenantId(2));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(r.get(TenantId(9)).is_none());
+        assert_eq!(a.cap(), None);
+        a.set_cap(Some(100));
+        assert_eq!(b.cap(), Some(100));
+        assert_eq!(slack(100), 6);
+        r.get_or_create(TenantId(1));
+        let ids: Vec<_> = r.all().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![TenantId(1), TenantId(2)]);
+    }
+}

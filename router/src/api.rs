@@ -1,0 +1,263 @@
+//! HTTP routes: inference endpoints, pass-through, model list, health, readiness and metrics.
+//! Every error leaves through the one `IntoResponse` below as OpenAI-style JSON.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{any, get, post},
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::{Value, json};
+
+use crate::{
+    Error,
+    dispatch::{Dispatcher, REQUEST_ID},
+    policy::Endpoint,
+    proxy::UpstreamRequest,
+    request::{self, ParsedRequest},
+};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The dispatcher (and through it the replicas, proxy and metrics).
+    pub dispatcher: Arc<Dispatcher>,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+/// The router's axum application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/v1/{*rest}", any(passthrough))
+        .route("/health", get(health))
+        .route("/readiness", get(readiness))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(with_request_id))
+        .with_state(state)
+}
+
+/// Gives every request an `x-request-id` (the client's or a new one) and echoes it back.
+async fn with_request_id(mut request: Request, next: axum::middleware::Next) -> Response {
+    let id = match request.headers().get(REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let fresh = HeaderValue::from_str(&new_request_id());
+            let Ok(fresh) = fresh else {
+                return next.run(request).await;
+            };
+            request.headers_mut().insert(REQUEST_ID, fresh.clone());
+            fresh
+        }
+    };
+    let mut response = next.run(request).await;
+    response.headers_mut().entry(REQUEST_ID).or_insert(id);
+    response
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({
+            "error": { "message": self.to_string(), "type": self.error_type(), "code": status.as_u16() }
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn completions(State(state): State<AppState>, request: Request) -> Response {
+    inference(state, Endpoint::Completions, request).await
+}
+
+async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    inference(state, Endpoint::ChatCompletions, request).await
+}
+
+async fn passthrough(State(state): State<AppState>, request: Request) -> Response {
+    inference(state, Endpoint::Other, request).await
+}
+
+/// Reads, parses and dispatches one request; errors keep the request id header.
+async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let result = async {
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(&parts.headers, body, state.max_body_bytes).await?;
+        let parsed = match endpoint {
+            Endpoint::Other => ParsedRequest::passthrough(),
+            _ => request::parse(endpoint, &bytes)?,
+        };
+        let headers = parts.headers;
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        let upstream = UpstreamRequest {
+            method: parts.method,
+            path_and_query,
+            headers,
+            body: bytes,
+        };
+        state
+            .dispatcher
+            .dispatch(&parsed, upstream, &request_id)
+            .await
+    }
+    .await;
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status().is_client_error() {
+                tracing::debug!(request_id, %error, "rejected request");
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// Collects the body up to `limit` bytes (413 beyond, checked early from Content-Length).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
+        Err(e) => Err(Error::InvalidRequest(format!(
+            "cannot read request body: {e}"
+        ))),
+    }
+}
+
+/// A fresh random id shaped like a version-4 UUID.
+fn new_request_id() -> String {
+    let n: u128 = rand::random();
+    let n = (n & !(0xf << 76)) | (0x4 << 76);
+    let n = (n & !(0x3 << 62)) | (0x2 << 62);
+    let hex = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Merges the model lists of all healthy replicas, deduplicated by id.
+async fn models(State(state): State<AppState>) -> Response {
+    let dispatcher = &state.dispatcher;
+    let snapshot = dispatcher.replicas.snapshot();
+    let healthy: Vec<_> = snapshot
+        .all()
+        .iter()
+        .filter(|r| r.is_healthy())
+        .cloned()
+        .collect();
+    if healthy.is_empty() {
+        return Error::NoHealthyReplica.into_response();
+    }
+    let timeout = Duration::from_millis(dispatcher.health.timeout_ms.max(1000));
+    let fetches = healthy
+        .iter()
+        .map(|r| dispatcher.proxy.get(r, "/v1/models", timeout));
+    let results = futures_util::future::join_all(fetches).await;
+    let mut seen = HashSet::new();
+    let mut data = Vec::new();
+    let mut errors = Vec::new();
+    for (replica, result) in healthy.iter().zip(results) {
+        let parsed = result.and_then(|(status, body)| {
+            if status != 200 {
+                return Err(format!("status {status}"));
+            }
+            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok(list) => {
+                for model in list
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let id = model
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    if seen.insert(id) {
+                        data.push(model.clone());
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", replica.name())),
+        }
+    }
+    if errors.len() == healthy.len() {
+        return Error::Upstream {
+            replica: "all".into(),
+            kind: crate::error::UpstreamErrorKind::Protocol,
+            message: errors.join("; "),
+        }
+        .into_response();
+    }
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readiness(State(state): State<AppState>) -> Response {
+    let snapshot = state.dispatcher.replicas.snapshot();
+    let healthy = snapshot.healthy_count();
+    let body = json!({ "ready": healthy > 0, "healthy_replicas": healthy, "replicas": snapshot.all().len() });
+    let status = if healthy > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.dispatcher.metrics.render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    Error::NotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    Error::MethodNotAllowed {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    }
+    .into_response()
+}

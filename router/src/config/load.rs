@@ -1,0 +1,188 @@
+//! Loading (figment: YAML file, `ROUTER_*` environment, CLI overrides) and validation.
+
+use std::{collections::HashSet, net::SocketAddr, path::Path};
+
+use figment::{
+    Figment,
+    error::Kind,
+    providers::{Env, Format, Serialized, Yaml},
+};
+use serde::Serialize;
+
+use super::{Config, PolicyName, ReplicaSpec};
+use crate::Error;
+
+/// Values given on the command line; each one set wins over the file and the environment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigOverrides {
+    /// Overrides `listen`.
+    pub listen: Option<SocketAddr>,
+    /// Overrides `policy.name`.
+    pub policy: Option<PolicyName>,
+    /// Overrides `logging.level`.
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Parses and validates a YAML document (no environment, no overrides).
+    pub fn from_yaml_str(yaml: &str) -> Result<Config, Error> {
+        let origin = "YAML string";
+        let config: Config = Figment::from(Yaml::string(yaml))
+            .extract()
+            .map_err(|e| from_figment(e, origin))?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Loads `path`, then `ROUTER_*` environment variables (`__` separates nesting, e.g.
+    /// `ROUTER_POLICY__NAME`), then `overrides`; later sources win. Validates the result.
+    pub fn load(path: &Path, overrides: &ConfigOverrides) -> Result<Config, Error> {
+        std::fs::metadata(path).map_err(|source| Error::ConfigFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        let mut figment = Figment::from(Yaml::file_exact(path))
+            .merge(Env::prefixed("ROUTER_").split("__").ignore(&["config"]));
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        if let Some(policy) = overrides.policy {
+            figment = figment.merge(Serialized::default("policy.name", policy));
+        }
+        if let Some(level) = &overrides.log_level {
+            figment = figment.merge(Serialized::default("logging.level", level));
+        }
+        let config: Config = figment.extract().map_err(|e| from_figment(e, &origin))?;
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    /// The effective configuration as YAML (what `router check-config` prints).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks values serde cannot: URLs, names, weights, thresholds, non-zero timeouts.
+    pub fn validate(&self, origin: &str) -> Result<(), Error> {
+        let bad = |key: String, reason: String| Error::Config {
+            origin: origin.to_owned(),
+            key,
+            reason,
+        };
+        let mut names = HashSet::new();
+        for (i, spec) in self.replicas.iter().enumerate() {
+            let key = |field: &str| format!("replicas[{i}].{field}");
+            if let Err(reason) = spec.base_uri() {
+                return Err(bad(key("url"), reason));
+            }
+            if spec.weight == 0 {
+                return Err(bad(key("weight"), "must be at least 1".to_owned()));
+            }
+            let name = spec.resolved_name();
+            if name.is_empty() {
+                return Err(bad(key("name"), "must not be empty".to_owned()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(bad(key("name"), format!("duplicate replica name `{name}`")));
+            }
+        }
+        let positive = [
+            ("health.interval_ms", self.health.interval_ms),
+            ("health.timeout_ms", self.health.timeout_ms),
+            (
+                "health.healthy_threshold",
+                u64::from(self.health.healthy_threshold),
+            ),
+            (
+                "health.unhealthy_threshold",
+                u64::from(self.health.unhealthy_threshold),
+            ),
+            ("timeouts.connect_ms", self.timeouts.connect_ms),
+            ("timeouts.first_byte_ms", self.timeouts.first_byte_ms),
+            ("timeouts.idle_ms", self.timeouts.idle_ms),
+            ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(bad(key.to_owned(), "must be greater than 0".to_owned()));
+            }
+        }
+        if !self.health.path.starts_with('/') {
+            return Err(bad(
+                "health.path".to_owned(),
+                "must start with `/`".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ReplicaSpec {
+    /// The name used in metrics and headers: `name`, or the URL's `host:port`.
+    pub fn resolved_name(&self) -> String {
+        match (&self.name, self.base_uri()) {
+            (Some(name), _) => name.clone(),
+            (None, Ok(uri)) => uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+            (None, Err(_)) => self.url.clone(),
+        }
+    }
+
+    /// Parses `url` into an `http://host:port[/prefix]` URI or says why it cannot.
+    pub fn base_uri(&self) -> Result<http::Uri, String> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => return Err(format!("scheme `{other}` is not supported (use http)")),
+            None => {
+                return Err(format!(
+                    "`{}` has no scheme (expected http://host:port)",
+                    self.url
+                ));
+            }
+        }
+        if uri.authority().is_none() {
+            return Err(format!("`{}` has no host", self.url));
+        }
+        if uri.query().is_some() {
+            return Err(format!("`{}` must not have a query string", self.url));
+        }
+        Ok(uri)
+    }
+}
+
+/// Turns figment's error into ours, naming origin, dotted key and reason.
+fn from_figment(error: figment::Error, default_origin: &str) -> Error {
+    let mut path = error.path.clone();
+    let field = match &error.kind {
+        Kind::UnknownField(field, _) => Some(field.clone()),
+        Kind::MissingField(field) => Some(field.to_string()),
+        _ => None,
+    };
+    if let Some(field) = field {
+        if path.last() != Some(&field) {
+            path.push(field);
+        }
+    }
+    let origin = match &error.metadata {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(file)) => file.display().to_string(),
+            _ if md.name.contains("environment") => md.name.to_string(),
+            _ => default_origin.to_owned(),
+        },
+        None => default_origin.to_owned(),
+    };
+    let key = if path.is_empty() {
+        "<root>".to_owned()
+    } else {
+        path.join(".")
+    };
+    Error::Config {
+        origin,
+        key,
+        reason: error.kind.to_string(),
+    }
+}

@@ -1,0 +1,236 @@
+//! Router configuration: the YAML schema with defaults (this file) and loading/validation (`load`).
+
+mod load;
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::ConfigOverrides;
+
+/// The whole router configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Static replica list: the first source of membership changes.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSpec>,
+    /// Routing policy and its parameters.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Active and passive health checking.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Upstream and shutdown timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutConfig,
+    /// Request size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Retries of requests that never reached a replica.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Log level and format (used by the binary).
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000))
+}
+
+/// One replica: an OpenAI-compatible server such as vLLM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSpec {
+    /// Base URL, e.g. `http://127.0.0.1:8001` (http only; an optional path prefix is kept).
+    pub url: String,
+    /// Unique name used in metrics and `x-routed-to`; defaults to the URL's `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Relative share of traffic for weighted policies (>= 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ReplicaSpec {
+    /// A spec with the default name and weight 1.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            name: None,
+            weight: 1,
+        }
+    }
+}
+
+/// Names of the available policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Cycle through healthy replicas (by weight).
+    RoundRobin,
+    /// Pick a healthy replica at random (by weight).
+    Random,
+    /// Sample two healthy replicas, send to the less loaded one.
+    PowerOfTwo,
+}
+
+impl PolicyName {
+    /// The name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Random => "random",
+            Self::PowerOfTwo => "power_of_two",
+        }
+    }
+}
+
+/// Which policy routes requests, and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy.
+    pub name: PolicyName,
+    /// Seed for the policy's RNG; unset means seeded from the OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            name: PolicyName::PowerOfTwo,
+            seed: None,
+        }
+    }
+}
+
+/// Active (`GET /health`) and passive (errors on real traffic) health checking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Turn health checking on; when off every replica is always considered healthy.
+    pub enabled: bool,
+    /// Path probed on each replica.
+    pub path: String,
+    /// Milliseconds between probes of one replica.
+    pub interval_ms: u64,
+    /// Milliseconds before a probe counts as failed.
+    pub timeout_ms: u64,
+    /// Consecutive successful probes that bring an unhealthy replica back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures (probes, connect errors, 5xx) that mark a replica unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Count connect errors and 5xx responses on real traffic as failures.
+    pub passive: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/health".to_owned(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            passive: true,
+        }
+    }
+}
+
+/// Timeouts, all in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// TCP connect to a replica.
+    pub connect_ms: u64,
+    /// From sending the request to receiving response headers.
+    pub first_byte_ms: u64,
+    /// Longest pause between two chunks of a response body.
+    pub idle_ms: u64,
+    /// How long shutdown waits for in-flight requests to finish.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 1000,
+            first_byte_ms: 120_000,
+            idle_ms: 60_000,
+            shutdown_drain_ms: 10_000,
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Retry budget for requests that failed before any byte reached a replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Extra attempts per request, each on a replica not tried yet.
+    pub max_retries: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { max_retries: 2 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Multi-field human-readable lines.
+    Full,
+    /// Shorter single lines.
+    Compact,
+}
+
+/// Logging settings used by the binary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A tracing filter such as `info` or `router=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Full,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Config parsing, defaults and error messages.
+
+use super::*;
+use crate::Error;
+
+fn config_error(yaml: &str) -> (String, String, String) {
+    match Config::from_yaml_str(yaml) {
+        Err(Error::Config {
+            origin,
+            key,
+            reason,
+        }) => (origin, key, reason),
+        other => panic!("expected a config error for {yaml:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_yaml_gets_defaults() {
+    let yaml = "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\npolicy:\n  name: power_of_two\n";
+    let config = Config::from_yaml_str(yaml).unwrap();
+    assert_eq!(config.listen.port(), 0);
+    assert_eq!(config.replicas[0].resolved_name(), "127.0.0.1:8001");
+    assert_eq!(config.replicas[0].weight, 1);
+    assert_eq!(config.policy.name, PolicyName::PowerOfTwo);
+    assert_eq!(config.health, HealthConfig::default());
+    assert_eq!(config.retry.max_retries, 2);
+    let round_trip = Config::from_yaml_str(&config.to_yaml()).unwrap();
+    assert_eq!(
+        round_trip, config,
+        "check-config output parses back to the same config"
+    );
+}
+
+#[test]
+fn every_policy_name_parses() {
+    for name in ["round_robin", "random", "power_of_two"] {
+        let config =
+            Config::from_yaml_str(&format!("policy:\n  name: {name}\n  seed: 3\n")).unwrap();
+        assert_eq!(config.policy.name.as_str(), name);
+        assert_eq!(config.policy.seed, Some(3));
+    }
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let (origin, key, reason) = config_error("listen: 127.0.0.1:0\nlisen: 1\n");
+    assert_eq!((origin.as_str(), key.as_str()), ("YAML string", "lisen"));
+    assert!(reason.contains("unknown field"), "{reason}");
+
+    let (_, key, reason) = config_error("replicas:\n  - url: http://a:1\n    wieght: 2\n");
+    assert_eq!(key, "replicas.0.wieght");
+    assert!(
+        reason.contains("weight"),
+        "the reason lists the valid keys: {reason}"
+    );
+
+    let (_, key, _) = config_error("health:\n  interval: 5\n");
+    assert_eq!(key, "health.interval");
+}
+
+#[test]
+fn bad_values_are_named_with_a_reason() {
+    let cases = [
+        (
+            "policy:\n  name: fastest\n",
+            "policy.name",
+            "unknown variant",
+        ),
+        ("listen: not-an-address\n", "listen", "invalid"),
+        ("health:\n  interval_ms: -3\n", "health.interval_ms", "u64"),
+        (
+            "health:\n  interval_ms: 0\n",
+            "health.interval_ms",
+            "greater than 0",
+        ),
+        (
+            "timeouts:\n  connect_ms: 0\n",
+            "timeouts.connect_ms",
+            "greater than 0",
+        ),
+        ("health:\n  path: health\n", "health.path", "start with"),
+        (
+            "replicas:\n  - name: a\n",
+            "replicas.0.url",
+            "missing field",
+        ),
+        (
+            "replicas:\n  - url: ftp://a:1\n",
+            "replicas[0].url",
+            "scheme",
+        ),
+        (
+            "replicas:\n  - url: 127.0.0.1:8001\n",
+            "replicas[0].url",
+            "",
+        ),
+        (
+            "replicas:\n  - url: http://a:1\n    weight: 0\n",
+            "replicas[0].weight",
+            "at least 1",
+        ),
+        (
+            "replicas:\n  - url: http://a:1\n  - url: http://a:1/\n",
+            "replicas[1].name",
+            "duplicate",
+        ),
+    ];
+    for (yaml, want_key, want_reason) in cases {
+        let (_, key, reason) = config_error(yaml);
+        assert_eq!(key, want_key, "{yaml}");
+        assert!(reason.contains(want_reason), "{yaml}: {reason}");
+    }
+}
+
+#[test]
+fn load_reads_a_file_and_cli_overrides_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:9000\npolicy:\n  name: random\n").unwrap();
+    let config = Config::load(&path, &ConfigOverrides::default()).unwrap();
+    assert_eq!(
+        (config.listen.port(), config.policy.name),
+        (9000, PolicyName::Random)
+    );
+
+    let overrides = ConfigOverrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        policy: Some(PolicyName::RoundRobin),
+        log_level: Some("debug".into()),
+    };
+    let config = Config::load(&path, &overrides).unwrap();
+    assert_eq!(config.listen.port(), 0);
+    assert_eq!(config.policy.name, PolicyName::RoundRobin);
+    assert_eq!(config.logging.level, "debug");
+
+    std::fs::write(&path, "listen: 127.0.0.1:9000\nbogus: true\n").unwrap();
+    match Config::load(&path, &ConfigOverrides::default()) {
+        Err(Error::Config { origin, key, .. }) => {
+            assert_eq!(
+                origin,
+                path.display().to_string(),
+                "the error names the file"
+            );
+            assert_eq!(key, "bogus");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert!(matches!(
+        Config::load(
+            &dir.path().join("missing.yaml"),
+            &ConfigOverrides::default()
+        ),
+        Err(Error::ConfigFile { .. })
+    ));
+}

@@ -1,0 +1,159 @@
+//! The crate's single error type, shared by configuration, startup and the request path.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use http::StatusCode;
+
+/// What went wrong talking to a replica; used as the `kind` label of upstream error metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// TCP connect failed or timed out: nothing was sent.
+    Connect,
+    /// No response headers within the first-byte timeout.
+    FirstByteTimeout,
+    /// The response body stalled longer than the idle timeout.
+    IdleTimeout,
+    /// The request or response failed at the HTTP level after connecting.
+    Protocol,
+    /// The replica answered with a 5xx status.
+    Status5xx,
+}
+
+impl UpstreamErrorKind {
+    /// Stable label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::FirstByteTimeout => "first_byte_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Protocol => "protocol",
+            Self::Status5xx => "status_5xx",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every error the router library can produce.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is missing, unknown or invalid.
+    #[error("invalid config in {origin}: key `{key}`: {reason}")]
+    Config {
+        /// Where the value came from (file path, "environment", "YAML string", ...).
+        origin: String,
+        /// Dotted path of the offending key.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    ConfigFile {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address from the config.
+        addr: SocketAddr,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request body is not valid JSON.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// The request is well-formed JSON but misses or mistypes a field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request body exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// No route matches the path.
+    #[error("no route for {method} {path}")]
+    NotFound {
+        /// HTTP method of the request.
+        method: String,
+        /// Path of the request.
+        path: String,
+    },
+    /// The route exists but not for this method.
+    #[error("method {method} not allowed for {path}")]
+    MethodNotAllowed {
+        /// HTTP method of the request.
+        method: String,
+        /// Path of the request.
+        path: String,
+    },
+    /// Every replica is unhealthy (or none is configured).
+    #[error("no healthy replica available")]
+    NoHealthyReplica,
+    /// A replica failed to answer properly.
+    #[error("upstream replica {replica} failed ({kind}): {message}")]
+    Upstream {
+        /// Name of the replica.
+        replica: String,
+        /// Category of failure.
+        kind: UpstreamErrorKind,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// A replica did not answer in time.
+    #[error("upstream replica {replica} timed out ({kind})")]
+    Timeout {
+        /// Name of the replica.
+        replica: String,
+        /// Which timeout fired.
+        kind: UpstreamErrorKind,
+    },
+    /// Metrics registry failure (duplicate or invalid family).
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl Error {
+    /// HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NoHealthyReplica => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Config { .. }
+            | Self::ConfigFile { .. }
+            | Self::Bind { .. }
+            | Self::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI-style error `type` string.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) | Self::InvalidRequest(_) | Self::BodyTooLarge { .. } => {
+                "invalid_request_error"
+            }
+            Self::NotFound { .. } => "not_found_error",
+            Self::MethodNotAllowed { .. } => "method_not_allowed_error",
+            Self::NoHealthyReplica => "service_unavailable_error",
+            Self::Upstream { .. } => "upstream_error",
+            Self::Timeout { .. } => "timeout_error",
+            _ => "internal_error",
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! prefix-router: an OpenAI-compatible reverse proxy that routes LLM requests to replicas.
+//!
+//! Layers, one concern per module: [`config`] (figment), [`api`] (routes and errors), [`proxy`]
+//! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
+//! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
+
+pub mod api;
+mod body;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+mod health;
+mod membership;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod replicas;
+pub mod request;
+mod server;
+
+pub use config::Config;
+pub use error::Error;
+pub use policy::{Decision, DecisionReason, Policy, ReplicaView, RouteRequest};
+pub use replicas::{ReplicaChange, ReplicaId};
+pub use server::{RouterServer, start};

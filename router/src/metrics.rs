@@ -1,0 +1,156 @@
+//! The router's own Prometheus registry: families are built once here and passed in.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
+};
+
+use crate::Error;
+
+/// All metric families of the router.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    registry: Registry,
+    /// `router_requests_total{replica,policy,status}`.
+    pub requests: IntCounterVec,
+    /// `router_in_flight_requests{replica}`.
+    pub in_flight: IntGaugeVec,
+    /// `router_in_flight_prompt_tokens{replica}` (estimated tokens).
+    pub in_flight_tokens: IntGaugeVec,
+    /// `router_time_to_first_byte_seconds{replica}`: dispatch to first response body byte.
+    pub ttfb: HistogramVec,
+    /// `router_request_duration_seconds{replica}`: dispatch to end of the response body.
+    pub duration: HistogramVec,
+    /// `router_retries_total{replica}`: retries caused by a failure of `replica`.
+    pub retries: IntCounterVec,
+    /// `router_replica_healthy{replica}`: 1 healthy, 0 not.
+    pub healthy: IntGaugeVec,
+    /// `router_upstream_errors_total{replica,kind}`.
+    pub upstream_errors: IntCounterVec,
+    /// `router_policy_decisions_total{policy,reason}`.
+    pub decisions: IntCounterVec,
+    /// `router_no_healthy_replica_total`: requests refused with 503.
+    pub no_healthy: IntCounter,
+}
+
+/// Handles of one replica's labelled series, resolved once when the replica joins.
+#[derive(Clone)]
+pub struct ReplicaMetrics {
+    /// Time to first byte.
+    pub ttfb: Histogram,
+    /// Total duration.
+    pub duration: Histogram,
+    /// In-flight requests.
+    pub in_flight: IntGauge,
+    /// In-flight prompt tokens.
+    pub in_flight_tokens: IntGauge,
+    /// Health gauge.
+    pub healthy: IntGauge,
+}
+
+impl RouterMetrics {
+    /// Builds and registers every family in a fresh registry.
+    pub fn new() -> Result<Self, Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGaugeVec, Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["replica"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let histogram = |name: &str, help: &str| -> Result<HistogramVec, Error> {
+            let buckets = exponential_buckets(0.0005, 2.0, 18)?;
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                &["replica"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let no_healthy = IntCounter::new(
+            "router_no_healthy_replica_total",
+            "Requests refused because no replica was healthy",
+        )?;
+        registry.register(Box::new(no_healthy.clone()))?;
+        Ok(Self {
+            requests: counter(
+                "router_requests_total",
+                "Requests answered, by replica, policy and HTTP status",
+                &["replica", "policy", "status"],
+            )?,
+            in_flight: gauge(
+                "router_in_flight_requests",
+                "Requests dispatched and not finished",
+            )?,
+            in_flight_tokens: gauge(
+                "router_in_flight_prompt_tokens",
+                "Estimated prompt tokens of in-flight requests",
+            )?,
+            ttfb: histogram(
+                "router_time_to_first_byte_seconds",
+                "Dispatch to first response body byte",
+            )?,
+            duration: histogram(
+                "router_request_duration_seconds",
+                "Dispatch to end of the response body",
+            )?,
+            retries: counter(
+                "router_retries_total",
+                "Retries on another replica after a connect failure",
+                &["replica"],
+            )?,
+            healthy: gauge(
+                "router_replica_healthy",
+                "1 if the replica receives traffic",
+            )?,
+            upstream_errors: counter(
+                "router_upstream_errors_total",
+                "Upstream failures by replica and kind",
+                &["replica", "kind"],
+            )?,
+            decisions: counter(
+                "router_policy_decisions_total",
+                "Routing decisions by policy and reason",
+                &["policy", "reason"],
+            )?,
+            no_healthy,
+            registry,
+        })
+    }
+
+    /// The registry, for families added by other modules (e.g. scrapers).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Resolves the per-replica series of `replica`.
+    pub fn for_replica(&self, replica: &str) -> ReplicaMetrics {
+        ReplicaMetrics {
+            ttfb: self.ttfb.with_label_values(&[replica]),
+            duration: self.duration.with_label_values(&[replica]),
+            in_flight: self.in_flight.with_label_values(&[replica]),
+            in_flight_tokens: self.in_flight_tokens.with_label_values(&[replica]),
+            healthy: self.healthy.with_label_values(&[replica]),
+        }
+    }
+
+    /// Drops the gauges of a removed replica so it no longer shows up.
+    pub fn forget_replica(&self, replica: &str) {
+        for gauge in [&self.in_flight, &self.in_flight_tokens, &self.healthy] {
+            let _ = gauge.remove_label_values(&[replica]);
+        }
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# encode error: {e}\n");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,208 @@
+//! Routing policies: one trait, one file per policy, and the factory that builds them from config.
+//!
+//! A policy sees a read-only view of the healthy replicas and their load and returns its choice
+//! with a reason. It does no I/O and bumps no counters: load is counted by `dispatch`.
+
+mod load;
+mod power_of_two;
+mod random;
+mod round_robin;
+
+use std::sync::Arc;
+
+use rand::{SeedableRng, rngs::SmallRng};
+
+pub use load::{InFlight, InFlightLoad, Load};
+pub use power_of_two::PowerOfTwo;
+pub use random::RandomPolicy;
+pub use round_robin::RoundRobin;
+
+use crate::{
+    Error,
+    config::{PolicyConfig, PolicyName},
+    replicas::{ReplicaId, ReplicaLoad},
+};
+
+/// Which API a request targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// Any other `/v1/*` route passed through.
+    Other,
+}
+
+/// The prompt as a policy may key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKey<'a> {
+    /// No prompt (pass-through routes).
+    Empty,
+    /// Prompt text: the completion prompt or the rendered chat messages.
+    Text(&'a str),
+    /// Prompt given as token ids.
+    Tokens(&'a [u32]),
+}
+
+/// What a policy knows about the request being routed.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    /// Target endpoint.
+    pub endpoint: Endpoint,
+    /// The `model` field, if any.
+    pub model: Option<&'a str>,
+    /// The prompt key.
+    pub prompt: PromptKey<'a>,
+    /// Estimated prompt length in tokens.
+    pub prompt_tokens_estimate: usize,
+    /// The `priority` field (lower is served first by vLLM), if any.
+    pub priority: Option<i64>,
+}
+
+/// A read-only view of one healthy replica.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    /// Stable id.
+    pub id: ReplicaId,
+    /// Unique name.
+    pub name: &'a str,
+    /// Base URL.
+    pub url: &'a str,
+    /// Relative weight (>= 1).
+    pub weight: u32,
+    /// Live load counters.
+    pub load: &'a ReplicaLoad,
+}
+
+/// Why a policy chose a replica; a metric label and a log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecisionReason {
+    /// Only one candidate was healthy.
+    OnlyCandidate,
+    /// Next in the round-robin cycle.
+    RoundRobin,
+    /// Uniform (weighted) random draw.
+    Random,
+    /// The less loaded of two random samples.
+    LessLoaded,
+    /// Two samples had equal load; the first random sample won.
+    LoadTie,
+}
+
+impl DecisionReason {
+    /// Stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnlyCandidate => "only_candidate",
+            Self::RoundRobin => "round_robin",
+            Self::Random => "random",
+            Self::LessLoaded => "less_loaded",
+            Self::LoadTie => "load_tie",
+        }
+    }
+}
+
+/// A policy's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The chosen replica (one of the candidates).
+    pub replica: ReplicaId,
+    /// Why.
+    pub reason: DecisionReason,
+}
+
+/// A routing policy.
+pub trait Policy: Send + Sync {
+    /// Name used in config, metrics and logs.
+    fn name(&self) -> &'static str;
+
+    /// Chooses among healthy `candidates` (never empty). No I/O, no load counting.
+    fn pick(&self, request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision;
+
+    /// Called once the request is committed to `replica` (prefix policies record the key here).
+    fn on_dispatch(&self, _request: &RouteRequest<'_>, _replica: ReplicaId) {}
+
+    /// Called when a replica joins the set.
+    fn on_replica_added(&self, _replica: ReplicaId) {}
+
+    /// Called when a replica leaves the set.
+    fn on_replica_removed(&self, _replica: ReplicaId) {}
+}
+
+/// Builds the configured policy; its RNG is seeded from `config.seed` or the OS.
+pub fn build(config: &PolicyConfig) -> Result<Arc<dyn Policy>, Error> {
+    let rng = match config.seed {
+        Some(seed) => SmallRng::seed_from_u64(seed),
+        None => SmallRng::from_os_rng(),
+    };
+    Ok(match config.name {
+        PolicyName::RoundRobin => Arc::new(RoundRobin::new()),
+        PolicyName::Random => Arc::new(RandomPolicy::new(rng)),
+        PolicyName::PowerOfTwo => Arc::new(PowerOfTwo::new(InFlightLoad, rng)),
+    })
+}
+
+/// Index of a weighted draw: `ticket` in `0..total_weight` maps onto cumulative weights.
+pub(crate) fn weighted_index(candidates: &[ReplicaView<'_>], ticket: u64) -> usize {
+    let mut rest = ticket;
+    for (i, c) in candidates.iter().enumerate() {
+        let w = u64::from(c.weight.max(1));
+        if rest < w {
+            return i;
+        }
+        rest -= w;
+    }
+    candidates.len().saturating_sub(1)
+}
+
+/// Sum of candidate weights.
+pub(crate) fn total_weight(candidates: &[ReplicaView<'_>]) -> u64 {
+    candidates.iter().map(|c| u64::from(c.weight.max(1))).sum()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Candidate lists for policy unit tests.
+    use super::*;
+
+    /// Owned replicas loads to borrow views from.
+    pub(crate) struct Fixture {
+        pub(crate) loads: Vec<ReplicaLoad>,
+        pub(crate) names: Vec<String>,
+        pub(crate) weights: Vec<u32>,
+    }
+
+    impl Fixture {
+        pub(crate) fn new(weights: &[u32]) -> Self {
+            Self {
+                loads: weights.iter().map(|_| ReplicaLoad::default()).collect(),
+                names: (0..weights.len()).map(|i| format!("r{i}")).collect(),
+                weights: weights.to_vec(),
+            }
+        }
+
+        pub(crate) fn views(&self) -> Vec<ReplicaView<'_>> {
+            (0..self.loads.len())
+                .map(|i| ReplicaView {
+                    id: ReplicaId(i as u32),
+                    name: &self.names[i],
+                    url: "http://127.0.0.1:1",
+                    weight: self.weights[i],
+                    load: &self.loads[i],
+                })
+                .collect()
+        }
+    }
+
+    pub(crate) fn request() -> RouteRequest<'static> {
+        RouteRequest {
+            endpoint: Endpoint::Completions,
+            model: None,
+            prompt: PromptKey::Text("hello"),
+            prompt_tokens_estimate: 2,
+            priority: None,
+        }
+    }
+}

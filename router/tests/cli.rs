@@ -1,0 +1,136 @@
+//! The `router` binary: `check-config`, environment and flag precedence, error exit codes.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+use std::process::Command;
+
+fn router() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_router"));
+    command
+        .env_remove("ROUTER_CONFIG")
+        .env_remove("ROUTER_POLICY__NAME")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn write(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_env_and_flags_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\n",
+    );
+    let out = router()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("name: power_of_two"),
+        "defaults are shown: {text}"
+    );
+    assert!(text.contains("interval_ms: 1000"));
+
+    let out = router()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("ROUTER_POLICY__NAME", "random")
+        .env("ROUTER_TIMEOUTS__CONNECT_MS", "250")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("name: random") && text.contains("connect_ms: 250"),
+        "{text}"
+    );
+
+    let out = router()
+        .args(["check-config", "--policy", "round_robin", "--config"])
+        .arg(&path)
+        .env("ROUTER_POLICY__NAME", "random")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("name: round_robin"),
+        "the flag wins over the environment: {text}"
+    );
+}
+
+#[test]
+fn invalid_configs_fail_naming_file_key_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\n    wieght: 2\n",
+    );
+    let out = router()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("replicas.0.wieght") && err.contains("unknown field"),
+        "{err}"
+    );
+
+    let path = write(&dir, "timeouts:\n  idle_ms: 0\n");
+    let out = router()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("timeouts.idle_ms") && err.contains("greater than 0"),
+        "{err}"
+    );
+
+    let out = router()
+        .args(["check-config", "--config", "/nonexistent/router.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("cannot read config file /nonexistent/router.yaml")
+    );
+}
+
+#[test]
+fn the_repository_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml");
+    let out = router()
+        .args(["check-config", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("name: gpu-0")
+    );
+}

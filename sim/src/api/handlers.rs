@@ -1,0 +1,136 @@
+//! Route handlers.
+
+use super::AppState;
+use super::error::ApiError;
+use super::format::Kind;
+use super::types::{ChatRequest, CompletionRequest, parse_json};
+use crate::faults::{FaultUpdate, Verdict};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Shared = State<Arc<AppState>>;
+
+impl AppState {
+    /// Readiness and fault gate of the completion endpoints; returns the stream cut point.
+    async fn admit(&self) -> Result<Option<usize>, ApiError> {
+        if !self.faults.is_ready() {
+            return Err(ApiError::status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The model is still loading.",
+            ));
+        }
+        match self.faults.verdict() {
+            Verdict::Fail(code) => {
+                let status =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Err(ApiError::status(
+                    status,
+                    "Simulated failure (fault injection).",
+                ))
+            }
+            Verdict::Serve { cut } => {
+                self.faults.wait_unstalled().await;
+                Ok(cut)
+            }
+        }
+    }
+}
+
+/// `POST /v1/completions`.
+pub(crate) async fn completions(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let arrival = Instant::now();
+    let cut = s.admit().await?;
+    let job = parse_json::<CompletionRequest>(&body)?.into_job(&s.config)?;
+    s.run_job(Kind::Completion, job, arrival, cut).await
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let arrival = Instant::now();
+    let cut = s.admit().await?;
+    let job = parse_json::<ChatRequest>(&body)?.into_job(&s.config)?;
+    s.run_job(Kind::Chat, job, arrival, cut).await
+}
+
+/// `GET /v1/models`.
+pub(crate) async fn models(State(s): Shared) -> Response {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": &*s.model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "vllm",
+            "root": &*s.model,
+            "parent": null,
+            "max_model_len": s.config.max_model_len,
+            "permission": []
+        }]
+    }))
+    .into_response()
+}
+
+/// `GET /health`: 200 with an empty body, 503 while "loading".
+pub(crate) async fn health(State(s): Shared) -> Response {
+    if s.faults.is_ready() {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The model is still loading.",
+        )
+        .into_response()
+    }
+}
+
+/// `GET /version`.
+pub(crate) async fn version() -> Response {
+    Json(json!({ "version": concat!("vllm-sim-", env!("CARGO_PKG_VERSION")) })).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(s): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /reset_prefix_cache`: forgets every cached block.
+pub(crate) async fn reset_prefix_cache(State(s): Shared) -> Result<Response, ApiError> {
+    if s.engine.reset_cache().await {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The engine is shutting down.",
+        ))
+    }
+}
+
+/// `GET /admin/faults`: the current fault knobs.
+pub(crate) async fn get_faults(State(s): Shared) -> Response {
+    Json(s.faults.state()).into_response()
+}
+
+/// `POST /admin/faults`: change fault knobs (partial JSON update); answers the new state.
+pub(crate) async fn set_faults(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let update: FaultUpdate = parse_json(&body)?;
+    s.faults.apply(update).map_err(ApiError::bad_request)?;
+    Ok(Json(s.faults.state()).into_response())
+}
+
+/// Unknown routes.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::status(StatusCode::NOT_FOUND, "Not Found")
+}

@@ -1,0 +1,573 @@
+//! vLLM-V1-like scheduling: running sequences first (decode or prefill chunks), then waiting
+//! ones under `max_num_seqs`, a per-step token budget and free KV blocks; preemption when a
+//! running sequence needs a block and none is free.
+
+use super::cache::BlockPool;
+use super::cost::StepWork;
+use super::{Command, FinishKind, Outcome, SeqRequest, Sink, StreamEvent};
+use crate::config::{SchedulingPolicy, SimConfig};
+use crate::metrics::{FinishedReason, Metrics, secs};
+use crate::tokenizer::{extend_block_hashes, filler_token};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One sequence inside the engine.
+#[derive(Debug)]
+struct Seq {
+    /// Queue order: (priority or 0 under FCFS, arrival number).
+    key: (i64, u64),
+    tokens: Vec<u32>,
+    hashes: Vec<u64>,
+    prompt_len: usize,
+    max_tokens: usize,
+    finish: FinishKind,
+    generated: usize,
+    /// Tokens whose KV is computed.
+    computed: usize,
+    blocks: Vec<u32>,
+    /// Leading blocks whose hash is registered in the pool.
+    registered: usize,
+    /// Tokens scheduled in the current step.
+    scheduled: usize,
+    cached_tokens: Option<usize>,
+    arrival: Instant,
+    scheduled_at: Option<Instant>,
+    first_token_at: Option<Instant>,
+    last_token_at: Option<Instant>,
+    aborted: bool,
+    sink: Sink,
+}
+
+/// Scheduler state of one replica: queues, block pool and the step logic.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    block_size: usize,
+    max_num_seqs: usize,
+    max_batched: usize,
+    policy: SchedulingPolicy,
+    pool: BlockPool,
+    waiting: BTreeMap<(i64, u64), Seq>,
+    running: Vec<Seq>,
+    next_arrival: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Scheduler {
+    /// An idle scheduler with an empty cache.
+    pub(crate) fn new(config: &SimConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            block_size: config.block_size,
+            max_num_seqs: config.max_num_seqs,
+            max_batched: config.max_num_batched_tokens,
+            policy: config.scheduling_policy,
+            pool: BlockPool::new(config.num_gpu_blocks),
+            waiting: BTreeMap::new(),
+            running: Vec::new(),
+            next_arrival: 0,
+            metrics,
+        }
+    }
+
+    /// True when no sequence is waiting or running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    /// Applies a command from the HTTP side.
+    pub(crate) fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit(req) => self.add(*req),
+            Command::ResetCache(done) => {
+                self.pool.reset();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn add(&mut self, req: SeqRequest) {
+        let n = self.next_arrival;
+        self.next_arrival += 1;
+        let prio = match self.policy {
+            SchedulingPolicy::Fcfs => 0,
+            SchedulingPolicy::Priority => req.priority,
+        };
+        let seq = Seq {
+            key: (prio, n),
+            prompt_len: req.tokens.len(),
+            tokens: req.tokens,
+            hashes: req.hashes,
+            max_tokens: req.max_tokens.max(1),
+            finish: req.finish,
+            generated: 0,
+            computed: 0,
+            blocks: Vec::new(),
+            registered: 0,
+            scheduled: 0,
+            cached_tokens: None,
+            arrival: req.arrival,
+            scheduled_at: None,
+            first_token_at: None,
+            last_token_at: None,
+            aborted: false,
+            sink: req.sink,
+        };
+        self.waiting.insert(seq.key, seq);
+    }
+
+    fn blocks_for(&self, tokens: usize) -> usize {
+        tokens.div_ceil(self.block_size)
+    }
+
+    /// Plans one step: marks each sequence's `scheduled` tokens, allocates their blocks and
+    /// returns the work for the time model.
+    pub(crate) fn schedule(&mut self, now: Instant) -> StepWork {
+        self.reap_aborted(now);
+        let mut budget = self.max_batched;
+        let mut preempted = false;
+        let mut i = 0;
+        while i < self.running.len() {
+            if budget == 0 {
+                break;
+            }
+            let seq = &self.running[i];
+            let n = (seq.tokens.len() - seq.computed).min(budget);
+            let need = self
+                .blocks_for(seq.computed + n)
+                .saturating_sub(seq.blocks.len());
+            let mut self_preempted = false;
+            while self.pool.num_free() < need {
+                let victim = self.pick_victim();
+                budget += self.running[victim].scheduled;
+                self.preempt(victim);
+                preempted = true;
+                if victim == i {
+                    self_preempted = true;
+                    break;
+                }
+                if victim < i {
+                    i -= 1;
+                }
+            }
+            if self_preempted {
+                continue;
+            }
+            let Some(new_blocks) = self.pool.allocate(need) else {
+                break;
+            };
+            let seq = &mut self.running[i];
+            seq.blocks.extend(new_blocks);
+            seq.scheduled = n;
+            budget -= n;
+            i += 1;
+        }
+        if !preempted {
+            self.admit(now, budget);
+        }
+        self.step_work()
+    }
+
+    /// Moves waiting sequences to running while seats, budget and blocks allow.
+    fn admit(&mut self, now: Instant, mut budget: usize) {
+        let bs = self.block_size;
+        while self.running.len() < self.max_num_seqs && budget > 0 {
+            let Some(entry) = self.waiting.first_entry() else {
+                break;
+            };
+            if entry.get().sink.is_closed() {
+                let mut seq = entry.remove();
+                seq.aborted = true;
+                self.finish(seq, now);
+                continue;
+            }
+            let seq = entry.get();
+            // Like vLLM, the last prompt token is always computed, so hits stop before it.
+            let max_hit = (seq.tokens.len().saturating_sub(1) / bs).min(seq.hashes.len());
+            let hits = self.pool.lookup(&seq.hashes[..max_hit]);
+            let cached = hits.len() * bs;
+            let n = (seq.tokens.len() - cached).min(budget);
+            let need = (cached + n).div_ceil(bs) - hits.len();
+            let free_after_pin = self.pool.num_free() - self.pool.count_unpinned(&hits);
+            if need > free_after_pin {
+                break;
+            }
+            let mut seq = entry.remove();
+            for &b in &hits {
+                self.pool.pin(b);
+            }
+            seq.registered = hits.len();
+            seq.blocks = hits;
+            let Some(new_blocks) = self.pool.allocate(need) else {
+                // Cannot happen (checked above); put it back untouched.
+                self.pool.release(&seq.blocks);
+                seq.blocks.clear();
+                seq.registered = 0;
+                self.waiting.insert(seq.key, seq);
+                break;
+            };
+            seq.blocks.extend(new_blocks);
+            seq.computed = cached;
+            if seq.cached_tokens.is_none() {
+                seq.cached_tokens = Some(cached);
+                seq.scheduled_at = Some(now);
+                self.metrics.prefix_queries.inc_by(seq.tokens.len() as u64);
+                self.metrics.prefix_hits.inc_by(cached as u64);
+                self.metrics.prompt_tokens.inc_by(seq.prompt_len as u64);
+            }
+            seq.scheduled = n;
+            budget -= n;
+            self.running.push(seq);
+        }
+    }
+
+    /// The running sequence to preempt: the newest (FCFS) or the lowest priority.
+    fn pick_victim(&self) -> usize {
+        match self.policy {
+            SchedulingPolicy::Fcfs => self.running.len() - 1,
+            SchedulingPolicy::Priority => self
+                .running
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, s)| s.key)
+                .map_or(0, |(i, _)| i),
+        }
+    }
+
+    /// Frees a running sequence's blocks and queues it again (its KV will be recomputed,
+    /// mostly from the prefix cache).
+    fn preempt(&mut self, idx: usize) {
+        let mut seq = self.running.remove(idx);
+        self.pool.release(&seq.blocks);
+        seq.blocks.clear();
+        seq.registered = 0;
+        seq.computed = 0;
+        seq.scheduled = 0;
+        self.metrics.preemptions.inc();
+        self.waiting.insert(seq.key, seq);
+    }
+
+    fn step_work(&self) -> StepWork {
+        let mut w = StepWork::default();
+        for s in self.running.iter().filter(|s| s.scheduled > 0) {
+            let is_decode = s.generated > 0 && s.scheduled == 1 && s.computed + 1 == s.tokens.len();
+            if is_decode {
+                w.decode_seqs += 1;
+                w.decode_kv_tokens += s.computed as u64;
+            } else {
+                w.prefill_tokens += s.scheduled as u64;
+                w.cached_pairs += s.scheduled as f64 * s.computed as f64;
+            }
+        }
+        w
+    }
+
+    /// Applies the planned step at time `now`: KV computed, blocks hashed, tokens emitted,
+    /// finished sequences released.
+    pub(crate) fn complete_step(&mut self, now: Instant) {
+        let mut generated = 0u64;
+        let mut any_done = false;
+        for seq in &mut self.running {
+            let n = std::mem::take(&mut seq.scheduled);
+            if n == 0 {
+                continue;
+            }
+            seq.computed += n;
+            let full = seq.computed / self.block_size;
+            while seq.registered < full && seq.registered < seq.hashes.len() {
+                self.pool
+                    .register(seq.blocks[seq.registered], seq.hashes[seq.registered]);
+                seq.registered += 1;
+            }
+            if seq.computed < seq.tokens.len() {
+                continue;
+            }
+            // The step computed the whole sequence: it samples its next token.
+            let index = seq.generated;
+            seq.generated += 1;
+            generated += 1;
+            match seq.last_token_at {
+                None => {
+                    seq.first_token_at = Some(now);
+                    self.metrics
+                        .ttft
+                        .observe(secs(now.saturating_duration_since(seq.arrival)));
+                }
+                Some(prev) => self
+                    .metrics
+                    .itl
+                    .observe(secs(now.saturating_duration_since(prev))),
+            }
+            seq.last_token_at = Some(now);
+            let last = seq.generated >= seq.max_tokens;
+            if let Sink::Stream { tx, choice } = &seq.sink {
+                let ev = StreamEvent::Token {
+                    choice: *choice,
+                    index: index as u32,
+                    last,
+                };
+                if tx.send(ev).is_err() {
+                    seq.aborted = true;
+                }
+            }
+            if last || seq.aborted {
+                any_done = true;
+            } else {
+                seq.tokens.push(filler_token(index));
+                extend_block_hashes(&mut seq.hashes, &seq.tokens, self.block_size);
+            }
+        }
+        self.metrics.generation_tokens.inc_by(generated);
+        if any_done {
+            self.drain_finished(now);
+        }
+    }
+
+    fn drain_finished(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.running.len() {
+            let s = &self.running[i];
+            if s.aborted || s.generated >= s.max_tokens {
+                let seq = self.running.remove(i);
+                self.finish(seq, now);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Aborts sequences whose client went away.
+    fn reap_aborted(&mut self, now: Instant) {
+        if self.running.iter().any(|s| s.sink.is_closed()) {
+            for s in &mut self.running {
+                s.aborted |= s.sink.is_closed();
+            }
+            self.drain_finished(now);
+        }
+    }
+
+    /// Releases a finished sequence, records its metrics and reports its outcome.
+    fn finish(&mut self, seq: Seq, now: Instant) {
+        self.pool.release(&seq.blocks);
+        let m = &self.metrics;
+        let reason = if seq.aborted {
+            FinishedReason::Abort
+        } else {
+            match seq.finish {
+                FinishKind::Length => FinishedReason::Length,
+                FinishKind::Stop => FinishedReason::Stop,
+            }
+        };
+        m.success(reason);
+        if !seq.aborted {
+            m.e2e
+                .observe(secs(now.saturating_duration_since(seq.arrival)));
+            if let (Some(sched), Some(first)) = (seq.scheduled_at, seq.first_token_at) {
+                m.queue_time
+                    .observe(secs(sched.saturating_duration_since(seq.arrival)));
+                m.prefill_time
+                    .observe(secs(first.saturating_duration_since(sched)));
+                let decode = now.saturating_duration_since(first);
+                m.decode_time.observe(secs(decode));
+                if seq.generated > 1 {
+                    m.tpot.observe(secs(decode) / (seq.generated - 1) as f64);
+                }
+            }
+            m.request_prompt_tokens.observe(seq.prompt_len as f64);
+            m.request_generation_tokens.observe(seq.generated as f64);
+        }
+        let outcome = Outcome {
+            prompt_tokens: seq.prompt_len,
+            cached_tokens: seq.cached_tokens.unwrap_or(0),
+            completion_tokens: seq.generated,
+            finish: seq.finish,
+        };
+        match seq.sink {
+            Sink::Once(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Sink::Stream { tx, choice } => {
+                let _ = tx.send(StreamEvent::Done { choice, outcome });
+            }
+        }
+    }
+
+    /// Publishes the load gauges.
+    pub(crate) fn publish_gauges(&self) {
+        self.metrics
+            .set_load(self.running.len(), self.waiting.len(), self.pool.usage());
+    }
+
+    /// Blocks in the pool (for tests).
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::block_hashes;
+    use tokio::sync::oneshot;
+
+    fn sched(cfg: SimConfig) -> Scheduler {
+        let metrics = Arc::new(Metrics::new(&cfg).unwrap());
+        Scheduler::new(&cfg, metrics)
+    }
+
+    fn cfg() -> SimConfig {
+        SimConfig {
+            block_size: 4,
+            num_gpu_blocks: 64,
+            ..SimConfig::zero_delay()
+        }
+    }
+
+    fn submit(
+        s: &mut Scheduler,
+        tokens: Vec<u32>,
+        max_tokens: usize,
+        priority: i64,
+    ) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        let hashes = block_hashes(&tokens, s.block_size);
+        s.handle(Command::Submit(Box::new(SeqRequest {
+            tokens,
+            hashes,
+            max_tokens,
+            finish: FinishKind::Length,
+            priority,
+            arrival: Instant::now(),
+            sink: Sink::Once(tx),
+        })));
+        rx
+    }
+
+    /// Runs steps until idle; returns the number of steps and the work of each.
+    fn run(s: &mut Scheduler) -> Vec<StepWork> {
+        let mut steps = Vec::new();
+        while !s.is_idle() {
+            let w = s.schedule(Instant::now());
+            s.complete_step(Instant::now());
+            steps.push(w);
+            assert!(steps.len() < 10_000, "scheduler does not finish");
+        }
+        steps
+    }
+
+    #[test]
+    fn second_identical_prompt_hits_all_but_last_block() {
+        let mut s = sched(cfg());
+        let prompt: Vec<u32> = (0..16).collect();
+        let mut a = submit(&mut s, prompt.clone(), 3, 0);
+        run(&mut s);
+        let a = a.try_recv().unwrap();
+        assert_eq!(a.cached_tokens, 0);
+        assert_eq!(a.completion_tokens, 3);
+        let mut b = submit(&mut s, prompt, 3, 0);
+        let steps = run(&mut s);
+        let b = b.try_recv().unwrap();
+        // 16 tokens = 4 full blocks; the last token is always computed, so 3 blocks hit.
+        assert_eq!(b.cached_tokens, 12);
+        assert_eq!(steps[0].prefill_tokens, 4);
+        assert_eq!(steps[0].cached_pairs, 4.0 * 12.0);
+        assert_eq!(s.pool().num_free(), 64);
+    }
+
+    #[test]
+    fn generated_blocks_are_cached_too() {
+        let mut s = sched(cfg());
+        let prompt: Vec<u32> = (0..8).collect();
+        let _a = submit(&mut s, prompt.clone(), 9, 0);
+        run(&mut s);
+        // prompt (8) + 8 computed output tokens = 4 full blocks cached.
+        assert_eq!(s.pool().num_cached(), 4);
+    }
+
+    #[test]
+    fn max_num_seqs_and_fcfs_order() {
+        let mut s = sched(SimConfig {
+            max_num_seqs: 2,
+            ..cfg()
+        });
+        let rxs: Vec<_> = (0..4u32)
+            .map(|i| submit(&mut s, vec![100 + i; 5], 2, 0))
+            .collect();
+        s.schedule(Instant::now());
+        assert_eq!(s.running.len(), 2);
+        assert_eq!(s.waiting.len(), 2);
+        s.complete_step(Instant::now());
+        run(&mut s);
+        for mut rx in rxs {
+            assert_eq!(rx.try_recv().unwrap().completion_tokens, 2);
+        }
+    }
+
+    #[test]
+    fn priority_policy_admits_lowest_value_first() {
+        let mut s = sched(SimConfig {
+            max_num_seqs: 1,
+            scheduling_policy: SchedulingPolicy::Priority,
+            ..cfg()
+        });
+        let _low = submit(&mut s, vec![1; 5], 1, 5);
+        let _high = submit(&mut s, vec![2; 5], 1, -1);
+        s.schedule(Instant::now());
+        assert_eq!(s.running[0].tokens[0], 2);
+    }
+
+    #[test]
+    fn chunked_prefill_respects_budget() {
+        let mut s = sched(SimConfig {
+            max_num_batched_tokens: 10,
+            ..cfg()
+        });
+        let mut rx = submit(&mut s, (0..25).collect(), 1, 0);
+        let steps = run(&mut s);
+        let prefill: Vec<u64> = steps.iter().map(|w| w.prefill_tokens).collect();
+        assert_eq!(prefill, vec![10, 10, 5]);
+        assert_eq!(rx.try_recv().unwrap().completion_tokens, 1);
+    }
+
+    #[test]
+    fn preempts_newest_when_blocks_run_out() {
+        // 6 blocks of 4 tokens; two sequences of 8 prompt tokens each growing by 8 tokens.
+        let mut s = sched(SimConfig {
+            num_gpu_blocks: 6,
+            ..cfg()
+        });
+        let mut a = submit(&mut s, (0..8).collect(), 9, 0);
+        let mut b = submit(&mut s, (100..108).collect(), 9, 0);
+        run(&mut s);
+        assert!(s.metrics.preemptions.get() >= 1);
+        assert_eq!(a.try_recv().unwrap().completion_tokens, 9);
+        assert_eq!(b.try_recv().unwrap().completion_tokens, 9);
+        assert_eq!(s.pool().num_free(), 6);
+    }
+
+    #[test]
+    fn waits_for_blocks_instead_of_failing() {
+        let mut s = sched(SimConfig {
+            num_gpu_blocks: 4,
+            ..cfg()
+        });
+        let _a = submit(&mut s, (0..12).collect(), 2, 0);
+        let _b = submit(&mut s, (100..112).collect(), 2, 0);
+        s.schedule(Instant::now());
+        assert_eq!(s.running.len(), 1, "second request must wait for blocks");
+        s.complete_step(Instant::now());
+        run(&mut s);
+    }
+
+    #[test]
+    fn closed_client_is_aborted() {
+        let mut s = sched(cfg());
+        let rx = submit(&mut s, (0..8).collect(), 100, 0);
+        s.schedule(Instant::now());
+        s.complete_step(Instant::now());
+        drop(rx);
+        let steps = run(&mut s);
+        assert!(steps.len() <= 1);
+        assert_eq!(s.pool().num_free(), 64);
+    }
+}

@@ -1,0 +1,155 @@
+//! Shared helpers for the end-to-end tests: start `vllm-sim` replicas and a router on port 0,
+//! read Prometheus metrics, and poll for conditions with a deadline.
+
+use std::{future::Future, time::Duration};
+
+pub use router::{Config, RouterServer};
+pub use vllm_sim::{SimConfig, SimServer};
+
+/// Starts `n` simulated replicas on ephemeral ports.
+pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
+    let mut sims = Vec::with_capacity(n);
+    for _ in 0..n {
+        sims.push(
+            vllm_sim::start(config.clone())
+                .await
+                .expect("start vllm-sim"),
+        );
+    }
+    sims
+}
+
+/// YAML for a router on 127.0.0.1:0 in front of `sims`, named `r0`, `r1`, ... with fast health
+/// checks (50 ms interval, thresholds 1 up / 2 down). `extra` is appended verbatim (top-level keys).
+pub fn router_yaml(sims: &[SimServer], policy: &str, extra: &str) -> String {
+    let mut yaml = String::from("listen: 127.0.0.1:0\nreplicas:\n");
+    for (i, sim) in sims.iter().enumerate() {
+        yaml.push_str(&format!("  - url: {}\n    name: r{i}\n", sim.url()));
+    }
+    yaml.push_str(&format!("policy:\n  name: {policy}\n  seed: 42\n"));
+    if !extra.contains("health:") {
+        yaml.push_str(
+            "health:\n  interval_ms: 50\n  timeout_ms: 200\n  healthy_threshold: 1\n  unhealthy_threshold: 2\n",
+        );
+    }
+    if !extra.contains("timeouts:") {
+        yaml.push_str("timeouts:\n  shutdown_drain_ms: 2000\n");
+    }
+    yaml.push_str(extra);
+    yaml
+}
+
+/// Starts a router from YAML.
+pub async fn start_router(yaml: &str) -> RouterServer {
+    let config = Config::from_yaml_str(yaml).expect("valid router YAML");
+    router::start(config).await.expect("start router")
+}
+
+/// Starts `n` zero-delay replicas and a router with `policy` in front of them.
+pub async fn cluster(n: usize, policy: &str) -> (Vec<SimServer>, RouterServer) {
+    let sims = start_sims(n, SimConfig::zero_delay()).await;
+    let router = start_router(&router_yaml(&sims, policy, "")).await;
+    (sims, router)
+}
+
+/// The model name the simulated replicas serve.
+pub fn model() -> String {
+    SimConfig::zero_delay().model
+}
+
+/// A small completion request body.
+pub fn completion_body(prompt: &str, max_tokens: u32, stream: bool) -> serde_json::Value {
+    serde_json::json!({ "model": model(), "prompt": prompt, "max_tokens": max_tokens, "stream": stream })
+}
+
+/// Value of the sample `name{labels}` in Prometheus text `text` (labels must all match).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            if all { value.parse().ok() } else { None }
+        })
+}
+
+/// Sum of every sample of `name` whose labels include `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+            let label_text = label_text.trim_end_matches('}');
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            (metric == name && all)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Fetches the router's `/metrics` text.
+pub async fn router_metrics(router: &RouterServer) -> String {
+    reqwest::get(format!("{}/metrics", router.url()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+/// `router_in_flight_requests{replica}` (0 when the series is absent).
+pub async fn in_flight(router: &RouterServer, replica: &str) -> f64 {
+    let text = router_metrics(router).await;
+    metric_value(&text, "router_in_flight_requests", &[("replica", replica)]).unwrap_or(0.0)
+}
+
+/// Polls `check` every 20 ms until it returns true; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every replica's in-flight gauge on `router` is back to zero.
+pub async fn wait_in_flight_zero(router: &RouterServer, replicas: &[&str]) {
+    wait_until(
+        Duration::from_secs(5),
+        "in-flight counters back to zero",
+        || async {
+            let text = router_metrics(router).await;
+            replicas.iter().all(|r| {
+                metric_value(&text, "router_in_flight_requests", &[("replica", r)]).unwrap_or(0.0)
+                    == 0.0
+                    && metric_value(&text, "router_in_flight_prompt_tokens", &[("replica", r)])
+                        .unwrap_or(0.0)
+                        == 0.0
+            })
+        },
+    )
+    .await;
+}

@@ -1,0 +1,149 @@
+//! Each policy's observable behaviour through real sockets.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+use std::{collections::HashMap, time::Duration};
+
+use prefix_router_tests::{RouterServer, cluster, completion_body, in_flight, wait_in_flight_zero};
+
+async fn routed_to(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
+    let response = client
+        .post(format!("{}/v1/completions", router.url()))
+        .json(&completion_body(prompt, 2, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["x-routed-to"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn round_robin_cycles_through_replicas_in_order() {
+    let (sims, router) = cluster(3, "round_robin").await;
+    let client = reqwest::Client::new();
+    let mut order = Vec::new();
+    for i in 0..9 {
+        order.push(routed_to(&client, &router, &format!("prompt {i}")).await);
+    }
+    assert_eq!(
+        order,
+        ["r0", "r1", "r2", "r0", "r1", "r2", "r0", "r1", "r2"]
+    );
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn random_spreads_over_every_replica() {
+    let (sims, router) = cluster(3, "random").await;
+    let client = reqwest::Client::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for i in 0..60 {
+        *counts
+            .entry(routed_to(&client, &router, &format!("prompt {i}")).await)
+            .or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n >= 8), "roughly even: {counts:?}");
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+/// Stalls r0, sends 30 requests one after another without waiting for stuck ones, and returns
+/// how many got stuck on r0 (the router's in-flight gauge) and how many completed elsewhere.
+async fn stuck_on_stalled_replica(policy: &str) -> (f64, usize) {
+    let (sims, router) = cluster(3, policy).await;
+    sims[0].faults().set_stall(true);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let client = client.clone();
+        let url = format!("{}/v1/completions", router.url());
+        tasks.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .json(&completion_body(&format!("q{i}"), 2, false))
+                .send()
+                .await;
+            response.map(|r| r.headers()["x-routed-to"].to_str().unwrap().to_owned())
+        }));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stuck = in_flight(&router, "r0").await;
+    let completed = tasks.iter().filter(|t| t.is_finished()).count();
+    sims[0].faults().set_stall(false);
+    for task in tasks {
+        let routed = task.await.unwrap().unwrap();
+        assert!(["r0", "r1", "r2"].contains(&routed.as_str()));
+    }
+    wait_in_flight_zero(&router, &["r0", "r1", "r2"]).await;
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+    (stuck, completed)
+}
+
+#[tokio::test]
+async fn power_of_two_avoids_a_replica_holding_stalled_requests() {
+    let (stuck, completed) = stuck_on_stalled_replica("power_of_two").await;
+    assert!(
+        stuck <= 1.0,
+        "once r0 holds a request it loses every comparison: {stuck} stuck"
+    );
+    assert!(completed >= 29, "{completed} of 30 completed");
+
+    // The same traffic under round robin piles a third of it onto the stalled replica.
+    let (stuck, completed) = stuck_on_stalled_replica("round_robin").await;
+    assert_eq!(stuck, 10.0);
+    assert_eq!(completed, 20);
+}
+
+#[tokio::test]
+async fn power_of_two_prefers_the_replica_with_fewer_in_flight_requests() {
+    let (sims, router) = cluster(2, "power_of_two").await;
+    sims[1].faults().set_stall(true);
+    let client = reqwest::Client::new();
+    // Send requests until one is held by the stalled r1 (the others complete on r0).
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let client = client.clone();
+        let url = format!("{}/v1/completions", router.url());
+        held.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&completion_body(&format!("h{i}"), 2, false))
+                .send()
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if in_flight(&router, "r1").await >= 1.0 {
+            break;
+        }
+    }
+    assert_eq!(
+        in_flight(&router, "r1").await,
+        1.0,
+        "one request is stuck on r1"
+    );
+    for i in 0..10 {
+        assert_eq!(routed_to(&client, &router, &format!("p{i}")).await, "r0");
+    }
+    sims[1].faults().set_stall(false);
+    for task in held {
+        assert_eq!(task.await.unwrap().unwrap().status(), 200);
+    }
+    wait_in_flight_zero(&router, &["r0", "r1"]).await;
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}

@@ -1,0 +1,159 @@
+//! Proxying through the router to vllm-sim replicas: bodies, headers, streaming, model list.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use prefix_router_tests::{
+    SimConfig, cluster, completion_body, model, router_metrics, router_yaml, start_router,
+    start_sims, wait_in_flight_zero,
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn completions_and_chat_are_proxied_with_routing_headers() {
+    let (sims, router) = cluster(2, "round_robin").await;
+    let client = reqwest::Client::new();
+
+    let response = client
+        .post(format!("{}/v1/completions", router.url()))
+        .header("x-request-id", "req-123")
+        .json(&completion_body("Hello there", 5, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let routed = response.headers()["x-routed-to"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(routed == "r0" || routed == "r1", "{routed}");
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "text_completion");
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+
+    let response = client
+        .post(format!("{}/v1/chat/completions", router.url()))
+        .json(&json!({"model": model(), "max_tokens": 3,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "a generated uuid-shaped id: {id}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+
+    wait_in_flight_zero(&router, &["r0", "r1"]).await;
+    let metrics = router_metrics(&router).await;
+    assert!(
+        metrics.contains(
+            "router_requests_total{policy=\"round_robin\",replica=\"r0\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "router_requests_total{policy=\"round_robin\",replica=\"r1\",status=\"200\"} 1"
+        )
+    );
+    assert!(metrics.contains("router_time_to_first_byte_seconds_count{replica=\"r0\"} 1"));
+    assert!(metrics.contains("router_request_duration_seconds_count{replica=\"r1\"} 1"));
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn streaming_chunks_reach_the_client_while_the_replica_is_still_generating() {
+    // ~40 ms per decode step: 25 tokens take about a second.
+    let mut config = SimConfig::zero_delay();
+    config.decode_base_ms = 40.0;
+    let sims = start_sims(1, config).await;
+    let router = start_router(&router_yaml(&sims, "round_robin", "")).await;
+
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/completions", router.url()))
+        .json(&completion_body("stream me", 25, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("data: "),
+        "{first:?}"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    let total = started.elapsed();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(
+        first_at * 3 < total && total - first_at > Duration::from_millis(400),
+        "first chunk at {first_at:?} must arrive long before the end at {total:?}"
+    );
+    wait_in_flight_zero(&router, &["r0"]).await;
+    router.shutdown().await;
+    sims.into_iter().next().unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn models_are_merged_and_other_v1_routes_pass_through() {
+    let (sims, router) = cluster(2, "round_robin").await;
+    let models: Value = reqwest::get(format!("{}/v1/models", router.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    let data = models["data"].as_array().unwrap();
+    assert_eq!(
+        data.len(),
+        1,
+        "two replicas serving one model are deduplicated: {models}"
+    );
+
+    // A `/v1/*` route the router does not know is forwarded; the replica answers it.
+    let response = reqwest::get(format!("{}/v1/nonexistent", router.url()))
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-routed-to"));
+    assert_eq!(response.status(), 404);
+
+    let health = reqwest::get(format!("{}/health", router.url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = reqwest::get(format!("{}/readiness", router.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["healthy_replicas"], 2);
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
