@@ -98,7 +98,10 @@ mod tests {
 
     fn mean_var(x: &[f64]) -> (f64, f64) {
         let m = x.iter().sum::<f64>() / x.len() as f64;
-        (m, x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / x.len() as f64)
+        (
+            m,
+            x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / x.len() as f64,
+        )
     }
 
     #[test]
@@ -129,7 +132,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_rates() {
-        assert_eq!("2.5".parse::<RequestRate>().unwrap(), RequestRate::PerSecond(2.5));
+        assert_eq!(
+            "2.5".parse::<RequestRate>().unwrap(),
+            RequestRate::PerSecond(2.5)
+        );
         for bad in ["0", "-1", "abc", "NaN"] {
             assert!(bad.parse::<RequestRate>().is_err(), "{bad}");
         }

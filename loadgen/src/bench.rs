@@ -123,8 +123,15 @@ async fn discover_model(client: &reqwest::Client, base_url: &str) -> String {
 }
 
 /// Writes one JSON line per request: index, send offset, endpoint path and body.
-fn dump(path: &Path, endpoint: Endpoint, stream: bool, bodies: &[(Value, Option<i64>)], at: &[Duration]) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
+fn dump(
+    path: &Path,
+    endpoint: Endpoint,
+    stream: bool,
+    bodies: &[(Value, Option<i64>)],
+    at: &[Duration],
+) -> Result<()> {
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
     for (i, ((b, _), t)) in bodies.iter().zip(at).enumerate() {
         let line = json!({"index": i, "send_at_s": t.as_secs_f64(), "path": endpoint.path(), "stream": stream, "body": b});
         writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
@@ -135,9 +142,18 @@ fn dump(path: &Path, endpoint: Endpoint, stream: bool, bodies: &[(Value, Option<
 /// Runs one benchmark; `cancel` (Ctrl-C) stops sending and still returns what was measured.
 pub async fn run_benchmark(cfg: &BenchConfig, cancel: CancellationToken) -> Result<RunSummary> {
     let workload = dataset::build(&cfg.dataset)?;
-    let at = schedule(workload.requests.len(), cfg.request_rate, cfg.burstiness, cfg.dataset.seed)?;
+    let at = schedule(
+        workload.requests.len(),
+        cfg.request_rate,
+        cfg.burstiness,
+        cfg.dataset.seed,
+    )?;
     let counter = TokenCounter::load(cfg.tokenizer.as_deref())?;
-    let baseline = cfg.prefill_baseline.as_deref().map(read_last_summary).transpose()?;
+    let baseline = cfg
+        .prefill_baseline
+        .as_deref()
+        .map(read_last_summary)
+        .transpose()?;
     let client = http_client()?;
     let model = match &cfg.model {
         Some(m) => m.clone(),
@@ -184,7 +200,12 @@ pub async fn run_benchmark(cfg: &BenchConfig, cancel: CancellationToken) -> Resu
     let replicas = match before {
         Some(before) => {
             let after = scrape_all(&client, &cfg.replica_urls).await?;
-            Some(replica_metrics(&cfg.replica_urls, &before, &after, out.duration_s))
+            Some(replica_metrics(
+                &cfg.replica_urls,
+                &before,
+                &after,
+                out.duration_s,
+            ))
         }
         None => None,
     };
@@ -235,7 +256,10 @@ pub async fn run_benchmark(cfg: &BenchConfig, cancel: CancellationToken) -> Resu
 async fn warmup(client: &reqwest::Client, cfg: &RunnerConfig, body: &Value) -> Result<()> {
     let out = runner::run(
         client,
-        &RunnerConfig { progress: false, ..cfg.clone() },
+        &RunnerConfig {
+            progress: false,
+            ..cfg.clone()
+        },
         vec![(body.clone(), None)],
         &[Duration::ZERO],
         CancellationToken::new(),

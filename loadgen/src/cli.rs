@@ -25,11 +25,22 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+impl Cli {
+    /// Parses `args` (the first is the program name) without exiting on error.
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Self as Parser>::try_parse_from(args)
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every policy x request rate through an in-process router and write one CSV.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Draw charts (PNG and SVG) and an index.html from a results CSV.
     Report(ReportArgs),
     /// Start 4 simulated replicas and the router, compare power_of_two and cost, write a report.
@@ -250,7 +261,10 @@ impl WorkloadArgs {
                 ttft_ms: self.slo_ttft_ms,
                 tpot_ms: self.slo_tpot_ms,
             },
-            replica_urls: replica_urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
+            replica_urls: replica_urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
             tokenizer: self.tokenizer.clone(),
             prefill_baseline: self.prefill_baseline.clone(),
             dump_requests: self.dump_requests.clone(),
@@ -266,7 +280,11 @@ impl WorkloadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     /// Router policies to compare (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "round_robin,power_of_two,prefix_aware,cost")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "round_robin,power_of_two,prefix_aware,cost"
+    )]
     pub policies: Vec<String>,
     /// Request rates to run each policy at (comma separated; "inf" allowed).
     #[arg(long, value_delimiter = ',', default_value = "25,50,100")]
@@ -323,13 +341,13 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 600)]
     pub num_prompts: usize,
     /// Simulated time runs this many times faster than the modelled GPU.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 2.0)]
     pub speedup: f64,
     /// Mean requests per second.
-    #[arg(long, default_value = "40")]
+    #[arg(long, default_value = "80")]
     pub request_rate: RequestRate,
     /// Most requests in flight.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pub max_concurrency: usize,
     /// Seed of the workload, arrivals and router.
     #[arg(long, default_value_t = 0)]
@@ -349,10 +367,25 @@ mod tests {
     #[test]
     fn run_flags_without_subcommand() {
         let cli = Cli::try_parse_from([
-            "loadgen", "--base-url", "http://h:1/", "--request-rate", "100", "--max-concurrency",
-            "40", "--dataset-name", "shared-prefix", "--gsp-num-groups", "64", "--gsp-zipf", "0.8",
-            "--priority-mix", "0:0.5,1:0.5", "--replica-urls", "http://a,http://b",
-            "--output-file", "out/r.jsonl",
+            "loadgen",
+            "--base-url",
+            "http://h:1/",
+            "--request-rate",
+            "100",
+            "--max-concurrency",
+            "40",
+            "--dataset-name",
+            "shared-prefix",
+            "--gsp-num-groups",
+            "64",
+            "--gsp-zipf",
+            "0.8",
+            "--priority-mix",
+            "0:0.5,1:0.5",
+            "--replica-urls",
+            "http://a,http://b",
+            "--output-file",
+            "out/r.jsonl",
         ])
         .unwrap();
         assert!(cli.command.is_none());
@@ -360,7 +393,10 @@ mod tests {
         assert_eq!(r.request_rate, RequestRate::PerSecond(100.0));
         assert_eq!(r.replica_urls, vec!["http://a", "http://b"]);
         assert_eq!(r.output.csv_path().unwrap(), PathBuf::from("out/r.csv"));
-        let b = r.workload.bench_config(&r.base_url, r.request_rate, &r.replica_urls).unwrap();
+        let b = r
+            .workload
+            .bench_config(&r.base_url, r.request_rate, &r.replica_urls)
+            .unwrap();
         assert_eq!(b.base_url, "http://h:1");
         assert_eq!(b.max_concurrency, Some(40));
         assert_eq!(b.dataset.shared_prefix.groups, 64);
@@ -372,13 +408,24 @@ mod tests {
     #[test]
     fn subcommands_parse() {
         let cli = Cli::try_parse_from([
-            "loadgen", "sweep", "--policies", "round_robin,cost", "--request-rates", "25,inf",
-            "--replicas", "2",
+            "loadgen",
+            "sweep",
+            "--policies",
+            "round_robin,cost",
+            "--request-rates",
+            "25,inf",
+            "--replicas",
+            "2",
         ])
         .unwrap();
-        let Some(Command::Sweep(s)) = cli.command else { panic!("not a sweep") };
+        let Some(Command::Sweep(s)) = cli.command else {
+            panic!("not a sweep")
+        };
         assert_eq!(s.policies, vec!["round_robin", "cost"]);
-        assert_eq!(s.request_rates, vec![RequestRate::PerSecond(25.0), RequestRate::Infinite]);
+        assert_eq!(
+            s.request_rates,
+            vec![RequestRate::PerSecond(25.0), RequestRate::Infinite]
+        );
         let cli = Cli::try_parse_from(["loadgen", "report", "r.csv", "--out", "rep"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Report(_))));
         let cli = Cli::try_parse_from(["loadgen", "demo"]).unwrap();

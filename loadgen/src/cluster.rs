@@ -30,9 +30,15 @@ pub async fn start_sims(config: &SimConfig, n: usize) -> Result<Vec<SimServer>> 
 }
 
 /// Router YAML: `base` (if any) with listen on an ephemeral port, the replicas and the policy.
-pub fn router_yaml(base: Option<&str>, replica_urls: &[String], policy: &str, seed: u64) -> Result<String> {
+pub fn router_yaml(
+    base: Option<&str>,
+    replica_urls: &[String],
+    policy: &str,
+    seed: u64,
+) -> Result<String> {
     let mut doc = match base {
-        Some(text) => serde_yaml::from_str::<Value>(text).map_err(|e| router_err(format!("base config: {e}")))?,
+        Some(text) => serde_yaml::from_str::<Value>(text)
+            .map_err(|e| router_err(format!("base config: {e}")))?,
         None => Value::Mapping(Mapping::new()),
     };
     let Value::Mapping(root) = &mut doc else {
@@ -73,11 +79,18 @@ pub fn policy_supported(policy: &str) -> bool {
 }
 
 /// Starts the router and waits (up to 5 s) until `/readiness` answers 200.
-pub async fn start_router(config: router::Config, client: &reqwest::Client) -> Result<router::RouterServer> {
+pub async fn start_router(
+    config: router::Config,
+    client: &reqwest::Client,
+) -> Result<router::RouterServer> {
     let server = router::start(config).await.map_err(router_err)?;
     let url = format!("{}/readiness", server.url());
     for _ in 0..50 {
-        if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await
+        if let Ok(r) = client
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
             && r.status().is_success()
         {
             return Ok(server);

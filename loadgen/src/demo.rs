@@ -34,8 +34,17 @@ fn resolve_policies(wanted: &[String]) -> Result<Vec<String>> {
         // TODO(lead): drop this fallback once the router ships `cost` (issue 6).
         let fallback = FALLBACKS
             .iter()
-            .find(|f| policy_supported(f) && !out.iter().any(|o| o == *f) && !wanted.iter().any(|w| w == *f))
-            .ok_or_else(|| Error::invalid("--policies", format!("the router has no policy {p} and no fallback")))?;
+            .find(|f| {
+                policy_supported(f)
+                    && !out.iter().any(|o| o == *f)
+                    && !wanted.iter().any(|w| w == *f)
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    "--policies",
+                    format!("the router has no policy {p} and no fallback"),
+                )
+            })?;
         eprintln!("note: this router build has no policy `{p}`; running `{fallback}` in its place");
         out.push((*fallback).to_string());
     }

@@ -28,3 +28,5 @@ pub mod sweep;
 pub mod tokens;
 
 pub use error::{Error, Result};
+/// Cancels a run (Ctrl-C): sending stops and requests in flight are drained.
+pub use tokio_util::sync::CancellationToken;

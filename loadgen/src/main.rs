@@ -11,7 +11,9 @@ fn handle_ctrl_c(cancel: CancellationToken) {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
-        eprintln!("\nCtrl-C: no new requests; waiting for requests in flight (Ctrl-C again to quit)");
+        eprintln!(
+            "\nCtrl-C: no new requests; waiting for requests in flight (Ctrl-C again to quit)"
+        );
         cancel.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);

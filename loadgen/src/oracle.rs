@@ -118,7 +118,9 @@ mod tests {
             priority: None,
         };
         let mut turn2 = turn1.clone();
-        turn2.messages.push(Message::new("assistant", "y".repeat(200)));
+        turn2
+            .messages
+            .push(Message::new("assistant", "y".repeat(200)));
         turn2.messages.push(Message::new("user", "z".repeat(200)));
         for endpoint in [Endpoint::Chat, Endpoint::Completions] {
             let r = oracle(&[turn1.clone(), turn2.clone()], endpoint, 16);

@@ -13,6 +13,8 @@ pub struct RequestRecord {
     pub start: f64,
     /// Why the request failed ("http_500", "connect", "timeout", ...); `None` on success.
     pub error: Option<String>,
+    /// The server's error message (truncated), when it sent one.
+    pub error_detail: Option<String>,
     /// Time to the first content chunk (equal to `e2e` without streaming).
     pub ttft: Option<f64>,
     /// Gaps between consecutive content chunks.

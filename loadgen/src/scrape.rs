@@ -77,19 +77,37 @@ pub async fn scrape_all(client: &reqwest::Client, urls: &[String]) -> Result<Vec
         .collect()
 }
 
-const QUERIES: &[&str] = &["vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"];
-const HITS: &[&str] = &["vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"];
+const QUERIES: &[&str] = &[
+    "vllm:prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_queries_total",
+];
+const HITS: &[&str] = &[
+    "vllm:prefix_cache_hits_total",
+    "vllm:gpu_prefix_cache_hits_total",
+];
 const PROMPT: &[&str] = &["vllm:prompt_tokens_total", "sglang:prompt_tokens_total"];
-const GENERATION: &[&str] = &["vllm:generation_tokens_total", "sglang:generation_tokens_total"];
+const GENERATION: &[&str] = &[
+    "vllm:generation_tokens_total",
+    "sglang:generation_tokens_total",
+];
 const SUCCESS: &[&str] = &["vllm:request_success_total", "sglang:num_requests_total"];
-const TTFT: &[&str] = &["vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds"];
+const TTFT: &[&str] = &[
+    "vllm:time_to_first_token_seconds",
+    "sglang:time_to_first_token_seconds",
+];
 const TPOT: &[&str] = &[
     "vllm:time_per_output_token_seconds",
     "vllm:request_time_per_output_token_seconds",
     "sglang:time_per_output_token_seconds",
 ];
-const E2E: &[&str] = &["vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds"];
-const QUEUE: &[&str] = &["vllm:request_queue_time_seconds", "sglang:queue_time_seconds"];
+const E2E: &[&str] = &[
+    "vllm:e2e_request_latency_seconds",
+    "sglang:e2e_request_latency_seconds",
+];
+const QUEUE: &[&str] = &[
+    "vllm:request_queue_time_seconds",
+    "sglang:queue_time_seconds",
+];
 const PREFILL: &[&str] = &["vllm:request_prefill_time_seconds"];
 const DECODE: &[&str] = &["vllm:request_decode_time_seconds"];
 
@@ -199,9 +217,16 @@ pub fn replica_metrics(
         })
         .collect();
     let sum = |f: fn(&ReplicaDelta) -> f64| per_replica.iter().map(f).sum::<f64>();
-    let rate = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+    let rate = |x: f64| {
+        if duration_s > 0.0 {
+            x / duration_s
+        } else {
+            0.0
+        }
+    };
     let queries = sum(|r| r.prefix_cache_queries);
-    let avg = |f: fn(&HistogramMeans) -> Option<f64>| average(per_replica.iter().map(|r| f(&r.means_ms)));
+    let avg =
+        |f: fn(&HistogramMeans) -> Option<f64>| average(per_replica.iter().map(|r| f(&r.means_ms)));
     ReplicaMetrics {
         prefix_cache_hit_rate: if queries > 0.0 {
             sum(|r| r.prefix_cache_hits) / queries
@@ -254,8 +279,14 @@ weird line without value
     fn parses_and_sums_label_sets() {
         let s = Snapshot::parse(BEFORE);
         assert_eq!(s.get(&["vllm:request_success_total"]), Some(4.0));
-        assert_eq!(s.get(&["missing", "vllm:prefix_cache_hits_total"]), Some(10.0));
-        assert_eq!(s.get(&["vllm:time_to_first_token_seconds_bucket"]), Some(4.0));
+        assert_eq!(
+            s.get(&["missing", "vllm:prefix_cache_hits_total"]),
+            Some(10.0)
+        );
+        assert_eq!(
+            s.get(&["vllm:time_to_first_token_seconds_bucket"]),
+            Some(4.0)
+        );
     }
 
     #[test]

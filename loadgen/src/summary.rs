@@ -69,7 +69,13 @@ impl PrefillSplit {
                 0.0
             }
         };
-        let rate = |tokens: f64, ms: f64| if ms > 0.0 { tokens / (ms / 1000.0) } else { 0.0 };
+        let rate = |tokens: f64, ms: f64| {
+            if ms > 0.0 {
+                tokens / (ms / 1000.0)
+            } else {
+                0.0
+            }
+        };
         let prefill = baseline.e2e_ms.mean;
         let generation = (run.e2e_ms.mean - prefill).max(0.0);
         Self {

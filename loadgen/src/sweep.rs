@@ -11,7 +11,7 @@ use crate::report::write_report;
 use crate::summary::RunSummary;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
-use vllm_sim::SimConfig;
+use vllm_sim::{SchedulingPolicy, SimConfig};
 
 /// Where a sweep's replicas come from.
 #[derive(Debug, Clone)]
@@ -50,12 +50,20 @@ pub struct SweepPlan {
 /// current run.
 pub async fn run_sweep(plan: &SweepPlan, cancel: CancellationToken) -> Result<Vec<RunSummary>> {
     if plan.policies.is_empty() || plan.rates.is_empty() {
-        return Err(Error::invalid("--policies/--request-rates", "need at least one of each"));
+        return Err(Error::invalid(
+            "--policies/--request-rates",
+            "need at least one of each",
+        ));
     }
     // Fail on a policy the router does not know before running anything.
     for policy in &plan.policies {
-        router_config(&router_yaml(plan.router_base.as_deref(), &["http://127.0.0.1:9".into()], policy, 0)?)
-            .map_err(|e| Error::invalid("--policies", format!("{policy}: {e}")))?;
+        router_config(&router_yaml(
+            plan.router_base.as_deref(),
+            &["http://127.0.0.1:9".into()],
+            policy,
+            0,
+        )?)
+        .map_err(|e| Error::invalid("--policies", format!("{policy}: {e}")))?;
     }
     let client = http_client()?;
     let (sims, urls) = match &plan.replicas {
@@ -77,7 +85,12 @@ pub async fn run_sweep(plan: &SweepPlan, cancel: CancellationToken) -> Result<Ve
                 if !refused.is_empty() {
                     tracing::warn!(?refused, "replicas did not reset their prefix cache");
                 }
-                let yaml = router_yaml(plan.router_base.as_deref(), &urls, policy, plan.bench.dataset.seed)?;
+                let yaml = router_yaml(
+                    plan.router_base.as_deref(),
+                    &urls,
+                    policy,
+                    plan.bench.dataset.seed,
+                )?;
                 let router = start_router(router_config(&yaml)?, &client).await?;
                 let cfg = BenchConfig {
                     base_url: router.url(),
@@ -118,12 +131,23 @@ pub async fn sweep_command(args: &SweepArgs, cancel: CancellationToken) -> Resul
                 num_gpu_blocks: args.sim_num_gpu_blocks,
                 max_num_seqs: args.sim_max_num_seqs,
                 block_size: w.block_size,
+                // vLLM (and the sim) reject `priority` unless priority scheduling is on.
+                scheduling_policy: if w.priority_mix.is_some() {
+                    SchedulingPolicy::Priority
+                } else {
+                    SchedulingPolicy::Fcfs
+                },
                 ..SimConfig::default()
             },
             count: args.replicas,
         }
     } else {
-        Replicas::External(args.replica_urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect())
+        Replicas::External(
+            args.replica_urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+        )
     };
     let csv = args
         .output

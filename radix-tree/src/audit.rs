@@ -72,6 +72,14 @@ impl<K: KeyUnit> RadixTree<K> {
                     state.size()
                 ));
             }
+            let leaf_count = leaves.iter().filter(|l| l.0 == state.id).count();
+            let counted = state.leaves.load(std::sync::atomic::Ordering::Acquire);
+            if leaf_count != counted {
+                return fail(format!(
+                    "tenant {:?}: walk found {leaf_count} leaves, counter says {counted}",
+                    state.id
+                ));
+            }
             if let Some(cap) = state.cap() {
                 if size > cap + slack(cap) {
                     return fail(format!("tenant {:?} holds {size} > cap {cap}", state.id));
@@ -101,7 +109,8 @@ impl<K: KeyUnit> RadixTree<K> {
 
 /// Checks one non-root node on its own.
 fn check_node<K: KeyUnit>(g: &Node<K>, depth: usize) -> Result<(), RadixError> {
-    if g.label.is_empty() || !g.alive || g.holders.is_empty() {
+    if g.label.is_empty() || !g.alive || g.holders.is_empty() || g.first != g.label.first().copied()
+    {
         return fail(format!(
             "node at depth {depth}: label {} units, alive {}, {} holders",
             g.label.len(),

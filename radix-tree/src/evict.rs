@@ -83,16 +83,17 @@ impl<K: KeyUnit> RadixTree<K> {
                 state.lru.lock().push(ts, entry.node);
                 return 0;
             }
-            nw.holders.swap_remove(i);
+            nw.holders.remove(i);
             let units = nw.label.len();
             state.lose(units);
             if let Some(ph) = pw.holder(state.id) {
-                if ph.remove_child() == 0 && !Arc::ptr_eq(&parent, &self.root) {
+                if ph.remove_child() == 0 {
+                    state.became_leaf();
                     state.push_leaf(ph.last_used(), &parent);
                 }
             }
             if nw.holders.is_empty() {
-                if let Some(idx) = nw.label.first().and_then(|&u| pw.child_index(u).ok()) {
+                if let Some(idx) = nw.first.and_then(|u| pw.child_index(u).ok()) {
                     pw.children.remove(idx);
                 }
                 nw.alive = false;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::node::{Holder, Node, ReadGuard, WriteGuard, common_prefix};
+use crate::small::SmallVec;
 use crate::tenant::{TenantState, slack};
 use crate::{KeyUnit, RadixTree, Residency, TenantId};
 
@@ -49,15 +50,12 @@ impl<K: KeyUnit> RadixTree<K> {
 
     /// Housekeeping once no node lock is held: LRU compaction and cap enforcement.
     fn after_insert(&self, state: &TenantState<K>) {
-        if state
-            .needs_compaction
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Load first: the flag is shared by every thread inserting for this tenant.
+        if state.needs_compaction.load(Relaxed) && state.needs_compaction.swap(false, Relaxed) {
             match state.evicting.try_lock() {
                 Some(_pass) => self.compact(state),
-                None => state
-                    .needs_compaction
-                    .store(true, std::sync::atomic::Ordering::Relaxed),
+                None => state.needs_compaction.store(true, Relaxed),
             }
         }
         let Some(cap) = state.cap() else { return };
@@ -133,9 +131,9 @@ impl<K: KeyUnit> Insert<'_, K> {
             return;
         }
         child.holders.push(self.new_holder(0));
-        self.state.gain(child.label.len());
+        self.state.gain(child.label.len(), true);
         if let Some(ph) = parent.holder(self.tenant) {
-            ph.add_child();
+            self.state.child_added(ph.add_child());
         }
         if is_final {
             // Newly held, so no held children: a leaf of this tenant.
@@ -180,14 +178,14 @@ impl<K: KeyUnit> Insert<'_, K> {
         let parent = Arc::downgrade(WriteGuard::rwlock(w));
         let leaf = Arc::new(RwLock::new(Node::new(
             rest,
-            vec![self.new_holder(0)],
+            SmallVec::one(self.new_holder(0)),
             parent,
         )));
         w.children.insert(idx, (rest[0], leaf.clone()));
         if let Some(ph) = w.holder(self.tenant) {
-            ph.add_child();
+            self.state.child_added(ph.add_child());
         }
-        self.state.gain(rest.len());
+        self.state.gain(rest.len(), true);
         self.tree.grow(1, rest.len());
         self.state.push_leaf(self.now, &leaf);
     }
@@ -203,7 +201,7 @@ impl<K: KeyUnit> Insert<'_, K> {
         l: usize,
     ) {
         let suffix: Box<[K]> = cw.label[l..].into();
-        let holders: Vec<Holder> = cw.holders.iter().map(Holder::split_copy).collect();
+        let holders = SmallVec::from_vec(cw.holders.iter().map(Holder::split_copy).collect());
         for h in &holders {
             // Every tenant holding the split node now also holds the new middle node.
             if h.tenant == self.tenant {
@@ -217,6 +215,7 @@ impl<K: KeyUnit> Insert<'_, K> {
         let mut mid = Node::new(&rest[..l], holders, Arc::downgrade(WriteGuard::rwlock(w)));
         mid.children
             .push((suffix[0], WriteGuard::rwlock(&cw).clone()));
+        cw.first = suffix.first().copied();
         cw.label = suffix;
         let mid = Arc::new(RwLock::new(mid));
         cw.parent = Arc::downgrade(&mid);
@@ -230,7 +229,7 @@ impl<K: KeyUnit> Insert<'_, K> {
             let label = &rest[l..];
             let leaf = Arc::new(RwLock::new(Node::new(
                 label,
-                vec![self.new_holder(0)],
+                SmallVec::one(self.new_holder(0)),
                 Arc::downgrade(&mid),
             )));
             let (Ok(i) | Err(i)) = m.child_index(label[0]);
@@ -242,7 +241,7 @@ impl<K: KeyUnit> Insert<'_, K> {
                 }
                 None => m.holders.push(self.new_holder(1)),
             }
-            self.state.gain(label.len());
+            self.state.gain(label.len(), true);
             self.state.push_leaf(self.now, &leaf);
             nodes += 1;
             leaf_units = label.len();
@@ -253,9 +252,10 @@ impl<K: KeyUnit> Insert<'_, K> {
             self.state.push_leaf(self.now, &mid);
         }
         if !held {
-            self.state.gain(l);
+            // Newly held middle node: a leaf only if the key ends there.
+            self.state.gain(l, rest.len() == l);
             if let Some(ph) = w.holder(self.tenant) {
-                ph.add_child();
+                self.state.child_added(ph.add_child());
             }
         }
         drop(m);

@@ -31,6 +31,7 @@ mod evict;
 mod insert;
 mod matching;
 mod node;
+mod small;
 mod tenant;
 mod tree;
 

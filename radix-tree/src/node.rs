@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{RawRwLock, RwLock};
 
+use crate::small::SmallVec;
 use crate::{KeyUnit, TenantId};
 
 /// Shared handle to a node.
@@ -21,10 +22,12 @@ pub(crate) type WriteGuard<K> = parking_lot::ArcRwLockWriteGuard<RawRwLock, Node
 pub(crate) struct Node<K> {
     /// Units on the edge from the parent (empty only for the root).
     pub(crate) label: Box<[K]>,
+    /// Copy of `label[0]` (the key in the parent's child list), so eviction need not read the label.
+    pub(crate) first: Option<K>,
     /// Children sorted by the first unit of their label.
-    pub(crate) children: Vec<(K, NodeRef<K>)>,
+    pub(crate) children: SmallVec<(K, NodeRef<K>)>,
     /// Tenants holding this node (the whole prefix ending here).
-    pub(crate) holders: Vec<Holder>,
+    pub(crate) holders: SmallVec<Holder>,
     /// Parent node; dangling for the root.
     pub(crate) parent: NodeWeak<K>,
     /// False once the node is detached from the tree.
@@ -36,18 +39,20 @@ impl<K: KeyUnit> Node<K> {
     pub(crate) fn root() -> Self {
         Self {
             label: Box::new([]),
-            children: Vec::new(),
-            holders: Vec::new(),
+            first: None,
+            children: SmallVec::Empty,
+            holders: SmallVec::Empty,
             parent: Weak::new(),
             alive: true,
         }
     }
 
     /// A new node with one label and no children.
-    pub(crate) fn new(label: &[K], holders: Vec<Holder>, parent: NodeWeak<K>) -> Self {
+    pub(crate) fn new(label: &[K], holders: SmallVec<Holder>, parent: NodeWeak<K>) -> Self {
         Self {
             label: label.into(),
-            children: Vec::new(),
+            first: label.first().copied(),
+            children: SmallVec::Empty,
             holders,
             parent,
             alive: true,
@@ -130,9 +135,9 @@ impl Holder {
         }
     }
 
-    /// Counts one more held child.
-    pub(crate) fn add_child(&self) {
-        self.state.fetch_add(1, Ordering::AcqRel);
+    /// Counts one more held child; returns the previous count (zero: the node was a leaf).
+    pub(crate) fn add_child(&self) -> u32 {
+        self.state.fetch_add(1, Ordering::AcqRel) & !CONFIRMED
     }
 
     /// Counts one held child less; returns the new count.
@@ -177,8 +182,8 @@ mod tests {
     #[test]
     fn holder_packs_children_and_confirmation() {
         let h = Holder::new(TenantId(3), 10, false, 0);
-        h.add_child();
-        h.add_child();
+        assert_eq!(h.add_child(), 0);
+        assert_eq!(h.add_child(), 1);
         assert_eq!(h.held_children(), 2);
         assert!(!h.confirmed());
         h.touch(9, true);

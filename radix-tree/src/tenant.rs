@@ -13,12 +13,13 @@ use crate::node::{NodeRef, NodeWeak};
 /// Marker for "no cap" in `TenantState::cap`.
 const NO_CAP: usize = usize::MAX;
 
-/// Extra units over the cap tolerated before an insert triggers eviction (cap / 2^SLACK_SHIFT).
-const SLACK_SHIFT: u32 = 4;
+/// Largest slack over a cap, in units: bounds the work (and latency) of one eviction pass.
+const MAX_SLACK: usize = 16 * 1024;
 
-/// Size a tenant may reach over `cap` before an insert evicts it back down to `cap`.
+/// Size a tenant may reach over `cap` before an insert evicts it back down to `cap`:
+/// `min(cap / 64, 16384)`, so eviction runs in small, amortised passes.
 pub(crate) fn slack(cap: usize) -> usize {
-    cap >> SLACK_SHIFT
+    (cap / 64).min(MAX_SLACK)
 }
 
 /// A candidate leaf in a tenant's LRU index; `ts` is never newer than the node's real timestamp.
@@ -110,6 +111,8 @@ pub(crate) struct TenantState<K> {
     pub(crate) size: AtomicUsize,
     /// Number of nodes held.
     pub(crate) nodes: AtomicUsize,
+    /// Number of leaves (held nodes with no held child); bounds the useful size of `lru`.
+    pub(crate) leaves: AtomicUsize,
     /// Size cap, `NO_CAP` when unset.
     cap: AtomicUsize,
     /// Set when the LRU heap holds many stale entries and should be compacted.
@@ -126,6 +129,7 @@ impl<K> TenantState<K> {
             id,
             size: AtomicUsize::new(0),
             nodes: AtomicUsize::new(0),
+            leaves: AtomicUsize::new(0),
             cap: AtomicUsize::new(NO_CAP),
             needs_compaction: AtomicBool::new(false),
             lru: Mutex::new(LruHeap::new()),
@@ -151,25 +155,41 @@ impl<K> TenantState<K> {
         self.cap.store(cap.unwrap_or(NO_CAP), Ordering::Release);
     }
 
-    /// Records that this tenant now holds `node`, a leaf for it, last used at `ts`.
+    /// Queues `node`, one of this tenant's leaves last used at `ts`, in the LRU index.
     pub(crate) fn push_leaf(&self, ts: u64, node: &NodeRef<K>) {
         let mut lru = self.lru.lock();
         lru.push(ts, Arc::downgrade(node));
-        if lru.len() > 2 * self.nodes.load(Ordering::Relaxed) + 64 {
+        if lru.len() > 2 * self.leaves.load(Ordering::Relaxed) + 64 {
             self.needs_compaction.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Accounts for a newly held node of `units` units.
-    pub(crate) fn gain(&self, units: usize) {
+    /// Accounts for a newly held node of `units` units (a leaf if it has no held child).
+    pub(crate) fn gain(&self, units: usize, leaf: bool) {
         self.size.fetch_add(units, Ordering::AcqRel);
         self.nodes.fetch_add(1, Ordering::AcqRel);
+        if leaf {
+            self.leaves.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
-    /// Accounts for a node of `units` units no longer held.
+    /// Accounts for an evicted leaf of `units` units.
     pub(crate) fn lose(&self, units: usize) {
         self.size.fetch_sub(units, Ordering::AcqRel);
         self.nodes.fetch_sub(1, Ordering::AcqRel);
+        self.leaves.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Records that a held node gained its first held child (`prev` children before): no longer a leaf.
+    pub(crate) fn child_added(&self, prev: u32) {
+        if prev == 0 {
+            self.leaves.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Records that a held node lost its last held child: a leaf again.
+    pub(crate) fn became_leaf(&self) {
+        self.leaves.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -239,7 +259,8 @@ mod tests {
         assert_eq!(a.cap(), None);
         a.set_cap(Some(100));
         assert_eq!(b.cap(), Some(100));
-        assert_eq!(slack(100), 6);
+        assert_eq!(slack(100), 1);
+        assert_eq!(slack(100 << 20), 16 * 1024);
         r.get_or_create(TenantId(1));
         let ids: Vec<_> = r.all().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![TenantId(1), TenantId(2)]);

@@ -72,7 +72,7 @@ impl<K: KeyUnit> RadixTree<K> {
 
     /// Sets (or clears) `tenant`'s size cap and evicts down to it at once if it is over.
     ///
-    /// Afterwards an insert evicts the tenant back down to the cap once it exceeds it by 1/16.
+    /// Afterwards an insert evicts the tenant back down to the cap once it exceeds it by the slack, `min(cap / 64, 16384)` units.
     pub fn set_tenant_cap(&self, tenant: TenantId, max_units: Option<usize>) {
         let state = self.tenants.get_or_create(tenant);
         state.set_cap(max_units);

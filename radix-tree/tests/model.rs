@@ -69,7 +69,7 @@ impl<K: KeyUnit> Model<K> {
             }
         }
         if let Some(&cap) = self.caps.get(&t) {
-            if self.size(t) > cap + cap / 16 {
+            if self.size(t) > cap + (cap / 64).min(16 * 1024) {
                 self.evict(t, cap);
             }
         }

@@ -15,7 +15,11 @@ cargo build --release -q -p router -p vllm-sim
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 
 TMP=$(mktemp -d)
-cleanup() { kill "$SIM_PID" "$ROUTER_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() {
+  kill "$SIM_PID" "$ROUTER_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ -n "${KEEP_LOGS:-}" ]; then echo "logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
 SIM_PID=""; ROUTER_PID=""
 trap cleanup EXIT
 
@@ -37,7 +41,9 @@ SIM_PID=$!
 ROUTER_PID=$!
 
 for url in "http://127.0.0.1:$BASE_PORT/health" "http://127.0.0.1:$ROUTER_PORT/readiness"; do
-  for _ in $(seq 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
+  ok=""
+  for _ in $(seq 100); do curl -sf "$url" >/dev/null && { ok=1; break; }; sleep 0.1; done
+  [ -n "$ok" ] || { echo "not ready: $url" >&2; cat "$TMP"/*.log >&2; exit 1; }
 done
 
 run() { # name url connections

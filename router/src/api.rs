@@ -101,7 +101,11 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
         let bytes = read_body(&parts.headers, body, state.max_body_bytes).await?;
         let parsed = match endpoint {
             Endpoint::Other => ParsedRequest::passthrough(),
-            _ => request::parse(endpoint, &bytes)?,
+            _ => {
+                let mut parsed = request::parse(endpoint, &bytes)?;
+                state.dispatcher.keys.prepare(&mut parsed).await;
+                parsed
+            }
         };
         let headers = parts.headers;
         let path_and_query = parts

@@ -103,7 +103,8 @@ impl Body for TrackedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if !this.first_byte_seen && frame.data_ref().is_some_and(|d| !d.is_empty()) {
                     this.first_byte_seen = true;
-                    if let Some(f) = &this.in_flight {
+                    if let Some(f) = &mut this.in_flight {
+                        f.guard.first_byte();
                         f.guard
                             .replica()
                             .metrics

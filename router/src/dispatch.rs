@@ -16,6 +16,7 @@ use crate::{
     error::UpstreamErrorKind,
     metrics::RouterMetrics,
     policy::{Policy, ReplicaView},
+    prompt_key::PromptKeys,
     proxy::{Proxy, UpstreamRequest},
     replicas::{LoadGuard, ReplicaId, ReplicaSet},
     request::ParsedRequest,
@@ -42,6 +43,8 @@ pub struct Dispatcher {
     pub health: HealthConfig,
     /// Longest pause inside a response body.
     pub idle_timeout: Duration,
+    /// How prompt keys are made (bytes, or tokens off the async threads).
+    pub keys: PromptKeys,
 }
 
 impl Dispatcher {
@@ -85,7 +88,22 @@ impl Dispatcher {
                 "routing decision"
             );
             let started = Instant::now();
-            let guard = LoadGuard::acquire(Arc::clone(&replica), tokens);
+            // Prefix policies say how much of the prompt the replica holds: only the rest is
+            // queued prefill work there. Others count the whole prompt.
+            let prefill = match decision.matched_tokens {
+                Some(matched) => {
+                    if tokens > 0 {
+                        self.metrics
+                            .prefix_match_ratio
+                            .with_label_values(&[policy_name])
+                            .observe(matched.min(tokens) as f64 / tokens as f64);
+                    }
+                    tokens.saturating_sub(matched)
+                }
+                None => tokens,
+            };
+            let prefill = parsed.stream.then_some(prefill);
+            let guard = LoadGuard::acquire_with_prefill(Arc::clone(&replica), tokens, prefill);
             self.policy.on_dispatch(&route, replica.id());
             match self.proxy.send(&replica, &upstream).await {
                 Ok(response) => {

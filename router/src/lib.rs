@@ -13,9 +13,11 @@ mod health;
 mod membership;
 pub mod metrics;
 pub mod policy;
+pub mod prompt_key;
 pub mod proxy;
 pub mod replicas;
 pub mod request;
+pub mod scrape;
 mod server;
 
 pub use config::Config;

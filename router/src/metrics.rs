@@ -31,6 +31,8 @@ pub struct RouterMetrics {
     pub decisions: IntCounterVec,
     /// `router_no_healthy_replica_total`: requests refused with 503.
     pub no_healthy: IntCounter,
+    /// `router_prefix_match_ratio{policy}`: fraction of each prompt the chosen replica held.
+    pub prefix_match_ratio: HistogramVec,
 }
 
 /// Handles of one replica's labelled series, resolved once when the replica joins.
@@ -76,6 +78,17 @@ impl RouterMetrics {
             "Requests refused because no replica was healthy",
         )?;
         registry.register(Box::new(no_healthy.clone()))?;
+        let prefix_match_ratio = HistogramVec::new(
+            HistogramOpts::new(
+                "router_prefix_match_ratio",
+                "Fraction of the prompt the chosen replica was believed to hold",
+            )
+            .buckets(vec![
+                0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0,
+            ]),
+            &["policy"],
+        )?;
+        registry.register(Box::new(prefix_match_ratio.clone()))?;
         Ok(Self {
             requests: counter(
                 "router_requests_total",
@@ -118,6 +131,7 @@ impl RouterMetrics {
                 &["policy", "reason"],
             )?,
             no_healthy,
+            prefix_match_ratio,
             registry,
         })
     }

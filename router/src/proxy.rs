@@ -72,6 +72,8 @@ impl Proxy {
         if let Some(headers) = builder.headers_mut() {
             copy_end_to_end(&request.headers, headers);
             headers.remove(header::HOST);
+            // The body is already read: nothing to wait for upstream.
+            headers.remove(header::EXPECT);
         }
         let outgoing = builder
             .body(Full::new(request.body.clone()))

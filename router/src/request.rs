@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::{
     Error,
     policy::{Endpoint, PromptKey, RouteRequest},
+    prompt_key::{RestPrompts, chat_prompt, completion_prompt},
 };
 
 /// The prompt extracted from a request, owned so policies can borrow it.
@@ -50,8 +51,12 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// `priority`, if given.
     pub priority: Option<i64>,
-    /// The prompt.
+    /// The prompt the key is built from (the first prompt of a batch).
     pub prompt: Prompt,
+    /// Estimated prompt tokens of the whole request (every prompt of a batch).
+    pub prompt_tokens: usize,
+    /// Size of the prompts of a batch after the keyed one.
+    pub rest_prompts: RestPrompts,
 }
 
 impl ParsedRequest {
@@ -63,6 +68,8 @@ impl ParsedRequest {
             stream: false,
             priority: None,
             prompt: Prompt::Empty,
+            prompt_tokens: 0,
+            rest_prompts: RestPrompts::default(),
         }
     }
 
@@ -72,7 +79,7 @@ impl ParsedRequest {
             endpoint: self.endpoint,
             model: self.model.as_deref(),
             prompt: self.prompt.key(),
-            prompt_tokens_estimate: self.prompt.tokens_estimate(),
+            prompt_tokens_estimate: self.prompt_tokens,
             priority: self.priority,
         }
     }
@@ -98,93 +105,23 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
     }
     let fields: Fields = serde_json::from_value(value)
         .map_err(|e| Error::InvalidRequest(format!("invalid request field: {e}")))?;
-    let prompt = match endpoint {
-        Endpoint::Completions => completion_prompt(fields.prompt)?,
-        Endpoint::ChatCompletions => chat_prompt(fields.messages)?,
-        Endpoint::Other => Prompt::Empty,
+    let (prompt, rest_prompts) = match endpoint {
+        Endpoint::Completions => completion_prompt(fields.prompt.as_ref())?,
+        Endpoint::ChatCompletions => (
+            chat_prompt(fields.messages.as_ref())?,
+            RestPrompts::default(),
+        ),
+        Endpoint::Other => (Prompt::Empty, RestPrompts::default()),
     };
     Ok(ParsedRequest {
         endpoint,
         model: fields.model,
         stream: fields.stream.unwrap_or(false),
         priority: fields.priority,
+        prompt_tokens: prompt.tokens_estimate() + rest_prompts.tokens_at(4.0),
         prompt,
+        rest_prompts,
     })
-}
-
-fn completion_prompt(prompt: Option<Value>) -> Result<Prompt, Error> {
-    let invalid = || {
-        Error::InvalidRequest(
-            "`prompt` must be a string, a list of strings, token ids or lists of token ids".into(),
-        )
-    };
-    match prompt {
-        None => Err(Error::InvalidRequest(
-            "missing required field `prompt`".into(),
-        )),
-        Some(Value::String(text)) => Ok(Prompt::Text(text)),
-        Some(Value::Array(items)) => match items.first() {
-            None => Err(Error::InvalidRequest("`prompt` must not be empty".into())),
-            Some(Value::String(_)) => {
-                let texts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-                Ok(Prompt::Text(texts.ok_or_else(invalid)?.join("\n")))
-            }
-            Some(Value::Number(_)) => Ok(Prompt::Tokens(token_ids(&items).ok_or_else(invalid)?)),
-            // A batch of token-id lists: route on the first one.
-            Some(Value::Array(first)) => Ok(Prompt::Tokens(token_ids(first).ok_or_else(invalid)?)),
-            Some(_) => Err(invalid()),
-        },
-        Some(_) => Err(invalid()),
-    }
-}
-
-fn token_ids(items: &[Value]) -> Option<Vec<u32>> {
-    items
-        .iter()
-        .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
-        .collect()
-}
-
-/// Renders messages as `<|role|>\ncontent\n` per message, so turn k+1 extends turn k.
-fn chat_prompt(messages: Option<Value>) -> Result<Prompt, Error> {
-    let Some(messages) = messages else {
-        return Err(Error::InvalidRequest(
-            "missing required field `messages`".into(),
-        ));
-    };
-    let Value::Array(messages) = messages else {
-        return Err(Error::InvalidRequest("`messages` must be a list".into()));
-    };
-    if messages.is_empty() {
-        return Err(Error::InvalidRequest("`messages` must not be empty".into()));
-    }
-    let mut rendered = String::new();
-    for (i, message) in messages.iter().enumerate() {
-        let role = message.get("role").and_then(Value::as_str).ok_or_else(|| {
-            Error::InvalidRequest(format!("`messages[{i}].role` must be a string"))
-        })?;
-        rendered.push_str("<|");
-        rendered.push_str(role);
-        rendered.push_str("|>\n");
-        match message.get("content") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(text)) => rendered.push_str(text),
-            Some(Value::Array(parts)) => {
-                for part in parts {
-                    if let Some(text) = part.get("text").and_then(Value::as_str) {
-                        rendered.push_str(text);
-                    }
-                }
-            }
-            Some(_) => {
-                return Err(Error::InvalidRequest(format!(
-                    "`messages[{i}].content` must be a string or a list of parts"
-                )));
-            }
-        }
-        rendered.push('\n');
-    }
-    Ok(Prompt::Text(rendered))
 }
 
 #[cfg(test)]
@@ -212,8 +149,17 @@ mod tests {
         );
         let p = parse(Endpoint::Completions, br#"{"prompt":[[4,5],[6]]}"#).unwrap();
         assert_eq!(p.prompt, Prompt::Tokens(vec![4, 5]));
-        let p = parse(Endpoint::Completions, br#"{"prompt":["a","b"]}"#).unwrap();
-        assert_eq!(p.prompt, Prompt::Text("a\nb".into()));
+        let p = parse(Endpoint::Completions, br#"{"prompt":["abcd","efgh"]}"#).unwrap();
+        assert_eq!(
+            p.prompt,
+            Prompt::Text("abcd".into()),
+            "a batch is keyed on its first prompt"
+        );
+        assert_eq!(
+            p.route_request().prompt_tokens_estimate,
+            2,
+            "and counts all of them"
+        );
     }
 
     #[test]
@@ -226,7 +172,10 @@ mod tests {
         ) else {
             panic!("chat prompts are text");
         };
-        assert_eq!(a, "<|system|>\nbe nice\n<|user|>\nhi\n");
+        assert_eq!(
+            a,
+            "<|im_start|>system\nbe nice<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+        );
         assert!(b.starts_with(&a), "turn 2 extends turn 1: {b:?}");
     }
 

@@ -12,13 +12,16 @@ use tokio::{
 use crate::{
     Config, Error,
     api::{self, AppState},
+    config::PolicyName,
     dispatch::Dispatcher,
     health::AbortOnDrop,
     membership::Membership,
     metrics::RouterMetrics,
-    policy,
+    policy::{self, PrefixIndex},
+    prompt_key::PromptKeys,
     proxy::Proxy,
     replicas::{ReplicaChange, ReplicaSet},
+    scrape::{ScrapeMetrics, Scraper},
 };
 
 /// A running router.
@@ -30,6 +33,7 @@ pub struct RouterServer {
     replicas: Arc<ReplicaSet>,
     drain: Duration,
     _membership: AbortOnDrop,
+    _scraper: AbortOnDrop,
 }
 
 /// Validates `config`, binds `config.listen`, adds the static replicas, starts health checks
@@ -37,9 +41,29 @@ pub struct RouterServer {
 pub async fn start(config: Config) -> Result<RouterServer, Error> {
     config.validate("config")?;
     let metrics = Arc::new(RouterMetrics::new()?);
-    let policy = policy::build(&config.policy)?;
+    let prefix_policy = matches!(
+        config.policy.name,
+        PolicyName::Cost | PolicyName::PrefixAware
+    );
+    let index = prefix_policy.then(|| Arc::new(PrefixIndex::new(&config.prefix)));
+    let keys = if prefix_policy {
+        PromptKeys::from_config(&config.prefix)?
+    } else {
+        PromptKeys::default()
+    };
+    let policy = policy::build(&config.policy, index.clone())?;
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
     let proxy = Proxy::new(&config.timeouts);
+    let scraper = Scraper {
+        replicas: Arc::clone(&replicas),
+        proxy: proxy.clone(),
+        config: config.scrape.clone(),
+        health: config.health.clone(),
+        index,
+        unhealthy_grace: Duration::from_millis(config.prefix.unhealthy_grace_ms),
+        metrics: ScrapeMetrics::new(metrics.registry())?,
+    }
+    .spawn();
     let mut membership = Membership {
         replicas: Arc::clone(&replicas),
         policy: Arc::clone(&policy),
@@ -71,6 +95,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         retry: config.retry.clone(),
         health: config.health.clone(),
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
+        keys,
     });
     let app = api::app(AppState {
         dispatcher,
@@ -100,6 +125,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         replicas,
         drain: Duration::from_millis(config.timeouts.shutdown_drain_ms),
         _membership: membership,
+        _scraper: scraper,
     })
 }
 

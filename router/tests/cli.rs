@@ -39,8 +39,8 @@ fn check_config_prints_the_effective_config_with_env_and_flags_applied() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("name: power_of_two"),
-        "defaults are shown: {text}"
+        text.contains("name: cost"),
+        "defaults are shown (cost is the default policy): {text}"
     );
     assert!(text.contains("interval_ms: 1000"));
 

@@ -78,7 +78,7 @@ pub struct SimConfig {
     /// Waiting-queue order.
     #[arg(long, value_enum, default_value_t = SchedulingPolicy::Fcfs)]
     pub scheduling_policy: SchedulingPolicy,
-    /// Prefill compute per new (uncached) prompt token, microseconds (8B on H100: ~33).
+    /// Compute per batched token (uncached prompt token or decode step), microseconds (8B: ~33).
     #[arg(long, default_value_t = 33.0)]
     pub prefill_us_per_token: f64,
     /// Attention cost of one new prompt token over one cached context token, nanoseconds.

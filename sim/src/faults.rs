@@ -57,6 +57,8 @@ pub struct Faults {
     stall_tx: watch::Sender<bool>,
     refuse_tx: watch::Sender<bool>,
     ready_at: Mutex<Option<Instant>>,
+    /// Fast path of [`Faults::is_ready`]: true once loading is over (or never started).
+    ready: AtomicBool,
 }
 
 /// What the HTTP layer must do with an incoming completion request.
@@ -88,6 +90,7 @@ impl Faults {
             refuse_tx: watch::Sender::new(state.refuse_connections),
             state: Mutex::new(state.clone()),
             ready_at: Mutex::new(None),
+            ready: AtomicBool::new(true),
         };
         faults.store(state);
         faults
@@ -225,13 +228,18 @@ impl Faults {
     /// Marks the replica "loading" until `at`.
     pub(crate) fn set_ready_at(&self, at: Instant) {
         *self.ready_at.lock() = Some(at);
+        self.ready.store(false, Ordering::Release);
     }
 
     /// False while the simulated model is still loading.
     pub(crate) fn is_ready(&self) -> bool {
-        match *self.ready_at.lock() {
-            Some(at) => Instant::now() >= at,
-            None => true,
+        if self.ready.load(Ordering::Acquire) {
+            return true;
         }
+        let ready = self.ready_at.lock().is_none_or(|at| Instant::now() >= at);
+        if ready {
+            self.ready.store(true, Ordering::Release);
+        }
+        ready
     }
 }

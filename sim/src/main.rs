@@ -17,14 +17,33 @@ struct Cli {
     /// Set every time constant to 0 (overhead benchmarks); overrides the four time flags.
     #[arg(long, default_value_t = false)]
     zero_delay: bool,
+    /// Runtime worker threads; 0 = one per core, 1 = a single-threaded runtime.
+    #[arg(long, default_value_t = 0)]
+    worker_threads: usize,
     /// Replica settings.
     #[command(flatten)]
     sim: SimConfig,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = match cli.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("building the tokio runtime")?;
+    runtime.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).context("bad --log filter")?,

@@ -120,6 +120,8 @@ pub(crate) fn chain_hash(parent: u64, block: &[u32]) -> u64 {
 
 /// Chained hashes of the full `block_size`-token blocks of `tokens` (a trailing partial block
 /// has no hash). Equal prefixes give equal leading hashes. `block_size` 0 gives no hashes.
+/// The engine's hit for a prompt of `n` tokens is the run of these present in its cache, at
+/// most `(n - 1) / block_size` blocks (the last prompt token is always computed, as in vLLM).
 pub fn block_hashes(tokens: &[u32], block_size: usize) -> Vec<u64> {
     if block_size == 0 {
         return Vec::new();

@@ -279,3 +279,41 @@ async fn shutdown_drains_and_closes() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn client_disconnect_aborts_and_frees() {
+    let s = start(SimConfig {
+        decode_base_ms: 5.0,
+        ..SimConfig::zero_delay()
+    })
+    .await;
+    let c = client();
+    let url = format!("{}/v1/completions", s.url());
+    for stream in [true, false] {
+        let body = json!({"prompt": prompt("gone", 40), "max_tokens": 1000, "stream": stream});
+        let r = c
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_millis(100))
+            .send()
+            .await;
+        if let Ok(mut r) = r {
+            // Streaming: headers arrived; read until the client-side timeout fires.
+            while let Ok(Some(_)) = r.chunk().await {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m = metrics_text(&c, &s).await;
+    let l = [("model_name", "vllm-sim")];
+    assert_eq!(
+        sample(&m, "vllm:num_requests_running", &l),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, "vllm:kv_cache_usage_perc", &l), Some(0.0));
+    let aborted = [("model_name", "vllm-sim"), ("finished_reason", "abort")];
+    assert_eq!(
+        sample(&m, "vllm:request_success_total", &aborted),
+        Some(2.0)
+    );
+}

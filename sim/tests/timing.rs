@@ -131,7 +131,7 @@ async fn finish_order(policy: SchedulingPolicy) -> Vec<&'static str> {
     let blocker = {
         let (c, url) = (c.clone(), url.clone());
         tokio::spawn(
-            async move { post(&c, &url, &json!({"prompt": "block", "max_tokens": 15})).await },
+            async move { post(&c, &url, &json!({"prompt": "block", "max_tokens": 40})).await },
         )
     };
     tokio::time::sleep(Duration::from_millis(15)).await;

@@ -280,7 +280,11 @@ mod tests {
             ..DatasetConfig::default()
         };
         assert_eq!(build(&c).unwrap(), build(&c).unwrap());
-        let other = build(&DatasetConfig { seed: 1, ..c.clone() }).unwrap();
+        let other = build(&DatasetConfig {
+            seed: 1,
+            ..c.clone()
+        })
+        .unwrap();
         assert_ne!(build(&c).unwrap(), other);
     }
 }

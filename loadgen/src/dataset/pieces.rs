@@ -118,7 +118,11 @@ mod tests {
     #[test]
     fn no_user_turn_is_an_error() {
         let convs = vec![vec![Message::new("assistant", "x")]];
-        let err = sample(&convs, &DatasetConfig::default(), &mut StdRng::seed_from_u64(1));
+        let err = sample(
+            &convs,
+            &DatasetConfig::default(),
+            &mut StdRng::seed_from_u64(1),
+        );
         assert!(matches!(err, Err(Error::EmptyDataset(_))));
     }
 }

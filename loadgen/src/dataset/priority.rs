@@ -46,7 +46,11 @@ impl FromStr for PriorityMix {
 
 impl std::fmt::Display for PriorityMix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.classes.iter().map(|(p, w)| format!("{p}:{w}")).collect();
+        let parts: Vec<String> = self
+            .classes
+            .iter()
+            .map(|(p, w)| format!("{p}:{w}"))
+            .collect();
         f.write_str(&parts.join(","))
     }
 }

@@ -110,7 +110,11 @@ mod tests {
         };
         let w = build(&cfg, &mut StdRng::seed_from_u64(7)).unwrap();
         assert_eq!(w.requests.len(), 200);
-        assert!(w.groups <= 10, "only 10 conversations were picked, got {}", w.groups);
+        assert!(
+            w.groups <= 10,
+            "only 10 conversations were picked, got {}",
+            w.groups
+        );
         let distinct: HashSet<u64> = w.requests.iter().map(|r| r.group).collect();
         assert_eq!(distinct.len(), w.groups);
         // Pieces of one conversation are prefixes of each other.
@@ -143,7 +147,9 @@ mod tests {
             path: Some("/nonexistent/sharegpt.json".into()),
             ..DatasetConfig::default()
         };
-        let err = build(&cfg, &mut StdRng::seed_from_u64(1)).unwrap_err().to_string();
+        let err = build(&cfg, &mut StdRng::seed_from_u64(1))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/sharegpt.json"), "{err}");
     }
 }

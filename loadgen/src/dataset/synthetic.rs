@@ -20,7 +20,10 @@ pub(super) fn build(config: &DatasetConfig, rng: &mut StdRng) -> Result<Workload
                 .flat_map(|t| {
                     let user = headed_text(rng, &format!("Conversation {c} turn {t}:"), s.user_len);
                     let assistant = headed_text(rng, &format!("Reply {t}:"), s.assistant_len);
-                    [Message::new("user", user), Message::new("assistant", assistant)]
+                    [
+                        Message::new("user", user),
+                        Message::new("assistant", assistant),
+                    ]
                 })
                 .collect()
         })

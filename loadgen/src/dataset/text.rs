@@ -7,8 +7,8 @@ const WORDS: [&str; 48] = [
     "cache", "prefix", "token", "model", "reply", "server", "router", "replica", "request",
     "latency", "stream", "block", "memory", "question", "answer", "system", "prompt", "user",
     "policy", "balance", "queue", "batch", "decode", "prefill", "the", "a", "of", "to", "and",
-    "in", "is", "for", "with", "on", "that", "by", "from", "fast", "slow", "warm", "cold",
-    "large", "small", "first", "next", "every", "shared", "tenant",
+    "in", "is", "for", "with", "on", "that", "by", "from", "fast", "slow", "warm", "cold", "large",
+    "small", "first", "next", "every", "shared", "tenant",
 ];
 
 /// Bytes per vllm-sim token.

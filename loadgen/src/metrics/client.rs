@@ -45,6 +45,9 @@ pub struct ClientMetrics {
     pub failed: u64,
     /// Failed requests by reason.
     pub failed_by_reason: BTreeMap<String, u64>,
+    /// The server's message for the first failure of each reason, when it sent one.
+    #[serde(default)]
+    pub failure_examples: BTreeMap<String, String>,
     /// Prompt tokens of completed requests.
     pub total_input_tokens: u64,
     /// Generated tokens of completed requests.
@@ -73,11 +76,23 @@ pub struct ClientMetrics {
 
 /// Computes the metrics of `records` over a run of `duration_s` seconds.
 pub fn client_metrics(records: &[RequestRecord], duration_s: f64, slo: Slo) -> ClientMetrics {
-    let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+    let per_s = |x: f64| {
+        if duration_s > 0.0 {
+            x / duration_s
+        } else {
+            0.0
+        }
+    };
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
     let mut failed_by_reason = BTreeMap::new();
+    let mut failure_examples = BTreeMap::new();
     for r in records.iter().filter(|r| !r.ok()) {
         let reason = r.error.clone().unwrap_or_default();
+        if let Some(d) = &r.error_detail {
+            failure_examples
+                .entry(reason.clone())
+                .or_insert_with(|| d.clone());
+        }
         *failed_by_reason.entry(reason).or_insert(0) += 1;
     }
     let total_input_tokens = ok.iter().map(|r| r.input_tokens).sum::<u64>();
@@ -94,6 +109,7 @@ pub fn client_metrics(records: &[RequestRecord], duration_s: f64, slo: Slo) -> C
         completed: ok.len() as u64,
         failed: (records.len() - ok.len()) as u64,
         failed_by_reason,
+        failure_examples,
         total_input_tokens,
         total_output_tokens,
         request_throughput: per_s(ok.len() as f64),
@@ -181,8 +197,8 @@ mod tests {
     #[test]
     fn goodput_counts_requests_within_every_slo() {
         let records = vec![
-            rec(0.1, 1.1, 11, &[]), // ttft 100, tpot 100
-            rec(0.3, 2.3, 5, &[]),  // ttft 300, tpot 500
+            rec(0.1, 1.1, 11, &[]),  // ttft 100, tpot 100
+            rec(0.3, 2.3, 5, &[]),   // ttft 300, tpot 500
             rec(0.05, 3.05, 4, &[]), // ttft 50, tpot 1000
         ];
         let slo = Slo {
@@ -196,7 +212,10 @@ mod tests {
             ttft_ms: Some(200.0),
             tpot_ms: None,
         };
-        assert_eq!(client_metrics(&records, 4.0, ttft_only).good_requests, Some(2));
+        assert_eq!(
+            client_metrics(&records, 4.0, ttft_only).good_requests,
+            Some(2)
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ fn num(v: f64) -> String {
     }
     let s = format!("{v:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" { "0".into() } else { s.to_string() }
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -54,7 +58,10 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
     push("groups", s.groups.to_string());
     push("request_rate", p.request_rate.clone());
     push("burstiness", num(p.burstiness));
-    push("max_concurrency", p.max_concurrency.map(|v| v.to_string()).unwrap_or_default());
+    push(
+        "max_concurrency",
+        p.max_concurrency.map(|v| v.to_string()).unwrap_or_default(),
+    );
     push("min_output_len", p.min_output_len.to_string());
     push("max_output_len", p.max_output_len.to_string());
     push("stream", p.stream.to_string());
@@ -69,7 +76,14 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
     push("duration_s", num(m.duration_s));
     push("completed", m.completed.to_string());
     push("failed", m.failed.to_string());
-    push("failed_by_reason", encode(m.failed_by_reason.iter().map(|(k, v)| (k.clone(), v.to_string()))));
+    push(
+        "failed_by_reason",
+        encode(
+            m.failed_by_reason
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string())),
+        ),
+    );
     push("total_input_tokens", m.total_input_tokens.to_string());
     push("total_output_tokens", m.total_output_tokens.to_string());
     push("request_throughput", num(m.request_throughput));
@@ -77,7 +91,12 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
     push("output_throughput", num(m.output_throughput));
     push("concurrency", num(m.concurrency));
     push("goodput", opt(m.goodput));
-    for (name, st) in [("ttft_ms", &m.ttft_ms), ("tpot_ms", &m.tpot_ms), ("itl_ms", &m.itl_ms), ("e2e_ms", &m.e2e_ms)] {
+    for (name, st) in [
+        ("ttft_ms", &m.ttft_ms),
+        ("tpot_ms", &m.tpot_ms),
+        ("itl_ms", &m.itl_ms),
+        ("e2e_ms", &m.e2e_ms),
+    ] {
         stats_cols(&mut c, name, st);
     }
     let mut push = |k: &str, v: String| c.push((k.to_string(), v));
@@ -85,22 +104,38 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
     let r = s.replicas.as_ref();
     push("replica_hit_rate", opt(r.map(|r| r.prefix_cache_hit_rate)));
     push("replica_prompt_tokens", opt(r.map(|r| r.prompt_tokens)));
-    push("replica_generation_tokens", opt(r.map(|r| r.generation_tokens)));
+    push(
+        "replica_generation_tokens",
+        opt(r.map(|r| r.generation_tokens)),
+    );
     push("replica_successes", opt(r.map(|r| r.successes)));
     push("replica_ttft_ms", opt(r.and_then(|r| r.means_ms.ttft)));
     push("replica_tpot_ms", opt(r.and_then(|r| r.means_ms.tpot)));
     push("replica_e2e_ms", opt(r.and_then(|r| r.means_ms.e2e)));
     push("replica_queue_ms", opt(r.and_then(|r| r.means_ms.queue)));
-    push("replica_prefill_ms", opt(r.and_then(|r| r.means_ms.prefill)));
+    push(
+        "replica_prefill_ms",
+        opt(r.and_then(|r| r.means_ms.prefill)),
+    );
     push("replica_decode_ms", opt(r.and_then(|r| r.means_ms.decode)));
     let pl = &s.placement;
-    push("requests_per_replica", encode(pl.per_replica.iter().map(|(k, v)| (k.clone(), v.to_string()))));
+    push(
+        "requests_per_replica",
+        encode(
+            pl.per_replica
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string())),
+        ),
+    );
     push("max_over_mean", num(pl.max_over_mean()));
     push("timeline_bin_s", num(pl.bin_s));
     push(
         "replica_timeline",
         encode(pl.over_time.iter().map(|(k, v)| {
-            (k.clone(), v.iter().map(u64::to_string).collect::<Vec<_>>().join("|"))
+            (
+                k.clone(),
+                v.iter().map(u64::to_string).collect::<Vec<_>>().join("|"),
+            )
         })),
     );
     push(
@@ -115,15 +150,27 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
                 ("e2e_p99", m.e2e_ms.p99),
                 ("tpot_mean", m.tpot_ms.mean),
             ];
-            let v = fields.iter().map(|(k, v)| format!("{k}:{}", num(*v))).collect::<Vec<_>>();
+            let v = fields
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", num(*v)))
+                .collect::<Vec<_>>();
             (c.priority.to_string(), v.join("|"))
         })),
     );
     let pf = s.prefill.as_ref();
     push("prefill_latency_ms", opt(pf.map(|p| p.prefill_latency_ms)));
-    push("generation_latency_ms", opt(pf.map(|p| p.generation_latency_ms)));
-    push("prefill_throughput_tok_s", opt(pf.map(|p| p.prefill_throughput_tok_s)));
-    push("generation_throughput_tok_s", opt(pf.map(|p| p.generation_throughput_tok_s)));
+    push(
+        "generation_latency_ms",
+        opt(pf.map(|p| p.generation_latency_ms)),
+    );
+    push(
+        "prefill_throughput_tok_s",
+        opt(pf.map(|p| p.prefill_throughput_tok_s)),
+    );
+    push(
+        "generation_throughput_tok_s",
+        opt(pf.map(|p| p.generation_throughput_tok_s)),
+    );
     c
 }
 
@@ -172,7 +219,8 @@ pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
             let h = r.headers().map_err(|e| csv_err(e.to_string()))?;
             if h.iter().ne(header.iter().copied()) {
                 return Err(csv_err(
-                    "has a different header (written by another loadgen version?); use a new file".into(),
+                    "has a different header (written by another loadgen version?); use a new file"
+                        .into(),
                 ));
             }
             true
@@ -189,7 +237,8 @@ pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     let mut w = csv::Writer::from_writer(file);
     if !existing {
-        w.write_record(&header).map_err(|e| csv_err(e.to_string()))?;
+        w.write_record(&header)
+            .map_err(|e| csv_err(e.to_string()))?;
     }
     w.write_record(cols.iter().map(|(_, v)| v.as_str()))
         .map_err(|e| csv_err(e.to_string()))?;
@@ -212,7 +261,11 @@ pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
     r.records()
         .map(|rec| {
             let rec = rec.map_err(|e| csv_err(e.to_string()))?;
-            Ok(header.iter().cloned().zip(rec.iter().map(String::from)).collect())
+            Ok(header
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(String::from))
+                .collect())
         })
         .collect()
 }
@@ -255,7 +308,10 @@ mod tests {
         let cell = |k: &str| cols.iter().find(|c| c.0 == k).unwrap().1.clone();
         assert_eq!(cell("ttft_ms_mean"), "12.5");
         assert_eq!(cell("completed"), "3");
-        assert_eq!(decode_map(&cell("failed_by_reason")), vec![("http_500".into(), "2".into())]);
+        assert_eq!(
+            decode_map(&cell("failed_by_reason")),
+            vec![("http_500".into(), "2".into())]
+        );
         assert_eq!(cell("replica_timeline"), "r1=1|0");
         let pri = decode_nested(&cell("per_priority"));
         assert_eq!(pri[0].0, "1");

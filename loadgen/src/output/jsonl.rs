@@ -26,7 +26,9 @@ pub fn read_last_summary(path: &Path) -> Result<RunSummary> {
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .ok_or_else(|| Error::invalid("--prefill-baseline", format!("{} is empty", path.display())))?;
+        .ok_or_else(|| {
+            Error::invalid("--prefill-baseline", format!("{} is empty", path.display()))
+        })?;
     serde_json::from_str(last)
         .or_else(|_| serde_json::from_str(&text))
         .map_err(|e| Error::json(format!("{} (a loadgen results file)", path.display()), e))

@@ -21,12 +21,14 @@ impl Chart for Bars {
             .iter()
             .flat_map(|s| s.1.iter().flatten().copied())
             .fold(0.0, f64::max);
+        let legend_room = if self.series.len() > 1 { 1.25 } else { 1.0 };
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FAMILY, 22))
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(72)
-            .build_cartesian_2d(0f64..n as f64, 0f64..y_top(max))
+            // Extra headroom keeps the legend clear of the tallest bars.
+            .build_cartesian_2d(0f64..n as f64, 0f64..y_top(max) * legend_room)
             .map_err(msg)?;
         chart
             .configure_mesh()
@@ -45,7 +47,10 @@ impl Chart for Bars {
             let bars = values.iter().enumerate().filter_map(|(i, v)| {
                 let v = (*v)?;
                 let x0 = i as f64 + 0.1 + j as f64 * width;
-                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], c.filled()))
+                Some(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.92, v)],
+                    c.filled(),
+                ))
             });
             chart
                 .draw_series(bars)

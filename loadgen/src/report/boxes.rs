@@ -39,7 +39,10 @@ impl Chart for Boxes {
             let (l, r, mid) = (i as f64 + 0.3, i as f64 + 0.7, i as f64 + 0.5);
             let (cl, cr) = (i as f64 + 0.4, i as f64 + 0.6);
             chart
-                .draw_series([Rectangle::new([(l, s.p25), (r, s.p75)], c.mix(0.35).filled())])
+                .draw_series([Rectangle::new(
+                    [(l, s.p25), (r, s.p75)],
+                    c.mix(0.35).filled(),
+                )])
                 .map_err(msg)?;
             chart
                 .draw_series([Rectangle::new([(l, s.p25), (r, s.p75)], c.stroke_width(2))])
@@ -52,7 +55,11 @@ impl Chart for Boxes {
                 vec![(cl, s.max), (cr, s.max)],
             ];
             chart
-                .draw_series(lines.into_iter().map(|p| PathElement::new(p, c.stroke_width(2))))
+                .draw_series(
+                    lines
+                        .into_iter()
+                        .map(|p| PathElement::new(p, c.stroke_width(2))),
+                )
                 .map_err(msg)?;
             chart
                 .draw_series([Cross::new((mid, s.p99), 5, BLACK.stroke_width(2))])

@@ -73,7 +73,11 @@ pub(crate) fn category_labels<DB: DrawingBackend>(
 
 /// A y-axis top with some headroom over `max` (1 when everything is zero).
 pub(crate) fn y_top(max: f64) -> f64 {
-    if max.is_finite() && max > 0.0 { max * 1.15 } else { 1.0 }
+    if max.is_finite() && max > 0.0 {
+        max * 1.15
+    } else {
+        1.0
+    }
 }
 
 /// Saves `chart` as `dir/stem.png` and `dir/stem.svg`; returns the two file names.

@@ -73,9 +73,17 @@ fn parse_row(cells: &HashMap<String, String>) -> Row {
     let policy = text("policy");
     let rate_label = text("request_rate");
     Row {
-        group: if policy.is_empty() { name.clone() } else { policy },
+        group: if policy.is_empty() {
+            name.clone()
+        } else {
+            policy
+        },
         name,
-        rate: if rate_label == "inf" { f64::INFINITY } else { rate_label.parse().unwrap_or(0.0) },
+        rate: if rate_label == "inf" {
+            f64::INFINITY
+        } else {
+            rate_label.parse().unwrap_or(0.0)
+        },
         rate_label,
         ttft: stats(cells, "ttft_ms"),
         e2e: stats(cells, "e2e_ms"),

@@ -36,7 +36,11 @@ pub(crate) fn page(csv: &Path, rows: &[Row], labels: &[String], figures: &[Figur
          <th>oracle hit</th><th>requests per replica</th></tr>\n",
     );
     for (r, label) in rows.iter().zip(labels) {
-        let per: Vec<String> = r.per_replica.iter().map(|(k, v)| format!("{}: {v}", esc(k))).collect();
+        let per: Vec<String> = r
+            .per_replica
+            .iter()
+            .map(|(k, v)| format!("{}: {v}", esc(k)))
+            .collect();
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td>\

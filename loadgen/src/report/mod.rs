@@ -31,7 +31,13 @@ struct Figures<'a> {
 }
 
 impl Figures<'_> {
-    fn add(&mut self, chart: &impl chart::Chart, stem: &str, title: &str, note: &str) -> Result<()> {
+    fn add(
+        &mut self,
+        chart: &impl chart::Chart,
+        stem: &str,
+        title: &str,
+        note: &str,
+    ) -> Result<()> {
         let [png, svg] = save(chart, self.dir, stem)?;
         self.list.push(Figure {
             title: title.into(),
@@ -109,45 +115,108 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let with_rate = distinct(&rows, |r| r.rate_label.clone()).len() > 1;
     let labels: Vec<String> = rows.iter().map(|r| r.label(with_rate)).collect();
-    let mut figs = Figures { dir: out, list: Vec::new() };
+    let mut figs = Figures {
+        dir: out,
+        list: Vec::new(),
+    };
 
     let b = by_policy(&rows, "Mean TTFT by policy", "TTFT (ms)", |r| r.ttft.mean);
-    figs.add(&b, "ttft_by_policy", "Mean time to first token", "Lower is better; one bar per request rate.")?;
-    let b = by_policy(&rows, "Request throughput by policy", "requests/s", |r| r.request_throughput);
-    figs.add(&b, "throughput_by_policy", "Request throughput", "Completed requests per second.")?;
-    let b = by_policy(&rows, "Mean E2E latency by policy", "E2E (ms)", |r| r.e2e.mean);
-    figs.add(&b, "e2e_by_policy", "Mean end-to-end latency", "Send to last byte.")?;
+    figs.add(
+        &b,
+        "ttft_by_policy",
+        "Mean time to first token",
+        "Lower is better; one bar per request rate.",
+    )?;
+    let b = by_policy(&rows, "Request throughput by policy", "requests/s", |r| {
+        r.request_throughput
+    });
+    figs.add(
+        &b,
+        "throughput_by_policy",
+        "Request throughput",
+        "Completed requests per second.",
+    )?;
+    let b = by_policy(&rows, "Mean E2E latency by policy", "E2E (ms)", |r| {
+        r.e2e.mean
+    });
+    figs.add(
+        &b,
+        "e2e_by_policy",
+        "Mean end-to-end latency",
+        "Send to last byte.",
+    )?;
 
     let finite_rates = rows.iter().filter(|r| r.rate.is_finite()).count();
     if finite_rates > 0 {
-        let l = across_rates(&rows, "Mean TTFT across request rates", "TTFT (ms)", |r| r.ttft.mean);
-        figs.add(&l, "ttft_vs_rate", "TTFT across request rates", "One line per policy.")?;
-        let l = across_rates(&rows, "Throughput across request rates", "requests/s", |r| r.request_throughput);
-        figs.add(&l, "throughput_vs_rate", "Throughput across request rates", "One line per policy.")?;
+        let l = across_rates(&rows, "Mean TTFT across request rates", "TTFT (ms)", |r| {
+            r.ttft.mean
+        });
+        figs.add(
+            &l,
+            "ttft_vs_rate",
+            "TTFT across request rates",
+            "One line per policy.",
+        )?;
+        let l = across_rates(
+            &rows,
+            "Throughput across request rates",
+            "requests/s",
+            |r| r.request_throughput,
+        );
+        figs.add(
+            &l,
+            "throughput_vs_rate",
+            "Throughput across request rates",
+            "One line per policy.",
+        )?;
     }
 
     let boxes = |title: &str, f: fn(&Row) -> crate::metrics::Stats| Boxes {
         title: title.into(),
         y_label: "ms".into(),
-        boxes: rows.iter().zip(&labels).map(|(r, l)| (l.clone(), f(r))).collect(),
+        boxes: rows
+            .iter()
+            .zip(&labels)
+            .map(|(r, l)| (l.clone(), f(r)))
+            .collect(),
     };
     let note = "Box P25-P75, line at the median, whiskers to min and max, cross at P99.";
-    figs.add(&boxes("TTFT distribution", |r| r.ttft), "ttft_box", "TTFT distribution", note)?;
-    figs.add(&boxes("E2E latency distribution", |r| r.e2e), "e2e_box", "E2E latency distribution", note)?;
+    figs.add(
+        &boxes("TTFT distribution", |r| r.ttft),
+        "ttft_box",
+        "TTFT distribution",
+        note,
+    )?;
+    figs.add(
+        &boxes("E2E latency distribution", |r| r.e2e),
+        "e2e_box",
+        "E2E latency distribution",
+        note,
+    )?;
 
-    let pct = |name: &str, f: fn(&Row) -> f64| (name.to_string(), rows.iter().map(|r| Some(f(r))).collect());
+    let pct = |name: &str, f: fn(&Row) -> f64| {
+        (name.to_string(), rows.iter().map(|r| Some(f(r))).collect())
+    };
     let b = Bars {
         title: "TTFT percentiles".into(),
         y_label: "TTFT (ms)".into(),
         categories: labels.clone(),
-        series: vec![pct("P50", |r| r.ttft.median), pct("P95", |r| r.ttft.p95), pct("P99", |r| r.ttft.p99)],
+        series: vec![
+            pct("P50", |r| r.ttft.median),
+            pct("P95", |r| r.ttft.p95),
+            pct("P99", |r| r.ttft.p99),
+        ],
     };
     figs.add(&b, "ttft_percentiles", "TTFT P50 / P95 / P99", "Per run.")?;
     let b = Bars {
         title: "E2E latency percentiles".into(),
         y_label: "E2E (ms)".into(),
         categories: labels.clone(),
-        series: vec![pct("P50", |r| r.e2e.median), pct("P95", |r| r.e2e.p95), pct("P99", |r| r.e2e.p99)],
+        series: vec![
+            pct("P50", |r| r.e2e.median),
+            pct("P95", |r| r.e2e.p95),
+            pct("P99", |r| r.e2e.p99),
+        ],
     };
     figs.add(&b, "e2e_percentiles", "E2E P50 / P95 / P99", "Per run.")?;
 
@@ -158,10 +227,18 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
         categories: labels.clone(),
         series: vec![
             ("replicas (scraped)".into(), hits(|r| r.replica_hit_rate)),
-            ("oracle (unlimited shared cache)".into(), hits(|r| r.oracle_hit_rate)),
+            (
+                "oracle (unlimited shared cache)".into(),
+                hits(|r| r.oracle_hit_rate),
+            ),
         ],
     };
-    figs.add(&b, "cache_hit_rate", "Prefix cache hit rate", "Replica hit rate next to the best any placement could reach.")?;
+    figs.add(
+        &b,
+        "cache_hit_rate",
+        "Prefix cache hit rate",
+        "Replica hit rate next to the best any placement could reach.",
+    )?;
 
     for (i, (r, label)) in rows.iter().zip(&labels).enumerate() {
         if r.timeline.is_empty() {
@@ -171,7 +248,11 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
             .timeline
             .iter()
             .map(|(name, counts)| {
-                let pts = counts.iter().enumerate().map(|(b, c)| (b as f64 * r.bin_s, *c as f64)).collect();
+                let pts = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(b, c)| (b as f64 * r.bin_s, *c as f64))
+                    .collect();
                 (name.clone(), pts)
             })
             .collect();
@@ -181,12 +262,24 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
             y_label: format!("requests per {} s", r.bin_s),
             series,
         };
-        let totals: Vec<String> = r.per_replica.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        figs.add(&l, &format!("replicas_over_time_{i}"), &format!("Requests per replica over time: {label}"), &totals.join(", "))?;
+        let totals: Vec<String> = r
+            .per_replica
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        figs.add(
+            &l,
+            &format!("replicas_over_time_{i}"),
+            &format!("Requests per replica over time: {label}"),
+            &totals.join(", "),
+        )?;
     }
 
     let priorities = {
-        let mut p: Vec<String> = rows.iter().flat_map(|r| r.per_priority.iter().map(|c| c.0.clone())).collect();
+        let mut p: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.per_priority.iter().map(|c| c.0.clone()))
+            .collect();
         p.sort();
         p.dedup();
         p
@@ -198,7 +291,12 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
                 .map(|p| {
                     let vals = rows
                         .iter()
-                        .map(|r| r.per_priority.iter().find(|c| &c.0 == p).and_then(|c| c.1.get(field).copied()))
+                        .map(|r| {
+                            r.per_priority
+                                .iter()
+                                .find(|c| &c.0 == p)
+                                .and_then(|c| c.1.get(field).copied())
+                        })
                         .collect();
                     (format!("priority {p}"), vals)
                 })
@@ -210,14 +308,24 @@ pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
             categories: labels.clone(),
             series: series("ttft_mean"),
         };
-        figs.add(&b, "ttft_by_priority", "TTFT by priority class", "Lower priority values are served first by vLLM.")?;
+        figs.add(
+            &b,
+            "ttft_by_priority",
+            "TTFT by priority class",
+            "Lower priority values are served first by vLLM.",
+        )?;
         let b = Bars {
             title: "Mean E2E latency by priority class".into(),
             y_label: "E2E (ms)".into(),
             categories: labels.clone(),
             series: series("e2e_mean"),
         };
-        figs.add(&b, "e2e_by_priority", "E2E latency by priority class", "Per run.")?;
+        figs.add(
+            &b,
+            "e2e_by_priority",
+            "E2E latency by priority class",
+            "Per run.",
+        )?;
     }
 
     let index = out.join("index.html");
@@ -244,8 +352,14 @@ mod tests {
         s.client.request_throughput = rate * 0.9;
         s.client.ttft_ms = Stats::of(&[10.0 * scale, 20.0 * scale, 35.0 * scale, 80.0 * scale]);
         s.client.e2e_ms = Stats::of(&[100.0 * scale, 300.0 * scale, 900.0 * scale]);
-        s.oracle = Some(OracleResult { hit_rate: 0.47, ..OracleResult::default() });
-        s.replicas = Some(ReplicaMetrics { prefix_cache_hit_rate: 0.2 * scale, ..ReplicaMetrics::default() });
+        s.oracle = Some(OracleResult {
+            hit_rate: 0.47,
+            ..OracleResult::default()
+        });
+        s.replicas = Some(ReplicaMetrics {
+            prefix_cache_hit_rate: 0.2 * scale,
+            ..ReplicaMetrics::default()
+        });
         let recs: Vec<RequestRecord> = (0..40)
             .map(|i| RequestRecord {
                 start: i as f64 * 0.1,
@@ -255,7 +369,10 @@ mod tests {
             .collect();
         s.placement = placement(&recs, 4.0);
         for p in [0, 1] {
-            let mut m = PriorityMetrics { priority: p, metrics: Default::default() };
+            let mut m = PriorityMetrics {
+                priority: p,
+                metrics: Default::default(),
+            };
             m.metrics.ttft_ms.mean = 10.0 + p as f64 * 5.0;
             m.metrics.e2e_ms.mean = 100.0 + p as f64 * 50.0;
             s.per_priority.push(m);
@@ -276,16 +393,30 @@ mod tests {
         let index = write_report(&csv, &out).unwrap();
         let html = std::fs::read_to_string(&index).unwrap();
         let stems = [
-            "ttft_by_policy", "throughput_by_policy", "e2e_by_policy", "ttft_vs_rate",
-            "throughput_vs_rate", "ttft_box", "e2e_box", "ttft_percentiles", "cache_hit_rate",
-            "replicas_over_time_0", "replicas_over_time_3", "ttft_by_priority", "e2e_by_priority",
+            "ttft_by_policy",
+            "throughput_by_policy",
+            "e2e_by_policy",
+            "ttft_vs_rate",
+            "throughput_vs_rate",
+            "ttft_box",
+            "e2e_box",
+            "ttft_percentiles",
+            "cache_hit_rate",
+            "replicas_over_time_0",
+            "replicas_over_time_3",
+            "ttft_by_priority",
+            "e2e_by_priority",
         ];
         for stem in stems {
             for ext in ["png", "svg"] {
                 let f = format!("{stem}.{ext}");
-                let meta = std::fs::metadata(out.join(&f)).unwrap_or_else(|_| panic!("{f} missing"));
+                let meta =
+                    std::fs::metadata(out.join(&f)).unwrap_or_else(|_| panic!("{f} missing"));
                 assert!(meta.len() > 1000, "{f} is only {} bytes", meta.len());
-                assert!(html.contains(&format!("\"{f}\"")), "index.html does not reference {f}");
+                assert!(
+                    html.contains(&format!("\"{f}\"")),
+                    "index.html does not reference {f}"
+                );
             }
         }
         // Every referenced file exists.
@@ -296,7 +427,10 @@ mod tests {
         // The SVG carries text drawn with the bundled font.
         let svg = std::fs::read_to_string(out.join("ttft_by_policy.svg")).unwrap();
         assert!(svg.contains("power_of_two") && svg.contains("Mean TTFT by policy"));
-        assert!(html.contains("power_of_two @ 25"), "rows labelled with their rate");
+        assert!(
+            html.contains("power_of_two @ 25"),
+            "rows labelled with their rate"
+        );
     }
 
     #[test]
@@ -304,7 +438,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("x.csv");
         std::fs::write(&csv, "a,b\n1,2\n").unwrap();
-        let err = write_report(&csv, &dir.path().join("r")).unwrap_err().to_string();
+        let err = write_report(&csv, &dir.path().join("r"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a loadgen results file"), "{err}");
         let err = write_report(&dir.path().join("missing.csv"), &dir.path().join("r")).unwrap_err();
         assert!(err.to_string().contains("missing.csv"), "{err}");

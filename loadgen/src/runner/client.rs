@@ -32,6 +32,7 @@ struct Progress {
     text: String,
     usage: Option<(u64, u64)>,
     routed_to: Option<String>,
+    detail: Option<String>,
 }
 
 impl Progress {
@@ -69,6 +70,15 @@ impl Progress {
     }
 }
 
+/// The `error.message` of an OpenAI-style error body, else the body itself, cut to 200 chars.
+fn error_message(body: &str) -> String {
+    let msg = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(String::from))
+        .unwrap_or_else(|| body.trim().to_string());
+    msg.chars().take(200).collect()
+}
+
 /// Short failure reason of a transport error.
 fn reason(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
@@ -93,6 +103,7 @@ impl Call<'_> {
             Ok(Err(reason)) => Some(reason),
             Err(_) => Some("timeout".to_string()),
         };
+        let error_detail = error.as_ref().and(p.detail.take());
         let e2e = sent.elapsed().as_secs_f64();
         let (input, output, has_usage) = match p.usage {
             Some((i, o)) => (i, o, true),
@@ -108,6 +119,7 @@ impl Call<'_> {
             has_usage,
             chunks: p.chunks,
             routed_to: p.routed_to,
+            error_detail,
             generated: p.text,
             ..RequestRecord::default()
         }
@@ -127,11 +139,18 @@ impl Call<'_> {
             .and_then(|v| v.to_str().ok())
             .map(String::from);
         if !resp.status().is_success() {
-            return Err(format!("http_{}", resp.status().as_u16()));
+            let status = resp.status().as_u16();
+            p.detail = resp.text().await.ok().map(|t| error_message(&t));
+            return Err(format!("http_{status}"));
         }
         if !self.stream {
             let v: Value = resp.json().await.map_err(|e| reason(&e).to_string())?;
-            p.payload(sent.elapsed().as_secs_f64(), &v, self.endpoint, self.keep_text);
+            p.payload(
+                sent.elapsed().as_secs_f64(),
+                &v,
+                self.endpoint,
+                self.keep_text,
+            );
             return Ok(());
         }
         let mut parser = SseParser::default();
@@ -149,6 +168,7 @@ impl Call<'_> {
                 let t = sent.elapsed().as_secs_f64();
                 let v: Value = serde_json::from_str(&data).map_err(|_| "bad_chunk".to_string())?;
                 if v.get("error").is_some() {
+                    p.detail = Some(error_message(&data));
                     return Err("stream_error".into());
                 }
                 p.payload(t, &v, self.endpoint, self.keep_text);

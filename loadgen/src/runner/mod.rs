@@ -122,7 +122,9 @@ pub async fn run(
         in_flight.insert(handle.id(), (index, priority, sent_at));
     }
 
-    let mut deadline = cancel.is_cancelled().then(|| Instant::now() + config.drain_timeout);
+    let mut deadline = cancel
+        .is_cancelled()
+        .then(|| Instant::now() + config.drain_timeout);
     loop {
         let wait_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
@@ -141,7 +143,10 @@ pub async fn run(
     let duration_s = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     records.sort_by_key(|r| r.index);
-    let interrupted = records.len() < total || records.iter().any(|r| r.error.as_deref() == Some("interrupted"));
+    let interrupted = records.len() < total
+        || records
+            .iter()
+            .any(|r| r.error.as_deref() == Some("interrupted"));
     RunOutput {
         records,
         duration_s,

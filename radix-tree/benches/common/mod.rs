@@ -114,7 +114,11 @@ fn synthetic() -> Vec<Conversation> {
 /// Loads the ShareGPT file, or falls back to synthetic text (and says so) if it is missing.
 pub(crate) fn load_corpus() -> Corpus {
     let path = data_path();
-    match std::fs::read_to_string(&path).ok().as_deref().and_then(parse) {
+    match std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .and_then(parse)
+    {
         Some(convs) => Corpus {
             convs,
             source: path.display().to_string(),
@@ -157,7 +161,11 @@ impl Corpus {
         let mut requests = Vec::new();
         let mut prompt_bytes = 0;
         for (w, window) in self.convs.chunks(WINDOW).enumerate() {
-            let turns = window.iter().map(|c| c.prompt_ends.len()).max().unwrap_or(0);
+            let turns = window
+                .iter()
+                .map(|c| c.prompt_ends.len())
+                .max()
+                .unwrap_or(0);
             for turn in 0..turns {
                 for (i, c) in window.iter().enumerate() {
                     let Some(&end) = c.prompt_ends.get(turn) else {

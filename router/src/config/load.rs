@@ -42,8 +42,7 @@ impl Config {
             source,
         })?;
         let origin = path.display().to_string();
-        let mut figment = Figment::from(Yaml::file_exact(path))
-            .merge(Env::prefixed("ROUTER_").split("__").ignore(&["config"]));
+        let mut figment = Figment::from(Yaml::file_exact(path)).merge(router_env());
         if let Some(listen) = overrides.listen {
             figment = figment.merge(Serialized::default("listen", listen));
         }
@@ -108,6 +107,14 @@ impl Config {
                 return Err(bad(key.to_owned(), "must be greater than 0".to_owned()));
             }
         }
+        let checks = [
+            self.scrape.check(),
+            self.prefix.check(),
+            self.policy.cost.check(),
+        ];
+        if let Some(Err((key, reason))) = checks.into_iter().find(Result::is_err) {
+            return Err(bad(key, reason));
+        }
         if !self.health.path.starts_with('/') {
             return Err(bad(
                 "health.path".to_owned(),
@@ -152,6 +159,22 @@ impl ReplicaSpec {
         }
         Ok(uri)
     }
+}
+
+/// `ROUTER_*` variables whose first segment names a config section (e.g. `ROUTER_LISTEN`,
+/// `ROUTER_POLICY__NAME`); others such as `ROUTER_CONFIG` or a script's `ROUTER_PORT` are not
+/// config keys and are left alone. Typos inside a section are still errors.
+fn router_env() -> Env {
+    let sections: Vec<String> = serde_json::to_value(Figment::new().extract::<Config>().ok())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default();
+    Env::prefixed("ROUTER_")
+        .filter(move |key| {
+            let first = key.as_str().split("__").next().unwrap_or_default();
+            sections.iter().any(|s| s.eq_ignore_ascii_case(first))
+        })
+        .split("__")
 }
 
 /// Turns figment's error into ours, naming origin, dotted key and reason.

@@ -36,6 +36,12 @@ pub struct Config {
     /// Log level and format (used by the binary).
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Polling of the replicas' Prometheus metrics (load signals for `cost`).
+    #[serde(default)]
+    pub scrape: crate::scrape::ScrapeConfig,
+    /// Prompt keys (bytes or tokens) and the per-replica prefix tree.
+    #[serde(default)]
+    pub prefix: crate::prompt_key::PrefixConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -81,6 +87,10 @@ pub enum PolicyName {
     Random,
     /// Sample two healthy replicas, send to the less loaded one.
     PowerOfTwo,
+    /// Longest held prefix unless load is imbalanced (SGLang cache-aware style).
+    PrefixAware,
+    /// Lowest estimated time to first token from held prefix and load (the default).
+    Cost,
 }
 
 impl PolicyName {
@@ -90,6 +100,8 @@ impl PolicyName {
             Self::RoundRobin => "round_robin",
             Self::Random => "random",
             Self::PowerOfTwo => "power_of_two",
+            Self::PrefixAware => "prefix_aware",
+            Self::Cost => "cost",
         }
     }
 }
@@ -103,13 +115,19 @@ pub struct PolicyConfig {
     /// Seed for the policy's RNG; unset means seeded from the OS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Constants of the `cost` policy's time-to-first-token model.
+    pub cost: crate::policy::CostConfig,
+    /// Thresholds of the `prefix_aware` policy.
+    pub prefix_aware: crate::policy::PrefixAwareConfig,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            name: PolicyName::PowerOfTwo,
+            name: PolicyName::Cost,
             seed: None,
+            cost: crate::policy::CostConfig::default(),
+            prefix_aware: crate::policy::PrefixAwareConfig::default(),
         }
     }
 }

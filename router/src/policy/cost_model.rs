@@ -44,7 +44,8 @@ pub struct CostConfig {
     pub kv_pressure_s: f64,
     /// Prompt tokens assumed for each waiting request another client sent (seen by scraping).
     pub external_request_tokens: u64,
-    /// Estimates closer than this many seconds are ties, decided by load.
+    /// Estimates closer than this many seconds are ties, decided by load: a few cached tokens
+    /// (a shared greeting, 0.2 ms of prefill) must not pile new conversations onto one replica.
     pub tie_tolerance_s: f64,
 }
 
@@ -60,7 +61,7 @@ impl Default for CostConfig {
             kv_pressure_threshold: 0.9,
             kv_pressure_s: 0.2,
             external_request_tokens: 512,
-            tie_tolerance_s: 1e-6,
+            tie_tolerance_s: 1e-3,
         }
     }
 }
@@ -116,6 +117,43 @@ impl Estimate {
 }
 
 impl CostConfig {
+    /// Checks the values serde cannot; returns the offending key and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let seconds = [
+            ("prefill_s_per_token", self.prefill_s_per_token),
+            ("prefill_s_per_cached_pair", self.prefill_s_per_cached_pair),
+            ("step_s", self.step_s),
+            ("step_s_per_context_token", self.step_s_per_context_token),
+            ("busy_s_per_request", self.busy_s_per_request),
+            ("kv_pressure_s", self.kv_pressure_s),
+            ("tie_tolerance_s", self.tie_tolerance_s),
+        ];
+        if let Some((key, v)) = seconds.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return Err((
+                format!("policy.cost.{key}"),
+                format!("must be a finite number >= 0, got {v}"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.kv_pressure_threshold) {
+            return Err((
+                "policy.cost.kv_pressure_threshold".into(),
+                "must be within 0..=1".into(),
+            ));
+        }
+        if self.step_token_budget == 0 {
+            return Err((
+                "policy.cost.step_token_budget".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether holding `tokens` of a prompt saves more prefill than the tie tolerance.
+    pub fn worth_following(&self, tokens: u64) -> bool {
+        tokens > 0 && tokens as f64 * self.prefill_s_per_token >= self.tie_tolerance_s
+    }
+
     /// Estimates the TTFT of a `prompt_tokens`-token prompt on one candidate.
     pub fn estimate(&self, prompt_tokens: u64, c: &CostCandidate) -> Estimate {
         let load = &c.load;

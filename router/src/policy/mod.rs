@@ -3,8 +3,13 @@
 //! A policy sees a read-only view of the healthy replicas and their load and returns its choice
 //! with a reason. It does no I/O and bumps no counters: load is counted by `dispatch`.
 
+mod cost;
+mod cost_model;
 mod load;
+mod pending;
 mod power_of_two;
+mod prefix_aware;
+mod prefix_index;
 mod random;
 mod round_robin;
 
@@ -12,8 +17,13 @@ use std::sync::Arc;
 
 use rand::{SeedableRng, rngs::SmallRng};
 
+pub use cost::CostPolicy;
+pub use cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView};
 pub use load::{InFlight, InFlightLoad, Load};
+pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
 pub use power_of_two::PowerOfTwo;
+pub use prefix_aware::{PrefixAwareConfig, PrefixAwarePolicy, PrefixCandidate, PrefixReason};
+pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 
@@ -89,6 +99,18 @@ pub enum DecisionReason {
     LessLoaded,
     /// Two samples had equal load; the first random sample won.
     LoadTie,
+    /// `cost`: the lowest estimate was on a replica holding the longest prefix.
+    CacheAffinity,
+    /// `cost`: a replica holding more of the prompt was passed over because of its load.
+    LoadSpread,
+    /// `cost`: no replica held any of the prompt; the estimate picked on load.
+    NoCache,
+    /// `prefix_aware`: load imbalanced past both thresholds; least loaded.
+    Imbalanced,
+    /// `prefix_aware`: the longest held prefix covered enough of the prompt.
+    LongestMatch,
+    /// `prefix_aware`: no replica held enough of the prompt; least loaded.
+    LowMatch,
 }
 
 impl DecisionReason {
@@ -100,6 +122,12 @@ impl DecisionReason {
             Self::Random => "random",
             Self::LessLoaded => "less_loaded",
             Self::LoadTie => "load_tie",
+            Self::CacheAffinity => "cache_affinity",
+            Self::LoadSpread => "load_spread",
+            Self::NoCache => "no_cache",
+            Self::Imbalanced => "imbalanced",
+            Self::LongestMatch => "longest_match",
+            Self::LowMatch => "low_match",
         }
     }
 }
@@ -111,6 +139,8 @@ pub struct Decision {
     pub replica: ReplicaId,
     /// Why.
     pub reason: DecisionReason,
+    /// Prompt tokens the chosen replica is believed to hold (prefix policies only).
+    pub matched_tokens: Option<u64>,
 }
 
 /// A routing policy.
@@ -131,8 +161,17 @@ pub trait Policy: Send + Sync {
     fn on_replica_removed(&self, _replica: ReplicaId) {}
 }
 
-/// Builds the configured policy; its RNG is seeded from `config.seed` or the OS.
-pub fn build(config: &PolicyConfig) -> Result<Arc<dyn Policy>, Error> {
+/// Builds the configured policy; its RNG is seeded from `config.seed` or the OS. Prefix
+/// policies record keys in `index` (one is made from defaults if none is given).
+pub fn build(
+    config: &PolicyConfig,
+    index: Option<Arc<PrefixIndex>>,
+) -> Result<Arc<dyn Policy>, Error> {
+    let index = || {
+        index
+            .clone()
+            .unwrap_or_else(|| Arc::new(PrefixIndex::new(&Default::default())))
+    };
     let rng = match config.seed {
         Some(seed) => SmallRng::seed_from_u64(seed),
         None => SmallRng::from_os_rng(),
@@ -141,6 +180,12 @@ pub fn build(config: &PolicyConfig) -> Result<Arc<dyn Policy>, Error> {
         PolicyName::RoundRobin => Arc::new(RoundRobin::new()),
         PolicyName::Random => Arc::new(RandomPolicy::new(rng)),
         PolicyName::PowerOfTwo => Arc::new(PowerOfTwo::new(InFlightLoad, rng)),
+        PolicyName::PrefixAware => Arc::new(PrefixAwarePolicy::new(
+            index(),
+            config.prefix_aware.clone(),
+            rng,
+        )),
+        PolicyName::Cost => Arc::new(CostPolicy::new(index(), config.cost.clone(), rng)),
     })
 }
 

@@ -52,7 +52,11 @@ pub struct PendingSnapshot {
 impl PendingLoad {
     /// Counts a request with `prefill_tokens` uncached out of `prompt_tokens`, sent at `now`.
     pub fn add(&self, prefill_tokens: u64, prompt_tokens: u64, now: Instant) -> PendingTicket {
-        let ticket = PendingTicket { prefill_tokens, prompt_tokens, started_us: micros(now) };
+        let ticket = PendingTicket {
+            prefill_tokens,
+            prompt_tokens,
+            started_us: micros(now),
+        };
         let mut t = self.totals.lock();
         t.requests += 1;
         t.prefill_tokens += prefill_tokens;
@@ -73,12 +77,12 @@ impl PendingLoad {
     /// The totals and the mean wait so far, at `now`.
     pub fn snapshot(&self, now: Instant) -> PendingSnapshot {
         let t = *self.totals.lock();
-        let mean_age_s = if t.requests == 0 {
-            0.0
-        } else {
-            let mean_start = t.started_us / t.requests;
-            micros(now).saturating_sub(mean_start) as f64 / 1e6
-        };
+        let mean_age_s = t
+            .started_us
+            .checked_div(t.requests)
+            .map_or(0.0, |mean_start| {
+                micros(now).saturating_sub(mean_start) as f64 / 1e6
+            });
         PendingSnapshot {
             requests: t.requests,
             prefill_tokens: t.prefill_tokens,
@@ -101,7 +105,10 @@ mod tests {
         let a = p.add(100, 1000, t0);
         let b = p.add(50, 60, t0 + Duration::from_secs(2));
         let s = p.snapshot(t0 + Duration::from_secs(3));
-        assert_eq!((s.requests, s.prefill_tokens, s.prompt_tokens), (2, 150, 1060));
+        assert_eq!(
+            (s.requests, s.prefill_tokens, s.prompt_tokens),
+            (2, 150, 1060)
+        );
         assert!((s.mean_age_s - 2.0).abs() < 1e-3, "{}", s.mean_age_s);
         p.remove(a);
         let s = p.snapshot(t0 + Duration::from_secs(3));

@@ -55,6 +55,7 @@ impl<L: Load> Policy for PowerOfTwo<L> {
             return Decision {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
+                matched_tokens: None,
             };
         }
         let (a, b) = self.sample(candidates);
@@ -72,6 +73,7 @@ impl<L: Load> Policy for PowerOfTwo<L> {
         Decision {
             replica: candidates[winner].id,
             reason,
+            matched_tokens: None,
         }
     }
 }

@@ -83,10 +83,23 @@ impl PrefixIndex {
             _ => return Vec::new(),
         };
         let per_token = self.units_per_token(key);
+        // vLLM reuses whole blocks only: in token mode a match ends on a block boundary.
+        let block = if self.token_mode() {
+            self.block_size
+        } else {
+            1
+        };
         found
             .tenants()
             .iter()
-            .map(|m| (ReplicaId(m.tenant.0), (m.matched as f64 / per_token).floor() as u64))
+            .map(|m| {
+                let units = m.matched / block * block;
+                (
+                    ReplicaId(m.tenant.0),
+                    (units as f64 / per_token).floor() as u64,
+                )
+            })
+            .filter(|(_, tokens)| *tokens > 0)
             .collect()
     }
 
@@ -193,10 +206,16 @@ mod tests {
         let m = idx.matches(&PromptKey::Text("abcdefghZZZZ"));
         assert_eq!(m, vec![(ReplicaId(1), 2), (ReplicaId(2), 1)]);
         idx.insert(&PromptKey::Tokens(&[7, 8, 9]), ReplicaId(3));
-        assert_eq!(idx.matches(&PromptKey::Tokens(&[7, 8, 1])), vec![(ReplicaId(3), 2)]);
+        assert_eq!(
+            idx.matches(&PromptKey::Tokens(&[7, 8, 1])),
+            vec![(ReplicaId(3), 2)]
+        );
         assert!(idx.matches(&PromptKey::Empty).is_empty());
         idx.remove(ReplicaId(1));
-        assert_eq!(idx.matches(&PromptKey::Text("abcdefgh")), vec![(ReplicaId(2), 1)]);
+        assert_eq!(
+            idx.matches(&PromptKey::Text("abcdefgh")),
+            vec![(ReplicaId(2), 1)]
+        );
     }
 
     #[test]
@@ -209,27 +228,60 @@ mod tests {
         let idx = PrefixIndex::new(&cfg);
         assert!(idx.token_mode());
         idx.insert(&PromptKey::Tokens(&[1, 2, 3]), ReplicaId(0));
-        assert_eq!(idx.total_units(), 0, "less than a block is not cached by vLLM");
-        idx.insert(&PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), ReplicaId(0));
+        assert_eq!(
+            idx.total_units(),
+            0,
+            "less than a block is not cached by vLLM"
+        );
+        idx.insert(
+            &PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+            ReplicaId(0),
+        );
         assert_eq!(idx.units(ReplicaId(0)), 8);
-        assert_eq!(idx.matches(&PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 0])), vec![(ReplicaId(0), 4)]);
-        assert_eq!(idx.matches(&PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 0])), vec![(ReplicaId(0), 8)]);
-        assert!(idx.matches(&PromptKey::Text("text is not a token key")).is_empty());
+        assert_eq!(
+            idx.matches(&PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 0])),
+            vec![(ReplicaId(0), 4)]
+        );
+        assert_eq!(
+            idx.matches(&PromptKey::Tokens(&[1, 2, 3, 4, 5, 6, 7, 8, 0])),
+            vec![(ReplicaId(0), 8)]
+        );
+        assert!(
+            idx.matches(&PromptKey::Text("text is not a token key"))
+                .is_empty()
+        );
     }
 
     #[test]
     fn caps_follow_capacity_override_and_fallback() {
-        let cfg = PrefixConfig { fallback_cap_tokens: 10, ..PrefixConfig::default() };
+        let cfg = PrefixConfig {
+            fallback_cap_tokens: 10,
+            ..PrefixConfig::default()
+        };
         let idx = PrefixIndex::new(&cfg);
         idx.insert(&PromptKey::Text("x"), ReplicaId(0));
-        assert_eq!(idx.cap_units(ReplicaId(0)), Some(40), "fallback 10 tokens x 4 bytes");
+        assert_eq!(
+            idx.cap_units(ReplicaId(0)),
+            Some(40),
+            "fallback 10 tokens x 4 bytes"
+        );
         let long = "a".repeat(400);
         idx.insert(&PromptKey::Text(&long), ReplicaId(0));
-        assert!(idx.units(ReplicaId(0)) <= 40 + 40 / 16 + 1, "eviction keeps the cap");
+        assert!(
+            idx.units(ReplicaId(0)) <= 40 + 40 / 16 + 1,
+            "eviction keeps the cap"
+        );
         idx.set_capacity(ReplicaId(0), Some(1000));
         assert_eq!(idx.cap_units(ReplicaId(0)), Some(4000));
-        let fixed = PrefixIndex::new(&PrefixConfig { tenant_cap_tokens: Some(5), ..cfg });
+        let fixed = PrefixIndex::new(&PrefixConfig {
+            tenant_cap_tokens: Some(5),
+            ..cfg
+        });
         fixed.set_capacity(ReplicaId(0), Some(1000));
-        assert_eq!(fixed.cap_units(ReplicaId(0)), Some(20), "the override wins over the scrape");
+        assert_eq!(
+            fixed.cap_units(ReplicaId(0)),
+            Some(20),
+            "the override wins over the scrape"
+        );
     }
 }

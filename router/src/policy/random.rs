@@ -32,6 +32,7 @@ impl Policy for RandomPolicy {
             return Decision {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
+                matched_tokens: None,
             };
         }
         let ticket = self
@@ -42,6 +43,7 @@ impl Policy for RandomPolicy {
         Decision {
             replica: chosen.id,
             reason: DecisionReason::Random,
+            matched_tokens: None,
         }
     }
 }

@@ -29,6 +29,7 @@ impl Policy for RoundRobin {
             return Decision {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
+                matched_tokens: None,
             };
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % total_weight(candidates).max(1);
@@ -36,6 +37,7 @@ impl Policy for RoundRobin {
         Decision {
             replica: chosen.id,
             reason: DecisionReason::RoundRobin,
+            matched_tokens: None,
         }
     }
 }

@@ -42,7 +42,10 @@ pub fn completion_prompt(prompt: Option<&Value>) -> Result<(Prompt, RestPrompts)
                 for item in &items[1..] {
                     bytes += item.as_str().ok_or_else(bad)?.len();
                 }
-                Ok((Prompt::Text(first.clone()), RestPrompts { bytes, tokens: 0 }))
+                Ok((
+                    Prompt::Text(first.clone()),
+                    RestPrompts { bytes, tokens: 0 },
+                ))
             }
             Some(Value::Number(_)) => Ok((Prompt::Tokens(token_ids(items)?), none)),
             Some(Value::Array(first)) => {
@@ -61,8 +64,8 @@ pub fn completion_prompt(prompt: Option<&Value>) -> Result<(Prompt, RestPrompts)
 
 /// The rendered conversation of a chat body's `messages` field.
 pub fn chat_prompt(messages: Option<&Value>) -> Result<Prompt, Error> {
-    let messages =
-        messages.ok_or_else(|| Error::InvalidRequest("missing required field `messages`".into()))?;
+    let messages = messages
+        .ok_or_else(|| Error::InvalidRequest("missing required field `messages`".into()))?;
     if messages.as_array().is_some_and(Vec::is_empty) {
         return Err(Error::InvalidRequest("`messages` must not be empty".into()));
     }
@@ -73,11 +76,13 @@ fn token_ids(items: &[Value]) -> Result<Vec<u32>, Error> {
     items
         .iter()
         .map(|v| {
-            v.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "token ids in `prompt` must be integers in 0..2^32, got {v}"
-                ))
-            })
+            v.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "token ids in `prompt` must be integers in 0..2^32, got {v}"
+                    ))
+                })
         })
         .collect()
 }
@@ -93,11 +98,17 @@ mod tests {
 
     #[test]
     fn completion_prompt_shapes() {
-        assert_eq!(completions(json!("hello")).unwrap().0, Prompt::Text("hello".into()));
+        assert_eq!(
+            completions(json!("hello")).unwrap().0,
+            Prompt::Text("hello".into())
+        );
         let (p, rest) = completions(json!(["first", "second!"])).unwrap();
         assert_eq!((p, rest.bytes), (Prompt::Text("first".into()), 7));
         assert_eq!(rest.tokens_at(4.0), 2);
-        assert_eq!(completions(json!([1, 2, 3])).unwrap().0, Prompt::Tokens(vec![1, 2, 3]));
+        assert_eq!(
+            completions(json!([1, 2, 3])).unwrap().0,
+            Prompt::Tokens(vec![1, 2, 3])
+        );
         let (p, rest) = completions(json!([[5, 6], [7, 8, 9]])).unwrap();
         assert_eq!((p, rest.tokens), (Prompt::Tokens(vec![5, 6]), 3));
     }
@@ -117,9 +128,24 @@ mod tests {
             let e = completions(prompt.clone()).unwrap_err().to_string();
             assert!(e.contains(needle), "{prompt}: {e}");
         }
-        assert!(completion_prompt(None).unwrap_err().to_string().contains("`prompt`"));
-        assert!(chat_prompt(None).unwrap_err().to_string().contains("`messages`"));
-        assert!(chat_prompt(Some(&json!([]))).unwrap_err().to_string().contains("empty"));
+        assert!(
+            completion_prompt(None)
+                .unwrap_err()
+                .to_string()
+                .contains("`prompt`")
+        );
+        assert!(
+            chat_prompt(None)
+                .unwrap_err()
+                .to_string()
+                .contains("`messages`")
+        );
+        assert!(
+            chat_prompt(Some(&json!([])))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 
     #[test]

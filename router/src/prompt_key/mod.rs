@@ -38,7 +38,9 @@ pub enum PromptKeys {
 
 impl Default for PromptKeys {
     fn default() -> Self {
-        Self::Bytes { bytes_per_token: 4.0 }
+        Self::Bytes {
+            bytes_per_token: 4.0,
+        }
     }
 }
 
@@ -47,7 +49,9 @@ impl PromptKeys {
     pub fn from_config(config: &PrefixConfig) -> Result<Self, Error> {
         Ok(match &config.tokenizer {
             Some(path) => Self::Tokens(Arc::new(TokenKeyer::from_file(path)?)),
-            None => Self::Bytes { bytes_per_token: config.bytes_per_token },
+            None => Self::Bytes {
+                bytes_per_token: config.bytes_per_token,
+            },
         })
     }
 
@@ -78,7 +82,11 @@ impl PromptKeys {
                 match tokio::task::spawn_blocking(move || keyer.encode(&text)).await {
                     Ok(Ok(ids)) => {
                         // Further text prompts of a batch: the first prompt's bytes per token.
-                        let per_token = if ids.is_empty() { 4.0 } else { bytes as f64 / ids.len() as f64 };
+                        let per_token = if ids.is_empty() {
+                            4.0
+                        } else {
+                            bytes as f64 / ids.len() as f64
+                        };
                         parsed.prompt_tokens = ids.len() + parsed.rest_prompts.tokens_at(per_token);
                         parsed.prompt = Prompt::Tokens(ids);
                     }
@@ -102,7 +110,11 @@ mod tests {
     #[tokio::test]
     async fn byte_mode_counts_every_prompt_of_a_batch() {
         let mut p = parsed(r#"{"prompt":["abcdefgh","xyz"]}"#, Endpoint::Completions);
-        PromptKeys::Bytes { bytes_per_token: 2.0 }.prepare(&mut p).await;
+        PromptKeys::Bytes {
+            bytes_per_token: 2.0,
+        }
+        .prepare(&mut p)
+        .await;
         assert_eq!(p.prompt, Prompt::Text("abcdefgh".into()));
         assert_eq!(p.prompt_tokens, 4 + 2);
         assert_eq!(p.route_request().prompt_tokens_estimate, 6);
@@ -122,22 +134,34 @@ mod tests {
             {"role":"user","content":"what is the capital of france"},
             {"role":"assistant","content":"paris is the capital"},
             {"role":"user","content":"tell me a story"}]}"#;
-        let (mut a, mut b) = (parsed(t1, Endpoint::ChatCompletions), parsed(t2, Endpoint::ChatCompletions));
+        let (mut a, mut b) = (
+            parsed(t1, Endpoint::ChatCompletions),
+            parsed(t2, Endpoint::ChatCompletions),
+        );
         keys.prepare(&mut a).await;
         keys.prepare(&mut b).await;
         let (Prompt::Tokens(ta), Prompt::Tokens(tb)) = (&a.prompt, &b.prompt) else {
             panic!("token mode yields token ids: {:?}", a.prompt);
         };
-        assert!(tb.len() > ta.len() && tb.starts_with(ta), "turn 2 extends turn 1");
+        assert!(
+            tb.len() > ta.len() && tb.starts_with(ta),
+            "turn 2 extends turn 1"
+        );
         assert_eq!(a.prompt_tokens, ta.len());
         let mut ids = parsed(r#"{"prompt":[[1,2,3],[4,5]]}"#, Endpoint::Completions);
         keys.prepare(&mut ids).await;
-        assert_eq!((ids.prompt.clone(), ids.prompt_tokens), (Prompt::Tokens(vec![1, 2, 3]), 5));
+        assert_eq!(
+            (ids.prompt.clone(), ids.prompt_tokens),
+            (Prompt::Tokens(vec![1, 2, 3]), 5)
+        );
     }
 
     #[test]
     fn a_missing_tokenizer_is_a_config_error() {
-        let cfg = PrefixConfig { tokenizer: Some("/nonexistent/tokenizer.json".into()), ..Default::default() };
+        let cfg = PrefixConfig {
+            tokenizer: Some("/nonexistent/tokenizer.json".into()),
+            ..Default::default()
+        };
         let e = PromptKeys::from_config(&cfg).unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
     }

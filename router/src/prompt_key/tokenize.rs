@@ -15,7 +15,9 @@ pub struct TokenKeyer {
 
 impl std::fmt::Debug for TokenKeyer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeyer").field("path", &self.path).finish()
+        f.debug_struct("TokenKeyer")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -27,7 +29,10 @@ impl TokenKeyer {
             key: "prefix.tokenizer".to_owned(),
             reason: format!("cannot load tokenizer: {e}"),
         })?;
-        Ok(Self { tokenizer, path: path.to_owned() })
+        Ok(Self {
+            tokenizer,
+            path: path.to_owned(),
+        })
     }
 
     /// Token ids of `text`, without special tokens. Blocking CPU work.
@@ -51,7 +56,10 @@ pub(crate) mod test_support {
     /// Trains a word-level tokenizer (whitespace split, `[UNK]` for unknown words) on a tiny
     /// corpus and saves it as `dir/tokenizer.json`.
     pub(crate) fn tiny_tokenizer(dir: &Path) -> PathBuf {
-        let model = WordLevel::builder().unk_token("[UNK]".into()).build().unwrap();
+        let model = WordLevel::builder()
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
         let mut tok = Tokenizer::new(model);
         tok.with_pre_tokenizer(Some(Whitespace {}));
         let mut trainer: TrainerWrapper = WordLevelTrainer::builder()
@@ -82,15 +90,27 @@ mod tests {
     fn encodes_words() {
         let dir = tempfile::tempdir().unwrap();
         let keyer = TokenKeyer::from_file(&tiny_tokenizer(dir.path())).unwrap();
-        assert_eq!(keyer.encode("what is the capital of france").unwrap().len(), 6);
-        assert_eq!(keyer.encode("zebra").unwrap().len(), 1, "unknown word -> [UNK]");
+        assert_eq!(
+            keyer.encode("what is the capital of france").unwrap().len(),
+            6
+        );
+        assert_eq!(
+            keyer.encode("zebra").unwrap().len(),
+            1,
+            "unknown word -> [UNK]"
+        );
     }
 
     #[test]
     fn load_errors_name_the_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
-        let e = TokenKeyer::from_file(&dir.path().join("nope.json")).unwrap_err().to_string();
-        assert!(e.contains("nope.json") && e.contains("prefix.tokenizer"), "{e}");
+        let e = TokenKeyer::from_file(&dir.path().join("nope.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nope.json") && e.contains("prefix.tokenizer"),
+            "{e}"
+        );
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{not json").unwrap();
         assert!(TokenKeyer::from_file(&bad).is_err());

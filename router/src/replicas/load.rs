@@ -6,12 +6,20 @@ use std::sync::{
 };
 
 use super::Replica;
+use crate::{
+    policy::{PendingLoad, PendingTicket},
+    scrape::ScrapeSlot,
+};
 
 /// Live load of one replica as counted by this router.
 #[derive(Debug, Default)]
 pub struct ReplicaLoad {
     in_flight_requests: AtomicU64,
     in_flight_prompt_tokens: AtomicU64,
+    /// The in-flight requests not yet past first byte (queued prefill work).
+    pub pending: PendingLoad,
+    /// The latest scrape of the replica's metrics.
+    pub scraped: ScrapeSlot,
 }
 
 impl ReplicaLoad {
@@ -47,18 +55,43 @@ impl ReplicaLoad {
 pub struct LoadGuard {
     replica: Arc<Replica>,
     tokens: u64,
+    pending: Option<PendingTicket>,
 }
 
 impl LoadGuard {
-    /// Adds one request and `tokens` prompt tokens to `replica`.
+    /// Adds one request and `tokens` prompt tokens to `replica`, all of them still to prefill.
     pub fn acquire(replica: Arc<Replica>, tokens: u64) -> Self {
+        Self::acquire_with_prefill(replica, tokens, Some(tokens))
+    }
+
+    /// Adds one request of `tokens` prompt tokens, `prefill_tokens` of them not cached on
+    /// `replica`; they count as pending prefill until [`LoadGuard::first_byte`]. `None` (a
+    /// non-streaming request, whose first byte only comes at the end) is not counted as pending.
+    pub fn acquire_with_prefill(
+        replica: Arc<Replica>,
+        tokens: u64,
+        prefill_tokens: Option<u64>,
+    ) -> Self {
+        let now = std::time::Instant::now();
+        let pending = prefill_tokens.map(|p| replica.load.pending.add(p, tokens, now));
         replica.load.add(1, tokens);
         replica.metrics.in_flight.inc();
         replica
             .metrics
             .in_flight_tokens
             .add(i64::try_from(tokens).unwrap_or(i64::MAX));
-        Self { replica, tokens }
+        Self {
+            replica,
+            tokens,
+            pending,
+        }
+    }
+
+    /// The first response byte arrived: the request is no longer queued prefill work.
+    pub fn first_byte(&mut self) {
+        if let Some(ticket) = self.pending.take() {
+            self.replica.load.pending.remove(ticket);
+        }
     }
 
     /// The replica this guard counts against.
@@ -69,6 +102,7 @@ impl LoadGuard {
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
+        self.first_byte();
         self.replica.load.sub(1, self.tokens);
         self.replica.metrics.in_flight.dec();
         self.replica

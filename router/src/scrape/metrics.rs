@@ -30,21 +30,39 @@ impl ScrapeMetrics {
             Ok(g)
         };
         let errors = IntCounterVec::new(
-            Opts::new("router_scrape_errors_total", "Failed metrics scrapes by replica and kind"),
+            Opts::new(
+                "router_scrape_errors_total",
+                "Failed metrics scrapes by replica and kind",
+            ),
             &["replica", "kind"],
         )?;
         registry.register(Box::new(errors.clone()))?;
         let tree_units = IntGaugeVec::new(
-            Opts::new("router_prefix_tree_units", "Key units the prefix tree holds per replica"),
+            Opts::new(
+                "router_prefix_tree_units",
+                "Key units the prefix tree holds per replica",
+            ),
             &["replica"],
         )?;
         registry.register(Box::new(tree_units.clone()))?;
         Ok(Self {
-            age: gauge("router_scrape_age_seconds", "Seconds since the last successful scrape")?,
+            age: gauge(
+                "router_scrape_age_seconds",
+                "Seconds since the last successful scrape",
+            )?,
             errors,
-            waiting: gauge("router_scraped_waiting_requests", "Waiting requests last scraped")?,
-            running: gauge("router_scraped_running_requests", "Running requests last scraped")?,
-            kv_usage: gauge("router_scraped_kv_cache_usage", "KV-cache usage (0..1) last scraped")?,
+            waiting: gauge(
+                "router_scraped_waiting_requests",
+                "Waiting requests last scraped",
+            )?,
+            running: gauge(
+                "router_scraped_running_requests",
+                "Running requests last scraped",
+            )?,
+            kv_usage: gauge(
+                "router_scraped_kv_cache_usage",
+                "KV-cache usage (0..1) last scraped",
+            )?,
             tree_units,
         })
     }

@@ -24,7 +24,11 @@ impl ExternalLoad {
     pub fn from_scrape(load: &ScrapedLoad, router_inflight: u64, router_pending: u64) -> Self {
         let total = (load.waiting + load.running - router_inflight as f64).max(0.0);
         let waiting = (load.waiting - router_pending as f64).max(0.0).min(total);
-        Self { waiting, running: total - waiting, kv_usage: load.kv_usage }
+        Self {
+            waiting,
+            running: total - waiting,
+            kv_usage: load.kv_usage,
+        }
     }
 }
 
@@ -69,7 +73,8 @@ mod tests {
     use super::*;
 
     fn load(waiting: f64, running: f64) -> ScrapedLoad {
-        let text = format!("vllm:num_requests_waiting {waiting}\nvllm:num_requests_running {running}\n");
+        let text =
+            format!("vllm:num_requests_waiting {waiting}\nvllm:num_requests_running {running}\n");
         ScrapedLoad::parse(&text, Instant::now()).unwrap()
     }
 
@@ -78,7 +83,11 @@ mod tests {
         let e = ExternalLoad::from_scrape(&load(3.0, 5.0), 6, 2);
         assert_eq!((e.waiting, e.running), (1.0, 1.0));
         let e = ExternalLoad::from_scrape(&load(0.0, 2.0), 6, 2);
-        assert_eq!((e.waiting, e.running), (0.0, 0.0), "an old low count never goes negative");
+        assert_eq!(
+            (e.waiting, e.running),
+            (0.0, 0.0),
+            "an old low count never goes negative"
+        );
         let e = ExternalLoad::from_scrape(&load(4.0, 0.0), 0, 0);
         assert_eq!((e.waiting, e.running), (4.0, 0.0));
     }
@@ -95,7 +104,10 @@ mod tests {
             valid_until: now + Duration::from_secs(1),
         });
         assert!(slot.fresh(now).is_some());
-        assert!(slot.fresh(now + Duration::from_secs(2)).is_none(), "too old");
+        assert!(
+            slot.fresh(now + Duration::from_secs(2)).is_none(),
+            "too old"
+        );
         slot.mark_stale();
         assert!(slot.fresh(now).is_none(), "failed scrape");
     }

@@ -3,6 +3,7 @@
 use crate::engine::Outcome;
 use crate::tokenizer::filler_text;
 use serde::Serialize;
+use std::io::Write as _;
 
 /// Which OpenAI endpoint is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +59,6 @@ struct Envelope<'a, C> {
     choices: C,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
-}
-
-#[derive(Serialize)]
-struct TextChoice<'a> {
-    index: u32,
-    text: &'a str,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-    stop_reason: Option<()>,
 }
 
 #[derive(Serialize)]
@@ -144,39 +136,55 @@ impl Formatter<'_> {
         Self::write_event(buf, &self.envelope(true, c, None));
     }
 
-    /// One token's chunk; `finish` is set on the choice's last token.
+    /// The constant start of every chunk of this response, up to `"choices":[` (computed once
+    /// per stream so token chunks only serialize their own fields).
+    pub(crate) fn chunk_prefix(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(128);
+        p.extend_from_slice(b"data: {\"id\":");
+        let _ = serde_json::to_writer(&mut p, self.id);
+        p.extend_from_slice(b",\"object\":\"");
+        p.extend_from_slice(self.object(true).as_bytes());
+        p.extend_from_slice(b"\",\"created\":");
+        p.extend_from_slice(self.created.to_string().as_bytes());
+        p.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut p, self.model);
+        p.extend_from_slice(b",\"choices\":[");
+        p
+    }
+
+    /// One token's chunk (`prefix` from [`Formatter::chunk_prefix`]); `finish` is set on the
+    /// choice's last token.
     pub(crate) fn token_chunk(
         &self,
         buf: &mut Vec<u8>,
+        prefix: &[u8],
         choice: u32,
         text: &str,
         finish: Option<&'static str>,
     ) {
+        buf.extend_from_slice(prefix);
+        buf.extend_from_slice(b"{\"index\":");
+        let _ = write!(buf, "{choice}");
         match self.kind {
-            Kind::Completion => {
-                let c = [TextChoice {
-                    index: choice,
-                    text,
-                    logprobs: None,
-                    finish_reason: finish,
-                    stop_reason: None,
-                }];
-                Self::write_event(buf, &self.envelope(true, c, None));
-            }
-            Kind::Chat => {
-                let c = [DeltaChoice {
-                    index: choice,
-                    delta: Delta {
-                        role: None,
-                        content: text,
-                    },
-                    logprobs: None,
-                    finish_reason: finish,
-                    stop_reason: finish.map(|_| None),
-                }];
-                Self::write_event(buf, &self.envelope(true, c, None));
-            }
+            Kind::Completion => buf.extend_from_slice(b",\"text\":"),
+            Kind::Chat => buf.extend_from_slice(b",\"delta\":{\"content\":"),
         }
+        let _ = serde_json::to_writer(&mut *buf, text);
+        if self.kind == Kind::Chat {
+            buf.push(b'}');
+        }
+        buf.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                let _ = serde_json::to_writer(&mut *buf, f);
+                buf.extend_from_slice(b",\"stop_reason\":null");
+            }
+            None if self.kind == Kind::Completion => {
+                buf.extend_from_slice(b"null,\"stop_reason\":null");
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b"}]}\n\n");
     }
 
     /// The final `choices: []` chunk carrying usage (`stream_options.include_usage`).
@@ -238,4 +246,57 @@ struct TextChoiceOwned {
     finish_reason: &'static str,
     stop_reason: Option<()>,
     prompt_logprobs: Option<()>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(buf: &[u8]) -> Value {
+        let text = std::str::from_utf8(buf).unwrap();
+        let body = text
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn token_chunks_are_valid_vllm_json() {
+        for kind in [Kind::Completion, Kind::Chat] {
+            let f = Formatter {
+                kind,
+                id: "id-\"1\"",
+                created: 7,
+                model: "m",
+            };
+            let prefix = f.chunk_prefix();
+            let mut buf = Vec::new();
+            f.token_chunk(&mut buf, &prefix, 3, "a\"b", None);
+            let v = parse(&buf);
+            assert_eq!(v["id"], "id-\"1\"");
+            assert_eq!(v["created"], 7);
+            assert_eq!(v["choices"][0]["index"], 3);
+            assert!(v["choices"][0]["finish_reason"].is_null());
+            let mut last = Vec::new();
+            f.token_chunk(&mut last, &prefix, 0, "z", Some("length"));
+            let v2 = parse(&last);
+            assert_eq!(v2["choices"][0]["finish_reason"], "length");
+            assert!(v2["choices"][0]["stop_reason"].is_null());
+            match kind {
+                Kind::Completion => {
+                    assert_eq!(v["object"], "text_completion");
+                    assert_eq!(v["choices"][0]["text"], "a\"b");
+                    assert_eq!(v["choices"][0]["stop_reason"], Value::Null);
+                }
+                Kind::Chat => {
+                    assert_eq!(v["object"], "chat.completion.chunk");
+                    assert_eq!(v["choices"][0]["delta"], json!({"content": "a\"b"}));
+                    assert!(v["choices"][0].get("stop_reason").is_none());
+                }
+            }
+        }
+    }
 }

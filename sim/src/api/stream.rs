@@ -53,6 +53,8 @@ pub(crate) struct StreamSpec {
 
 struct State {
     rx: UnboundedReceiver<StreamEvent>,
+    /// Constant start of every token chunk.
+    prefix: Vec<u8>,
     spec: StreamSpec,
     remaining: usize,
     usage: Usage,
@@ -88,9 +90,11 @@ impl State {
                     self.emit(buf, |f, b| f.role_chunk(b, choice));
                 }
                 let finish = last.then_some(self.spec.finish.as_str());
+                let prefix = std::mem::take(&mut self.prefix);
                 self.emit(buf, |f, b| {
-                    f.token_chunk(b, choice, filler_piece(index as usize), finish)
+                    f.token_chunk(b, &prefix, choice, filler_piece(index as usize), finish)
                 });
+                self.prefix = prefix;
             }
             StreamEvent::Done { choice, outcome } => {
                 self.usage
@@ -138,6 +142,7 @@ impl State {
 /// Builds the streaming body of one response.
 pub(crate) fn sse_body(rx: UnboundedReceiver<StreamEvent>, spec: StreamSpec) -> Body {
     let state = State {
+        prefix: spec.meta.formatter().chunk_prefix(),
         remaining: spec.choices,
         rx,
         spec,

@@ -23,7 +23,8 @@ impl StepWork {
     }
 }
 
-/// Step time = max(weight read, prefill compute) + KV read of decoding sequences, / speedup.
+/// Step time = max(weight read, batch compute) + KV read of decoding sequences, / speedup.
+/// Decode is memory-bound (weights + KV) until the batch is big enough to be compute-bound.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CostModel {
     prefill_s_per_token: f64,
@@ -50,10 +51,12 @@ impl CostModel {
         if w.is_empty() {
             return Duration::ZERO;
         }
-        let prefill = w.prefill_tokens as f64 * self.prefill_s_per_token
+        // Every token in the batch (new prompt tokens and one per decoding sequence) costs the
+        // same matmul compute; attention over cached context adds the pair term.
+        let compute = (w.prefill_tokens + w.decode_seqs) as f64 * self.prefill_s_per_token
             + w.cached_pairs * self.prefill_s_per_pair;
         let kv = w.decode_kv_tokens as f64 * self.kv_s_per_token;
-        let secs = (prefill.max(self.base_s) + kv) / self.speedup;
+        let secs = (compute.max(self.base_s) + kv) / self.speedup;
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
     }
 }
@@ -90,6 +93,13 @@ mod tests {
         };
         assert!((ms(m.duration(&c)) - 50.0).abs() < 2.0);
         assert_eq!(m.duration(&StepWork::default()), Duration::ZERO);
+        // 256 short sequences: compute-bound, above the 5 ms weight-read floor.
+        let big = StepWork {
+            decode_seqs: 256,
+            decode_kv_tokens: 256 * 100,
+            ..StepWork::default()
+        };
+        assert!(ms(m.duration(&big)) > 9.0);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cache;
 mod cost;
 mod runner;
 mod scheduler;
+mod seq;
 
 pub(crate) use cost::CostModel;
 pub(crate) use scheduler::Scheduler;

@@ -60,7 +60,12 @@ pub(crate) async fn run(mut sched: Scheduler, cost: CostModel, mut rx: Unbounded
                 _ => start,
             };
             let deadline = base + dur;
-            tokio::time::sleep_until(deadline.into()).await;
+            if deadline > Instant::now() {
+                tokio::time::sleep_until(deadline.into()).await;
+            } else {
+                // Catching up after timer rounding: no sleep, but stay cooperative.
+                tokio::task::yield_now().await;
+            }
             clock = Some(deadline);
         }
         sched.complete_step(Instant::now());

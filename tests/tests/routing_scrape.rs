@@ -1,0 +1,237 @@
+//! Scraped replica metrics feed decisions: waiting requests other clients put on a replica move
+//! traffic away from it; a failing scrape is stale and decisions fall back to the router's own
+//! counts; scrape failures feed health, and a replica unhealthy past the grace period is dropped
+//! from the prefix tree.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+use std::time::Duration;
+
+use prefix_router_tests::{
+    RouterServer, SimConfig, SimServer, completion_body, metric_sum, metric_value, router_metrics,
+    router_yaml, start_router, start_sims, wait_until,
+};
+
+/// Two replicas that run one sequence at a time, so extra requests wait in their queue.
+async fn sims() -> Vec<SimServer> {
+    start_sims(
+        2,
+        SimConfig {
+            port: 0,
+            max_num_seqs: 1,
+            ..SimConfig::default()
+        },
+    )
+    .await
+}
+
+/// A ~1000-token prompt plus a distinct tail.
+fn prompt(tail: &str) -> String {
+    format!(
+        "{}{tail}",
+        "Shared context about the quarterly report. ".repeat(93)
+    )
+}
+
+async fn route(client: &reqwest::Client, router: &RouterServer, text: &str) -> String {
+    let response = client
+        .post(format!("{}/v1/completions", router.url()))
+        .json(&completion_body(text, 1, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let replica = response.headers()["x-routed-to"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = response.bytes().await.unwrap();
+    replica
+}
+
+/// Sends `n` slow requests straight to `sim` (not through the router) in the background.
+fn load_directly(sim: &SimServer, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let url = format!("{}/v1/completions", sim.url());
+            tokio::spawn(async move {
+                let body = completion_body(&format!("other client {i}"), 60, false);
+                let _ = reqwest::Client::new().post(url).json(&body).send().await;
+            })
+        })
+        .collect()
+}
+
+/// The replica's own `vllm:num_requests_waiting`.
+async fn sim_waiting(sim: &SimServer) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", sim.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_sum(&text, "vllm:num_requests_waiting", &[])
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches('r').parse().unwrap()
+}
+
+#[tokio::test]
+async fn scraped_waiting_requests_move_traffic_away() {
+    let sims = sims().await;
+    let router = start_router(&router_yaml(&sims, "cost", "scrape:\n  interval_ms: 50\n")).await;
+    let client = reqwest::Client::new();
+    let owner = route(&client, &router, &prompt("first")).await;
+    assert_eq!(
+        route(&client, &router, &prompt("second")).await,
+        owner,
+        "idle: affinity"
+    );
+
+    let background = load_directly(&sims[index_of(&owner)], 6);
+    wait_until(
+        Duration::from_secs(5),
+        "router scraped the owner's queue",
+        || async {
+            let text = router_metrics(&router).await;
+            metric_value(
+                &text,
+                "router_scraped_waiting_requests",
+                &[("replica", owner.as_str())],
+            )
+            .is_some_and(|w| w >= 3.0)
+        },
+    )
+    .await;
+    let other = route(&client, &router, &prompt("third")).await;
+    assert_ne!(
+        other, owner,
+        "the owner's external queue costs more than the cache miss"
+    );
+    let text = router_metrics(&router).await;
+    let spread = metric_sum(
+        &text,
+        "router_policy_decisions_total",
+        &[("policy", "cost"), ("reason", "load_spread")],
+    );
+    assert_eq!(spread, 1.0);
+
+    for task in background {
+        task.await.unwrap();
+    }
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn failing_scrapes_are_stale_and_decisions_use_own_counts() {
+    let sims = sims().await;
+    let extra = "scrape:\n  interval_ms: 50\n  path: /no-such-metrics\n";
+    let router = start_router(&router_yaml(&sims, "cost", extra)).await;
+    let client = reqwest::Client::new();
+    let owner = route(&client, &router, &prompt("first")).await;
+
+    let owner_sim = &sims[index_of(&owner)];
+    let background = load_directly(owner_sim, 6);
+    wait_until(Duration::from_secs(5), "owner queue builds up", || async {
+        sim_waiting(owner_sim).await >= 3.0
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "scrape errors counted", || async {
+        let text = router_metrics(&router).await;
+        metric_sum(
+            &text,
+            "router_scrape_errors_total",
+            &[("replica", owner.as_str()), ("kind", "status")],
+        ) >= 2.0
+    })
+    .await;
+    assert_eq!(
+        route(&client, &router, &prompt("second")).await,
+        owner,
+        "no fresh scrape: affinity"
+    );
+    let text = router_metrics(&router).await;
+    let age = metric_value(
+        &text,
+        "router_scrape_age_seconds",
+        &[("replica", owner.as_str())],
+    )
+    .unwrap();
+    assert!(age.is_infinite(), "never scraped successfully: {age}");
+    assert!(
+        metric_value(
+            &text,
+            "router_replica_healthy",
+            &[("replica", owner.as_str())]
+        ) == Some(1.0),
+        "a 404 metrics page is not a health failure"
+    );
+
+    for task in background {
+        task.await.unwrap();
+    }
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn scrape_failures_mark_unhealthy_and_the_tree_forgets_after_the_grace_period() {
+    let mut sims = start_sims(2, SimConfig::zero_delay()).await;
+    // Probes only once at start (60 s interval): the scraper alone notices the replica is gone.
+    let extra = "health:\n  interval_ms: 60000\n  unhealthy_threshold: 2\n  healthy_threshold: 1\n\
+                 scrape:\n  interval_ms: 50\n  timeout_ms: 200\nprefix:\n  unhealthy_grace_ms: 300\n";
+    let router = start_router(&router_yaml(&sims, "cost", extra)).await;
+    let client = reqwest::Client::new();
+    let owner = route(&client, &router, &prompt("first")).await;
+    let units = |text: &str| {
+        metric_value(
+            text,
+            "router_prefix_tree_units",
+            &[("replica", owner.as_str())],
+        )
+    };
+    wait_until(Duration::from_secs(5), "tree size reported", || async {
+        units(&router_metrics(&router).await).is_some_and(|u| u > 0.0)
+    })
+    .await;
+
+    sims.remove(index_of(&owner)).shutdown().await;
+    wait_until(
+        Duration::from_secs(5),
+        "scrape failures mark the replica unhealthy",
+        || async {
+            let text = router_metrics(&router).await;
+            metric_value(
+                &text,
+                "router_replica_healthy",
+                &[("replica", owner.as_str())],
+            ) == Some(0.0)
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the tree drops the replica after the grace period",
+        || async { units(&router_metrics(&router).await) == Some(0.0) },
+    )
+    .await;
+    let text = router_metrics(&router).await;
+    assert!(
+        metric_sum(
+            &text,
+            "router_scrape_errors_total",
+            &[("replica", owner.as_str()), ("kind", "transport")]
+        ) >= 2.0
+    );
+
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
