@@ -98,4 +98,10 @@ async def main():
 
 
 if __name__ == "__main__":
+    try:  # uvloop (pip install uvloop) cuts the client's own event-loop delay
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())

@@ -112,7 +112,8 @@ pub struct WorkloadArgs {
     /// ShareGPT: skip conversations with fewer messages.
     #[arg(long, default_value_t = 2)]
     pub min_messages: usize,
-    /// Smallest output length; each request's length is uniform in [min, max].
+    /// Smallest output length (capped at --max-output-len); each request's length is uniform
+    /// in [min, max].
     #[arg(long, default_value_t = 10)]
     pub min_output_len: u32,
     /// Largest output length (1 = prefill-only run).
@@ -214,7 +215,7 @@ impl WorkloadArgs {
             num_prompts: self.num_prompts,
             max_conversations: self.max_conversations,
             min_messages: self.min_messages,
-            min_output_len: self.min_output_len,
+            min_output_len: self.min_output_len.min(self.max_output_len),
             max_output_len: self.max_output_len,
             seed: self.seed,
             shared_prefix: SharedPrefixConfig {
@@ -402,6 +403,10 @@ mod tests {
         assert_eq!(b.dataset.shared_prefix.groups, 64);
         assert_eq!(b.dataset.shared_prefix.zipf, 0.8);
         assert!(b.stream && b.ignore_eos);
+        // `--max-output-len 1` alone makes a prefill-only run.
+        let cli = Cli::parse_args(["loadgen", "--max-output-len", "1"]).unwrap();
+        let d = cli.run.workload.dataset_config();
+        assert_eq!((d.min_output_len, d.max_output_len), (1, 1));
         assert_eq!(b.dataset.priority_mix.unwrap().classes.len(), 2);
     }
 

@@ -47,8 +47,8 @@ fn measure<K: KeyUnit>(
         }
     }
     let s = region.change();
-    let live = (s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated)
-        .max(0) as usize;
+    // stats_alloc already folds realloc growth/shrink into bytes_(de)allocated.
+    let live = s.bytes_allocated.saturating_sub(s.bytes_deallocated);
     let live_allocs = s.allocations.saturating_sub(s.deallocations);
     let units = tree.total_size();
     let nodes = tree.node_count().max(1);

@@ -43,7 +43,9 @@ fn run_batch(tree: &RadixTree, batch: &CopyBatch, lat: &mut Vec<u32>) -> Duratio
 fn filled_tree(corpus: &Corpus) -> (RadixTree, u32) {
     let tree = RadixTree::new();
     for t in 0..TENANTS {
-        if std::env::var_os("NOCAP").is_none() { tree.set_tenant_cap(TenantId(t), Some(CAP)); }
+        if std::env::var_os("NOCAP").is_none() {
+            tree.set_tenant_cap(TenantId(t), Some(CAP));
+        }
     }
     let per_copy = corpus.stored_bytes_per_copy().max(1);
     // Enough copies to reach the caps, plus three more so eviction is in steady state.

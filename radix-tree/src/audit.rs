@@ -119,8 +119,11 @@ fn check_node<K: KeyUnit>(g: &Node<K>, depth: usize) -> Result<(), RadixError> {
         ));
     }
     for (i, h) in g.holders.iter().enumerate() {
-        if g.holders[..i].iter().any(|o| o.tenant == h.tenant) {
-            return fail(format!("node {:?}: tenant {:?} twice", g.label, h.tenant));
+        if i > 0 && g.holders[i - 1].tenant >= h.tenant {
+            return fail(format!(
+                "node {:?}: holders unsorted or duplicated",
+                g.label
+            ));
         }
         let held = g
             .children

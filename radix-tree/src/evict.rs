@@ -106,8 +106,8 @@ impl<K: KeyUnit> RadixTree<K> {
     /// Accounts for removed nodes and units.
     fn shrink(&self, nodes: usize, units: usize) {
         use std::sync::atomic::Ordering::AcqRel;
-        self.node_count.fetch_sub(nodes, AcqRel);
-        self.total_units.fetch_sub(units, AcqRel);
+        self.counts.nodes.fetch_sub(nodes, AcqRel);
+        self.counts.units.fetch_sub(units, AcqRel);
     }
 
     /// Rebuilds the tenant's LRU heap without stale or duplicate entries; caller holds `evicting`.
@@ -138,5 +138,60 @@ impl<K: KeyUnit> RadixTree<K> {
         for e in keep {
             lru.push_entry(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{ManualClock, RadixTree, TenantId};
+
+    /// Evicting one tenant only consults that tenant's own LRU index, never the rest of the tree.
+    #[test]
+    fn eviction_work_is_bounded_by_the_tenant_index() {
+        let clock = Arc::new(ManualClock::new(0));
+        let tree: RadixTree<u8> = RadixTree::with_clock(clock.clone());
+        let (big, small) = (TenantId(1), TenantId(2));
+        for i in 0..5_000 {
+            clock.advance(1);
+            tree.insert(format!("big tenant conversation {i} turn").as_bytes(), big);
+        }
+        for i in 0..10 {
+            clock.advance(1);
+            tree.insert(format!("small {i}").as_bytes(), small);
+        }
+        let lru_len = |t| tree.tenants.get(t).map_or(0, |s| s.lru.lock().len());
+        let big_before = lru_len(big);
+        assert!(
+            lru_len(small) <= 10,
+            "index holds only the small tenant's leaves"
+        );
+        assert!(tree.evict_tenant(small, 0) > 0);
+        assert_eq!(lru_len(small), 0);
+        assert_eq!(lru_len(big), big_before, "other tenants' indexes untouched");
+        assert_eq!(tree.tenant_size(small), 0);
+        tree.audit().unwrap();
+    }
+
+    /// Stale index entries (leaves that were extended) are compacted away, so the index stays
+    /// proportional to the tenant's leaves even without any eviction.
+    #[test]
+    fn lru_index_stays_proportional_to_leaves() {
+        let tree: RadixTree<u8> = RadixTree::new();
+        let t = TenantId(7);
+        let mut key = b"conversation:".to_vec();
+        for turn in 0..1_500 {
+            key.extend_from_slice(format!(" turn {turn}").as_bytes());
+            tree.insert(&key, t);
+        }
+        let state = tree.tenants.get(t).unwrap();
+        assert_eq!(state.leaves.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(
+            state.lru.lock().len() <= 2 + 64 + 1,
+            "{}",
+            state.lru.lock().len()
+        );
+        tree.audit().unwrap();
     }
 }

@@ -75,8 +75,8 @@ impl<K: KeyUnit> RadixTree<K> {
     /// Accounts for new nodes and units.
     pub(crate) fn grow(&self, nodes: usize, units: usize) {
         use std::sync::atomic::Ordering::AcqRel;
-        self.node_count.fetch_add(nodes, AcqRel);
-        self.total_units.fetch_add(units, AcqRel);
+        self.counts.nodes.fetch_add(nodes, AcqRel);
+        self.counts.units.fetch_add(units, AcqRel);
     }
 }
 
@@ -130,7 +130,7 @@ impl<K: KeyUnit> Insert<'_, K> {
             h.touch(self.now, self.confirmed);
             return;
         }
-        child.holders.push(self.new_holder(0));
+        child.add_holder(self.new_holder(0));
         self.state.gain(child.label.len(), true);
         if let Some(ph) = parent.holder(self.tenant) {
             self.state.child_added(ph.add_child());
@@ -205,11 +205,9 @@ impl<K: KeyUnit> Insert<'_, K> {
         for h in &holders {
             // Every tenant holding the split node now also holds the new middle node.
             if h.tenant == self.tenant {
-                self.state
-                    .nodes
-                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                self.state.gain(0, false);
             } else if let Some(s) = self.tree.tenants.get(h.tenant) {
-                s.nodes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                s.gain(0, false);
             }
         }
         let mut mid = Node::new(&rest[..l], holders, Arc::downgrade(WriteGuard::rwlock(w)));
@@ -239,7 +237,7 @@ impl<K: KeyUnit> Insert<'_, K> {
                     h.touch(self.now, self.confirmed);
                     h.add_child();
                 }
-                None => m.holders.push(self.new_holder(1)),
+                None => m.add_holder(self.new_holder(1)),
             }
             self.state.gain(label.len(), true);
             self.state.push_leaf(self.now, &leaf);
@@ -248,7 +246,7 @@ impl<K: KeyUnit> Insert<'_, K> {
         } else if let Some(h) = m.holder(self.tenant) {
             h.touch(self.now, self.confirmed);
         } else {
-            m.holders.push(self.new_holder(0));
+            m.add_holder(self.new_holder(0));
             self.state.push_leaf(self.now, &mid);
         }
         if !held {

@@ -12,17 +12,51 @@
 //! - [`RadixTree::evict_tenant`]: per-tenant LRU eviction of leaves down to a size; a node stays
 //!   while any tenant holds it. Cost grows with what is evicted, not with the tree.
 //! - [`RadixTree::remove_tenant`]: drop a tenant everywhere, freeing nodes nobody holds.
+//! - [`RadixTree::set_tenant_cap`]: keep a tenant near its replica's cache size automatically.
+//!
+//! ```
+//! use radix_tree::{RadixTree, TenantId};
+//!
+//! let tree = RadixTree::new();
+//! tree.insert(b"User: hi\nAssistant: hello\n", TenantId(0));
+//! tree.insert(b"User: hi\nAssistant: howdy\n", TenantId(1));
+//! let m = tree.match_prefix(b"User: hi\nAssistant: hello\nUser: and then?");
+//! assert_eq!(m.matched(TenantId(0)), 26);
+//! assert_eq!(m.matched(TenantId(1)), 21);
+//! assert_eq!(m.best(), Some((TenantId(0), 26)));
+//! ```
 //!
 //! # Concurrency
-//! Every node has its own `RwLock`. Matches take read locks hand over hand, so they never wait
-//! for each other; inserts take write locks only on the nodes they change, so inserts on
-//! different branches do not serialise. LRU timestamps are coarse ticks (milliseconds by
-//! default, see [`Clock`]) stored in atomics and written only when they change.
+//! Every node has its own `RwLock`; locks are only ever taken top-down. Matches take read locks
+//! hand over hand (child before releasing the parent), so they never wait for each other.
+//! Inserts walk the same way, keeping the parent read-locked as an anchor: a node can only be
+//! split or detached under its parent's write lock, so an insert can re-lock its current node
+//! for writing without revalidation. Write locks are taken only on nodes that change, so inserts
+//! on different branches do not serialise. LRU timestamps are coarse ticks (milliseconds by
+//! default, see [`Clock`]) in atomics, written only when they change, so hot shared prefixes are
+//! not rewritten by every request.
+//!
+//! # Eviction
+//! Each tenant keeps a lazy min-heap of its leaves (nodes it holds with no held child). An entry
+//! is checked under the node's and its parent's write locks when popped: refreshed nodes are
+//! re-queued, nodes that stopped being leaves are dropped, and a parent whose last held child
+//! went is queued. Stale entries are compacted once they outnumber twice the leaves. A pass
+//! therefore costs O(evicted x log leaves), independent of the tree's size. With a cap, an insert
+//! that takes a tenant past `cap + min(cap/64, 16384)` units evicts it back down to `cap`.
 //!
 //! # Memory (measured)
-//! `cargo bench -p radix-tree --bench memory` counts every allocation with a counting global
-//! allocator (requested bytes; the system allocator adds its own ~8-16 bytes per allocation).
-//! MEMORY_NUMBERS_PLACEHOLDER
+//! `cargo bench -p radix-tree --bench memory` streams 674 MB of ShareGPT multi-turn prompts into
+//! 8 tenants capped at 100 MB in total and counts live heap bytes with a counting global
+//! allocator (requested sizes; glibc adds about 16 bytes per allocation on top):
+//!
+//! | keys | stored text | nodes | live heap | per stored unit | per node beyond its label |
+//! |------|-------------|-------|-----------|-----------------|---------------------------|
+//! | `u8` bytes | 100.7 MB | 138.8 k | 116.8 MB | 1.16 bytes (1.21 with malloc overhead) | 116 bytes |
+//! | `u32` tokens | 100.9 MB (25.2 M units) | 223.8 k | 135.9 MB | 5.39 bytes = 1.35x the 4-byte unit | 156 bytes |
+//!
+//! A node is 104 bytes (`Arc` + `RwLock` + label pointer, parent link, one child and one holder
+//! inline) plus its label; the rest is children/holder lists of branching or shared nodes and the
+//! per-tenant LRU index (24 bytes per entry, at most about 2 entries per leaf).
 
 mod audit;
 mod clock;

@@ -1,6 +1,6 @@
 //! Prefix matching: in one read-only walk, how much of a key each tenant holds.
 
-use crate::node::common_prefix;
+use crate::node::{Holder, common_prefix};
 use crate::{KeyUnit, RadixTree, TenantId};
 
 /// How much of one key one tenant holds.
@@ -69,19 +69,30 @@ impl PrefixMatch {
         self.best_tenants().next().map(|t| (t, longest))
     }
 
-    /// Raises `tenant`'s match to `matched` (and `confirmed` if the hold is confirmed).
-    fn record(&mut self, tenant: TenantId, matched: usize, confirmed: bool) {
-        let c = if confirmed { matched } else { 0 };
-        match self.tenants.iter_mut().find(|m| m.tenant == tenant) {
-            Some(m) => {
-                m.matched = m.matched.max(matched);
-                m.confirmed = m.confirmed.max(c);
+    /// Raises the match of every holder of a node to `matched` (and `confirmed` for confirmed
+    /// holds). Holders and `self.tenants` are both sorted by tenant, so this is one merge pass.
+    fn record(&mut self, holders: &[Holder], matched: usize) {
+        let mut j = 0;
+        for h in holders {
+            while self.tenants.get(j).is_some_and(|m| m.tenant < h.tenant) {
+                j += 1;
             }
-            None => self.tenants.push(TenantMatch {
-                tenant,
-                matched,
-                confirmed: c,
-            }),
+            let confirmed = if h.confirmed() { matched } else { 0 };
+            match self.tenants.get_mut(j) {
+                Some(m) if m.tenant == h.tenant => {
+                    m.matched = m.matched.max(matched);
+                    m.confirmed = m.confirmed.max(confirmed);
+                }
+                _ => self.tenants.insert(
+                    j,
+                    TenantMatch {
+                        tenant: h.tenant,
+                        matched,
+                        confirmed,
+                    },
+                ),
+            }
+            j += 1;
         }
     }
 }
@@ -111,15 +122,12 @@ impl<K: KeyUnit> RadixTree<K> {
                 common_prefix(&cg.label, rest)
             };
             pos += l;
-            for h in &cg.holders {
-                out.record(h.tenant, pos, h.confirmed());
-            }
+            out.record(&cg.holders, pos);
             if l < cg.label.len() {
                 break;
             }
             cur = cg;
         }
-        out.tenants.sort_by_key(|m| m.tenant);
         out
     }
 }

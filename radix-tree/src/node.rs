@@ -26,7 +26,7 @@ pub(crate) struct Node<K> {
     pub(crate) first: Option<K>,
     /// Children sorted by the first unit of their label.
     pub(crate) children: SmallVec<(K, NodeRef<K>)>,
-    /// Tenants holding this node (the whole prefix ending here).
+    /// Tenants holding this node (the whole prefix ending here), sorted by tenant id.
     pub(crate) holders: SmallVec<Holder>,
     /// Parent node; dangling for the root.
     pub(crate) parent: NodeWeak<K>,
@@ -72,6 +72,12 @@ impl<K: KeyUnit> Node<K> {
     /// This node's record for `tenant`.
     pub(crate) fn holder(&self, tenant: TenantId) -> Option<&Holder> {
         self.holders.iter().find(|h| h.tenant == tenant)
+    }
+
+    /// Adds a hold, keeping holders sorted by tenant id.
+    pub(crate) fn add_holder(&mut self, h: Holder) {
+        let idx = self.holders.partition_point(|o| o.tenant < h.tenant);
+        self.holders.insert(idx, h);
     }
 
     /// Index of this node's record for `tenant`.

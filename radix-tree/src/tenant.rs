@@ -193,17 +193,37 @@ impl<K> TenantState<K> {
     }
 }
 
+/// Hasher for `TenantId` keys: one multiply instead of SipHash on every insert.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<TenantId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// All tenants ever seen by a tree; entries stay (they are small) so counters are never lost.
 #[derive(Debug)]
 pub(crate) struct TenantRegistry<K> {
-    map: RwLock<HashMap<TenantId, Arc<TenantState<K>>>>,
+    map: RwLock<IdMap<Arc<TenantState<K>>>>,
 }
 
 impl<K> TenantRegistry<K> {
     /// An empty registry.
     pub(crate) fn new() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(IdMap::default()),
         }
     }
 

@@ -17,10 +17,18 @@ pub struct RadixTree<K: KeyUnit = u8> {
     pub(crate) root: NodeRef<K>,
     pub(crate) tenants: TenantRegistry<K>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) counts: Counts,
+}
+
+/// Tree-wide counters, on their own cache line so writes to them do not slow down readers of
+/// the read-mostly fields above.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
     /// Nodes in the tree, root excluded.
-    pub(crate) node_count: AtomicUsize,
+    pub(crate) nodes: AtomicUsize,
     /// Units stored in the tree (each label once).
-    pub(crate) total_units: AtomicUsize,
+    pub(crate) units: AtomicUsize,
 }
 
 impl<K: KeyUnit> RadixTree<K> {
@@ -35,8 +43,7 @@ impl<K: KeyUnit> RadixTree<K> {
             root: Arc::new(RwLock::new(Node::root())),
             tenants: TenantRegistry::new(),
             clock,
-            node_count: AtomicUsize::new(0),
-            total_units: AtomicUsize::new(0),
+            counts: Counts::default(),
         }
     }
 
@@ -47,7 +54,7 @@ impl<K: KeyUnit> RadixTree<K> {
 
     /// Units stored in the tree, each edge label counted once.
     pub fn total_size(&self) -> usize {
-        self.total_units.load(Ordering::Acquire)
+        self.counts.units.load(Ordering::Acquire)
     }
 
     /// Tenants holding at least one prefix, sorted by id.
@@ -62,7 +69,7 @@ impl<K: KeyUnit> RadixTree<K> {
 
     /// Number of nodes in the tree, not counting the root.
     pub fn node_count(&self) -> usize {
-        self.node_count.load(Ordering::Acquire)
+        self.counts.nodes.load(Ordering::Acquire)
     }
 
     /// The size cap of `tenant`, if one is set.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use radix_tree::{RadixTree, TenantId};
+use radix_tree::{RadixTree, Residency, TenantId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,7 +41,8 @@ fn worker(tree: &RadixTree, id: usize, seed: u64, checks: &AtomicUsize) {
         let k = key(&mut rng);
         let t = TenantId(rng.random_range(0..SHARED));
         match rng.random_range(0..100) {
-            0..40 => tree.insert(&k, t),
+            0..36 => tree.insert(&k, t),
+            36..40 => tree.insert_with(&k, t, Residency::Confirmed),
             40..55 => {
                 tree.insert(&k, own);
                 let m = tree.match_prefix(&k);

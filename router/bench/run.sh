@@ -2,11 +2,13 @@
 # Proxy overhead: the same wrk client straight to one vllm-sim vs through the router in front of
 # 4 vllm-sim replicas (zero delays), short prompts, max_tokens 8. Release builds.
 # Usage: router/bench/run.sh [DURATION_S] [CONNECTIONS]   (from the repository root)
+# Environment: BENCH_SIM_PORT (18001..18004), BENCH_ROUTER_PORT (18000), BENCH_POLICY (power_of_two),
+# KEEP_LOGS=1 keeps the sim and router logs.
 set -euo pipefail
 DURATION=${1:-10}
 CONNS=${2:-32}
-BASE_PORT=${BASE_PORT:-18001}
-ROUTER_PORT=${ROUTER_PORT:-18000}
+BASE_PORT=${BENCH_SIM_PORT:-18001}
+ROUTER_PORT=${BENCH_ROUTER_PORT:-18000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
@@ -33,7 +35,7 @@ SIM_PID=$!
   echo "replicas:"
   for i in 0 1 2 3; do echo "  - url: http://127.0.0.1:$((BASE_PORT + i))"; done
   echo "policy:"
-  echo "  name: ${POLICY:-power_of_two}"
+  echo "  name: ${BENCH_POLICY:-power_of_two}"
   echo "logging:"
   echo "  level: warn"
 } > "$TMP/router.yaml"
@@ -54,7 +56,7 @@ run() { # name url connections
 
 echo "# throughput (closed loop, $CONNS connections)"
 run "direct: one vllm-sim" "http://127.0.0.1:$BASE_PORT" "$CONNS"
-run "router: 4 vllm-sim, ${POLICY:-power_of_two}" "http://127.0.0.1:$ROUTER_PORT" "$CONNS"
+run "router: 4 vllm-sim, ${BENCH_POLICY:-power_of_two}" "http://127.0.0.1:$ROUTER_PORT" "$CONNS"
 echo "# added latency (1 connection, no queueing)"
 run "direct: one vllm-sim" "http://127.0.0.1:$BASE_PORT" 1
-run "router: 4 vllm-sim, ${POLICY:-power_of_two}" "http://127.0.0.1:$ROUTER_PORT" 1
+run "router: 4 vllm-sim, ${BENCH_POLICY:-power_of_two}" "http://127.0.0.1:$ROUTER_PORT" 1

@@ -155,18 +155,18 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// A fresh random id shaped like a version-4 UUID.
 fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
-    let n = (n & !(0xf << 76)) | (0x4 << 76);
-    let n = (n & !(0x3 << 62)) | (0x2 << 62);
-    let hex = format!("{n:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let n = (n & !(0xf << 76)) | (0x4 << 76); // version 4
+    let n = (n & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
+    let mut id = String::with_capacity(36);
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[((n >> (124 - 4 * i)) & 0xf) as usize]));
+    }
+    id
 }
 
 /// Merges the model lists of all healthy replicas, deduplicated by id.
@@ -264,4 +264,20 @@ async fn method_not_allowed(request: Request) -> Response {
         path: request.uri().path().to_owned(),
     }
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_uuid_v4_shaped_and_distinct() {
+        let id = new_request_id();
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+        assert_eq!(&id[14..15], "4", "version nibble: {id}");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "variant: {id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(id, new_request_id());
+    }
 }

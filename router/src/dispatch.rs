@@ -118,7 +118,7 @@ impl Dispatcher {
                     if status.is_server_error() {
                         self.count_error(replica.name(), UpstreamErrorKind::Status5xx);
                     }
-                    self.count_request(replica.name(), status.as_u16());
+                    self.count_request(replica.name(), status);
                     let (mut parts, incoming) = response.into_parts();
                     let mut headers = http::HeaderMap::with_capacity(parts.headers.len() + 2);
                     crate::proxy::copy_end_to_end(&parts.headers, &mut headers);
@@ -149,7 +149,7 @@ impl Dispatcher {
                     }
                     if kind != Some(UpstreamErrorKind::Connect) {
                         tracing::warn!(request_id, replica = %replica.name(), %error, "upstream request failed");
-                        self.count_request(replica.name(), error.status().as_u16());
+                        self.count_request(replica.name(), error.status());
                         return Err(error);
                     }
                     if self.health.enabled && self.health.passive {
@@ -175,12 +175,11 @@ impl Dispatcher {
             Error::Upstream { replica, .. } => replica.as_str(),
             _ => "none",
         };
-        self.count_request(replica, error.status().as_u16());
+        self.count_request(replica, error.status());
         Err(error)
     }
 
-    fn count_request(&self, replica: &str, status: u16) {
-        let status = status.to_string();
+    fn count_request(&self, replica: &str, status: http::StatusCode) {
         self.metrics
             .requests
             .with_label_values(&[replica, self.policy.name(), status.as_str()])

@@ -47,6 +47,11 @@ fn parse_policy(name: &str) -> Result<PolicyName, String> {
         .map_err(|_| format!("unknown policy `{name}` (round_robin, random, power_of_two)"))
 }
 
+/// mimalloc: the proxy allocates and frees many small buffers per request; measurably cheaper
+/// than the system allocator in the overhead benchmark (router/bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,7 @@ fn check_config_prints_the_effective_config_with_env_and_flags_applied() {
         .arg(&path)
         .env("ROUTER_POLICY__NAME", "random")
         .env("ROUTER_TIMEOUTS__CONNECT_MS", "250")
+        .env("ROUTER_PORT", "not a config key: ignored")
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();

@@ -205,6 +205,42 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse_into_config() {
+        let c = DefaultsOnly::try_parse_from([
+            "vllm-sim",
+            "--port",
+            "8001",
+            "--block-size",
+            "32",
+            "--scheduling-policy",
+            "priority",
+            "--speedup",
+            "4",
+            "--fail-fraction",
+            "0.25",
+            "--fail-status",
+            "503",
+            "--cut-stream-after",
+            "3",
+            "--startup-delay-ms",
+            "100",
+            "--startup-mode",
+            "listen-late",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(c.port, 8001);
+        assert_eq!(c.block_size, 32);
+        assert_eq!(c.scheduling_policy, SchedulingPolicy::Priority);
+        assert_eq!(c.speedup, 4.0);
+        assert_eq!(c.faults.fail_fraction, 0.25);
+        assert_eq!(c.faults.fail_status, 503);
+        assert_eq!(c.faults.cut_stream_after, Some(3));
+        assert_eq!(c.faults.startup_mode, StartupMode::ListenLate);
+        assert!(DefaultsOnly::try_parse_from(["vllm-sim", "--block-size", "x"]).is_err());
+    }
+
+    #[test]
     fn validate_names_bad_field() {
         let c = SimConfig {
             block_size: 0,

@@ -231,3 +231,44 @@ async fn tokenizer_counts_replace_server_usage() {
     assert!(s.client.total_input_tokens < with_usage.client.total_input_tokens);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn prefill_baseline_splits_latency() {
+    let sim = vllm_sim::start(SimConfig {
+        port: 0,
+        speedup: 20.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let baseline_file = dir.path().join("prefill.jsonl");
+    let mut prefill_only = bench(&sim.url(), 12);
+    prefill_only.dataset.min_output_len = 1;
+    prefill_only.dataset.max_output_len = 1;
+    let base = run_benchmark(&prefill_only, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(base.client.total_output_tokens, 12);
+    loadgen::output::append_jsonl(&baseline_file, &base).unwrap();
+    let mut full = bench(&sim.url(), 12);
+    full.prefill_baseline = Some(baseline_file);
+    let s = run_benchmark(&full, CancellationToken::new())
+        .await
+        .unwrap();
+    let split = s.prefill.expect("baseline given");
+    assert!((split.prefill_latency_ms - base.client.e2e_ms.mean).abs() < 1e-9);
+    assert!(
+        (split.generation_latency_ms - (s.client.e2e_ms.mean - base.client.e2e_ms.mean)).abs()
+            < 1e-6
+    );
+    assert!(split.generation_latency_ms > 0.0 && split.generation_throughput_tok_s > 0.0);
+    assert!(split.prefill_throughput_tok_s > 0.0);
+    // A missing baseline file is refused before anything is sent.
+    full.prefill_baseline = Some(dir.path().join("missing.jsonl"));
+    let err = run_benchmark(&full, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.jsonl"), "{err}");
+    sim.shutdown().await;
+}

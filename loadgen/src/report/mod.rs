@@ -4,15 +4,12 @@ mod bars;
 mod boxes;
 mod chart;
 mod data;
+mod figures;
 mod html;
 mod lines;
 
 use crate::error::{Error, Result};
-use bars::Bars;
-use boxes::Boxes;
 use chart::save;
-use data::Row;
-use lines::Lines;
 use std::path::{Path, PathBuf};
 
 /// One saved chart: its title, a one-line explanation and its files.
@@ -25,13 +22,13 @@ pub(crate) struct Figure {
 }
 
 /// Collects figures as they are saved.
-struct Figures<'a> {
+pub(crate) struct Figures<'a> {
     dir: &'a Path,
     list: Vec<Figure>,
 }
 
 impl Figures<'_> {
-    fn add(
+    pub(crate) fn add(
         &mut self,
         chart: &impl chart::Chart,
         stem: &str,
@@ -49,285 +46,22 @@ impl Figures<'_> {
     }
 }
 
-/// Distinct values of `f` over `rows`, in first-seen order.
-fn distinct(rows: &[Row], f: impl Fn(&Row) -> String) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in rows {
-        let v = f(r);
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out
-}
-
-/// Bars of `value` with one group per policy and one series per request rate.
-fn by_policy(rows: &[Row], title: &str, y: &str, value: fn(&Row) -> f64) -> Bars {
-    let groups = distinct(rows, |r| r.group.clone());
-    let rates = distinct(rows, |r| r.rate_label.clone());
-    let series = rates
-        .iter()
-        .map(|rate| {
-            let vals = groups
-                .iter()
-                .map(|g| {
-                    rows.iter()
-                        .rfind(|r| &r.group == g && &r.rate_label == rate)
-                        .map(value)
-                })
-                .collect();
-            (format!("{rate} req/s"), vals)
-        })
-        .collect();
-    Bars {
-        title: title.into(),
-        y_label: y.into(),
-        categories: groups,
-        series,
-    }
-}
-
-/// Lines of `value` across finite request rates, one per policy.
-fn across_rates(rows: &[Row], title: &str, y: &str, value: fn(&Row) -> f64) -> Lines {
-    let series = distinct(rows, |r| r.group.clone())
-        .into_iter()
-        .map(|g| {
-            let mut pts: Vec<(f64, f64)> = rows
-                .iter()
-                .filter(|r| r.group == g && r.rate.is_finite())
-                .map(|r| (r.rate, value(r)))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (g, pts)
-        })
-        .collect();
-    Lines {
-        title: title.into(),
-        x_label: "request rate (req/s)".into(),
-        y_label: y.into(),
-        series,
-    }
-}
-
 /// Draws every chart for the runs in `csv` into `out` and writes `out/index.html`.
 pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
     let rows = data::load(csv)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let with_rate = distinct(&rows, |r| r.rate_label.clone()).len() > 1;
+    let with_rate = figures::distinct(&rows, |r| r.rate_label.clone()).len() > 1;
     let labels: Vec<String> = rows.iter().map(|r| r.label(with_rate)).collect();
     let mut figs = Figures {
         dir: out,
         list: Vec::new(),
     };
-
-    let b = by_policy(&rows, "Mean TTFT by policy", "TTFT (ms)", |r| r.ttft.mean);
-    figs.add(
-        &b,
-        "ttft_by_policy",
-        "Mean time to first token",
-        "Lower is better; one bar per request rate.",
-    )?;
-    let b = by_policy(&rows, "Request throughput by policy", "requests/s", |r| {
-        r.request_throughput
-    });
-    figs.add(
-        &b,
-        "throughput_by_policy",
-        "Request throughput",
-        "Completed requests per second.",
-    )?;
-    let b = by_policy(&rows, "Mean E2E latency by policy", "E2E (ms)", |r| {
-        r.e2e.mean
-    });
-    figs.add(
-        &b,
-        "e2e_by_policy",
-        "Mean end-to-end latency",
-        "Send to last byte.",
-    )?;
-
-    let finite_rates = rows.iter().filter(|r| r.rate.is_finite()).count();
-    if finite_rates > 0 {
-        let l = across_rates(&rows, "Mean TTFT across request rates", "TTFT (ms)", |r| {
-            r.ttft.mean
-        });
-        figs.add(
-            &l,
-            "ttft_vs_rate",
-            "TTFT across request rates",
-            "One line per policy.",
-        )?;
-        let l = across_rates(
-            &rows,
-            "Throughput across request rates",
-            "requests/s",
-            |r| r.request_throughput,
-        );
-        figs.add(
-            &l,
-            "throughput_vs_rate",
-            "Throughput across request rates",
-            "One line per policy.",
-        )?;
-    }
-
-    let boxes = |title: &str, f: fn(&Row) -> crate::metrics::Stats| Boxes {
-        title: title.into(),
-        y_label: "ms".into(),
-        boxes: rows
-            .iter()
-            .zip(&labels)
-            .map(|(r, l)| (l.clone(), f(r)))
-            .collect(),
-    };
-    let note = "Box P25-P75, line at the median, whiskers to min and max, cross at P99.";
-    figs.add(
-        &boxes("TTFT distribution", |r| r.ttft),
-        "ttft_box",
-        "TTFT distribution",
-        note,
-    )?;
-    figs.add(
-        &boxes("E2E latency distribution", |r| r.e2e),
-        "e2e_box",
-        "E2E latency distribution",
-        note,
-    )?;
-
-    let pct = |name: &str, f: fn(&Row) -> f64| {
-        (name.to_string(), rows.iter().map(|r| Some(f(r))).collect())
-    };
-    let b = Bars {
-        title: "TTFT percentiles".into(),
-        y_label: "TTFT (ms)".into(),
-        categories: labels.clone(),
-        series: vec![
-            pct("P50", |r| r.ttft.median),
-            pct("P95", |r| r.ttft.p95),
-            pct("P99", |r| r.ttft.p99),
-        ],
-    };
-    figs.add(&b, "ttft_percentiles", "TTFT P50 / P95 / P99", "Per run.")?;
-    let b = Bars {
-        title: "E2E latency percentiles".into(),
-        y_label: "E2E (ms)".into(),
-        categories: labels.clone(),
-        series: vec![
-            pct("P50", |r| r.e2e.median),
-            pct("P95", |r| r.e2e.p95),
-            pct("P99", |r| r.e2e.p99),
-        ],
-    };
-    figs.add(&b, "e2e_percentiles", "E2E P50 / P95 / P99", "Per run.")?;
-
-    let hits = |f: fn(&Row) -> Option<f64>| rows.iter().map(|r| f(r).map(|v| v * 100.0)).collect();
-    let b = Bars {
-        title: "Prefix cache hit rate".into(),
-        y_label: "hit rate (%)".into(),
-        categories: labels.clone(),
-        series: vec![
-            ("replicas (scraped)".into(), hits(|r| r.replica_hit_rate)),
-            (
-                "oracle (unlimited shared cache)".into(),
-                hits(|r| r.oracle_hit_rate),
-            ),
-        ],
-    };
-    figs.add(
-        &b,
-        "cache_hit_rate",
-        "Prefix cache hit rate",
-        "Replica hit rate next to the best any placement could reach.",
-    )?;
-
-    for (i, (r, label)) in rows.iter().zip(&labels).enumerate() {
-        if r.timeline.is_empty() {
-            continue;
-        }
-        let series = r
-            .timeline
-            .iter()
-            .map(|(name, counts)| {
-                let pts = counts
-                    .iter()
-                    .enumerate()
-                    .map(|(b, c)| (b as f64 * r.bin_s, *c as f64))
-                    .collect();
-                (name.clone(), pts)
-            })
-            .collect();
-        let l = Lines {
-            title: format!("Requests per replica over time: {label}"),
-            x_label: "seconds since start".into(),
-            y_label: format!("requests per {} s", r.bin_s),
-            series,
-        };
-        let totals: Vec<String> = r
-            .per_replica
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        figs.add(
-            &l,
-            &format!("replicas_over_time_{i}"),
-            &format!("Requests per replica over time: {label}"),
-            &totals.join(", "),
-        )?;
-    }
-
-    let priorities = {
-        let mut p: Vec<String> = rows
-            .iter()
-            .flat_map(|r| r.per_priority.iter().map(|c| c.0.clone()))
-            .collect();
-        p.sort();
-        p.dedup();
-        p
-    };
-    if !priorities.is_empty() {
-        let series = |field: &'static str| {
-            priorities
-                .iter()
-                .map(|p| {
-                    let vals = rows
-                        .iter()
-                        .map(|r| {
-                            r.per_priority
-                                .iter()
-                                .find(|c| &c.0 == p)
-                                .and_then(|c| c.1.get(field).copied())
-                        })
-                        .collect();
-                    (format!("priority {p}"), vals)
-                })
-                .collect()
-        };
-        let b = Bars {
-            title: "Mean TTFT by priority class".into(),
-            y_label: "TTFT (ms)".into(),
-            categories: labels.clone(),
-            series: series("ttft_mean"),
-        };
-        figs.add(
-            &b,
-            "ttft_by_priority",
-            "TTFT by priority class",
-            "Lower priority values are served first by vLLM.",
-        )?;
-        let b = Bars {
-            title: "Mean E2E latency by priority class".into(),
-            y_label: "E2E (ms)".into(),
-            categories: labels.clone(),
-            series: series("e2e_mean"),
-        };
-        figs.add(
-            &b,
-            "e2e_by_priority",
-            "E2E latency by priority class",
-            "Per run.",
-        )?;
-    }
-
+    figures::by_policy_charts(&mut figs, &rows)?;
+    figures::rate_charts(&mut figs, &rows)?;
+    figures::distribution_charts(&mut figs, &rows, &labels)?;
+    figures::cache_chart(&mut figs, &rows, &labels)?;
+    figures::timeline_charts(&mut figs, &rows, &labels)?;
+    figures::priority_charts(&mut figs, &rows, &labels)?;
     let index = out.join("index.html");
     let page = html::page(csv, &rows, &labels, &figs.list);
     std::fs::write(&index, page).map_err(|e| Error::io(&index, e))?;

@@ -95,6 +95,7 @@ impl Policy for CostPolicy {
             .iter()
             .map(|v| CostCandidate {
                 matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
+                cache_fill: self.index.fill(v.id),
                 load: self.load_view(v, now),
             })
             .collect();

@@ -38,6 +38,9 @@ pub struct CostConfig {
     pub step_token_budget: u64,
     /// Seconds charged per request in flight on the replica (mutual decode interference).
     pub busy_s_per_request: f64,
+    /// Share of a miss's prefill charged again for the cache it displaces on a full replica
+    /// (scaled by how full the replica's cache is): what the evicted prefix costs someone later.
+    pub displacement_factor: f64,
     /// KV usage (0..1) above which a replica is considered under memory pressure.
     pub kv_pressure_threshold: f64,
     /// Seconds added at 100% KV usage, growing linearly from the threshold.
@@ -58,6 +61,7 @@ impl Default for CostConfig {
             step_s_per_context_token: 46e-9,
             step_token_budget: 8192,
             busy_s_per_request: 10e-3,
+            displacement_factor: 1.0,
             kv_pressure_threshold: 0.9,
             kv_pressure_s: 0.2,
             external_request_tokens: 512,
@@ -86,6 +90,8 @@ pub struct ReplicaLoadView {
 pub struct CostCandidate {
     /// Prompt tokens the replica is believed to hold (from the prefix tree).
     pub matched_tokens: u64,
+    /// How full the replica's prefix cache is believed to be (0..=1, from the tree and its cap).
+    pub cache_fill: f64,
     /// Its load.
     pub load: ReplicaLoadView,
 }
@@ -101,6 +107,8 @@ pub struct Estimate {
     pub steps_s: f64,
     /// Charge for requests in flight.
     pub busy_s: f64,
+    /// Charge for the cached prefixes a miss would evict on a full replica.
+    pub displace_s: f64,
     /// KV memory pressure.
     pub kv_s: f64,
     /// Observed lag.
@@ -112,7 +120,12 @@ pub struct Estimate {
 impl Estimate {
     /// The estimated time to first token, seconds.
     pub fn total_s(&self) -> f64 {
-        self.queue_s + self.prefill_s + self.steps_s + self.busy_s + self.kv_s + self.lag_s
+        self.ttft_s() + self.busy_s + self.displace_s
+    }
+
+    /// The time-to-first-token part of the estimate, seconds.
+    pub fn ttft_s(&self) -> f64 {
+        self.queue_s + self.prefill_s + self.steps_s + self.kv_s + self.lag_s
     }
 }
 
@@ -125,6 +138,7 @@ impl CostConfig {
             ("step_s", self.step_s),
             ("step_s_per_context_token", self.step_s_per_context_token),
             ("busy_s_per_request", self.busy_s_per_request),
+            ("displacement_factor", self.displacement_factor),
             ("kv_pressure_s", self.kv_pressure_s),
             ("tie_tolerance_s", self.tie_tolerance_s),
         ];
@@ -179,11 +193,14 @@ impl CostConfig {
             }
             _ => 0.0,
         };
+        let fill = if c.cache_fill.is_finite() { c.cache_fill.clamp(0.0, 1.0) } else { 0.0 };
+        let displace_s = self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
         Estimate {
             queue_s,
             prefill_s,
             steps_s: steps * step,
             busy_s,
+            displace_s,
             kv_s,
             lag_s: load.lag_s.max(0.0),
             uncached_tokens: uncached,
@@ -239,8 +256,27 @@ mod tests {
     fn idle(matched: u64) -> CostCandidate {
         CostCandidate {
             matched_tokens: matched,
+            cache_fill: 0.0,
             load: ReplicaLoadView::default(),
         }
+    }
+
+    #[test]
+    fn a_miss_on_a_full_cache_also_pays_for_what_it_evicts() {
+        let cfg = CostConfig::default();
+        let mut full = idle(0);
+        full.cache_fill = 1.0;
+        let (e_full, e_empty) = (cfg.estimate(1000, &full), cfg.estimate(1000, &idle(0)));
+        assert!((e_full.displace_s - 0.033).abs() < 1e-9, "{e_full:?}");
+        assert_eq!(e_empty.displace_s, 0.0);
+        assert_eq!(e_full.ttft_s(), e_empty.ttft_s(), "displacement is not time to first token");
+        // A new prefix goes to the emptier cache; a held one stays put even on a full replica.
+        assert_eq!(cfg.choose(1000, &[full, idle(0)], &mut rng()).unwrap().0, 1);
+        let mut owner = idle(900);
+        owner.cache_fill = 1.0;
+        owner.load.pending_tokens = 1200; // 40 ms queued: more than the 30 ms miss, less than 2x
+        full.load = ReplicaLoadView::default();
+        assert_eq!(cfg.choose(1000, &[owner, full], &mut rng()).unwrap().0, 0);
     }
 
     fn rng() -> SmallRng {
@@ -366,11 +402,11 @@ mod tests {
             let cfg = CostConfig::default();
             let load = ReplicaLoadView { inflight, pending_tokens: pending, decoding_tokens: decoding,
                 external: None, lag_s: 0.0 };
-            let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, load });
-            let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, load });
+            let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, load });
+            let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, load });
             prop_assert!(b.total_s() <= a.total_s() + 1e-12);
             let busier = ReplicaLoadView { pending_tokens: pending + extra, inflight: inflight + 1, ..load };
-            let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, load: busier });
+            let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, load: busier });
             prop_assert!(c.total_s() >= a.total_s());
             prop_assert!(a.total_s().is_finite() && a.total_s() >= 0.0);
         }

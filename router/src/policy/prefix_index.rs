@@ -167,6 +167,14 @@ impl PrefixIndex {
         self.cap_of(tenant(replica))
     }
 
+    /// How full `replica`'s share of the tree is: held units over its cap (0 without a cap).
+    pub fn fill(&self, replica: ReplicaId) -> f64 {
+        match self.cap_units(replica) {
+            Some(cap) if cap > 0 => (self.units(replica) as f64 / cap as f64).min(1.0),
+            _ => 0.0,
+        }
+    }
+
     /// Forgets everything sent to `replica`.
     pub fn remove(&self, replica: ReplicaId) {
         match &self.tree {

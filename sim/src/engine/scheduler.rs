@@ -11,7 +11,7 @@ use crate::metrics::{Metrics, secs};
 use crate::tokenizer::{extend_block_hashes, filler_token};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Scheduler state of one replica: queues, block pool and the step logic.
 #[derive(Debug)]
@@ -24,8 +24,13 @@ pub(crate) struct Scheduler {
     waiting: BTreeMap<(i64, u64), Seq>,
     running: Vec<Seq>,
     next_arrival: u64,
+    /// When waiting sequences are next checked for disconnected clients.
+    next_waiting_reap: Option<Instant>,
     metrics: Arc<Metrics>,
 }
+
+/// How often the whole waiting queue is checked for disconnected clients.
+const WAITING_REAP_EVERY: Duration = Duration::from_millis(10);
 
 impl Scheduler {
     /// An idle scheduler with an empty cache.
@@ -39,6 +44,7 @@ impl Scheduler {
             waiting: BTreeMap::new(),
             running: Vec::new(),
             next_arrival: 0,
+            next_waiting_reap: None,
             metrics,
         }
     }
@@ -290,13 +296,30 @@ impl Scheduler {
         }
     }
 
-    /// Aborts sequences whose client went away.
+    /// Aborts sequences whose client went away (running ones every step, waiting ones every
+    /// few milliseconds so the waiting gauge does not count them).
     fn reap_aborted(&mut self, now: Instant) {
         if self.running.iter().any(|s| s.sink.is_closed()) {
             for s in &mut self.running {
                 s.aborted |= s.sink.is_closed();
             }
             self.drain_finished(now);
+        }
+        if self.next_waiting_reap.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_waiting_reap = Some(now + WAITING_REAP_EVERY);
+        let gone: Vec<(i64, u64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, s)| s.sink.is_closed())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            if let Some(mut seq) = self.waiting.remove(&key) {
+                seq.aborted = true;
+                self.finish(seq, now);
+            }
         }
     }
 

@@ -165,3 +165,21 @@ fn closed_client_is_aborted() {
     assert!(steps.len() <= 1);
     assert_eq!(s.pool().num_free(), 64);
 }
+
+#[test]
+fn closed_waiting_client_leaves_the_queue() {
+    let mut s = sched(SimConfig {
+        max_num_seqs: 1,
+        ..cfg()
+    });
+    let _running = submit(&mut s, (0..8).collect(), 100, 0);
+    let waiting = submit(&mut s, (100..108).collect(), 1, 0);
+    let t0 = Instant::now();
+    s.schedule(t0);
+    s.complete_step(t0);
+    assert_eq!(s.waiting.len(), 1);
+    drop(waiting);
+    s.schedule(t0 + WAITING_REAP_EVERY);
+    assert_eq!(s.waiting.len(), 0);
+    assert_eq!(s.running.len(), 1);
+}
