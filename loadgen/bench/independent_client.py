@@ -44,6 +44,8 @@ async def one(session, url, body, stream):
             return e2e, e2e
         buf = b""
         async for data in resp.content.iter_any():
+            if ttft is not None:
+                continue  # only the first content chunk is parsed; the rest is just read
             buf += data
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)

@@ -4,7 +4,7 @@
 //!
 //! Pipeline: [`dataset`] builds the requests, [`arrivals`] times them, [`runner`] sends them,
 //! [`metrics`], [`scrape`] and [`oracle`] measure, [`output`] and [`report`] write the results.
-//! [`bench`] ties one run together; [`sweep`] and [`demo`] run several through an in-process
+//! [`bench`](mod@bench) ties one run together; [`sweep`] and [`demo`] run several through an in-process
 //! router ([`cluster`]).
 
 pub mod arrivals;

@@ -12,11 +12,28 @@ fn help_explains_flags_and_subcommands() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--base-url", "--max-concurrency", "--request-rate", "--endpoint", "--dataset-name",
-        "--num-prompts", "--max-conversations", "--min-messages", "--burstiness", "--with-warmup",
-        "--disable-ignore-eos", "--disable-stream", "--priority-mix", "--slo-ttft-ms",
-        "--slo-tpot-ms", "--replica-urls", "--tokenizer", "--prefill-baseline", "--output-file",
-        "sweep", "report", "demo",
+        "--base-url",
+        "--max-concurrency",
+        "--request-rate",
+        "--endpoint",
+        "--dataset-name",
+        "--num-prompts",
+        "--max-conversations",
+        "--min-messages",
+        "--burstiness",
+        "--with-warmup",
+        "--disable-ignore-eos",
+        "--disable-stream",
+        "--priority-mix",
+        "--slo-ttft-ms",
+        "--slo-tpot-ms",
+        "--replica-urls",
+        "--tokenizer",
+        "--prefill-baseline",
+        "--output-file",
+        "sweep",
+        "report",
+        "demo",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -24,7 +41,10 @@ fn help_explains_flags_and_subcommands() {
 
 #[test]
 fn bad_input_exits_nonzero_with_a_message() {
-    let out = Command::new(BIN).args(["--request-rate", "fast"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--request-rate", "fast"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--request-rate"));
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +70,14 @@ async fn ctrl_c_stops_sending_and_still_writes_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.jsonl");
     let child = Command::new(BIN)
-        .args(["--base-url", &sim.url(), "--num-prompts", "500", "--request-rate", "20"])
+        .args([
+            "--base-url",
+            &sim.url(),
+            "--num-prompts",
+            "500",
+            "--request-rate",
+            "20",
+        ])
         .args(["--drain-timeout-secs", "1", "--model", "m", "--output-file"])
         .arg(&out)
         .stdout(Stdio::piped())
@@ -59,21 +86,38 @@ async fn ctrl_c_stops_sending_and_still_writes_results() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let t = Instant::now();
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?} to stop", t.elapsed());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("Interrupted:"));
     let line = std::fs::read_to_string(&out).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(v["interrupted"], true);
     let failed = v["client"]["failed"].as_u64().unwrap();
     assert!(failed > 0 && failed < 500, "sent {failed}");
-    assert_eq!(v["client"]["failed_by_reason"]["interrupted"].as_u64(), Some(failed));
+    assert_eq!(
+        v["client"]["failed_by_reason"]["interrupted"].as_u64(),
+        Some(failed)
+    );
     assert!(dir.path().join("r.csv").exists());
     sim.shutdown().await;
 }

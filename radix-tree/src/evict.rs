@@ -8,8 +8,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::lru::LruEntry;
 use crate::node::NodeRef;
-use crate::tenant::{LruEntry, TenantState};
+use crate::tenant::TenantState;
 use crate::{KeyUnit, RadixTree, TenantId};
 
 impl<K: KeyUnit> RadixTree<K> {

@@ -57,12 +57,21 @@
 //! A node is 104 bytes (`Arc` + `RwLock` + label pointer, parent link, one child and one holder
 //! inline) plus its label; the rest is children/holder lists of branching or shared nodes and the
 //! per-tenant LRU index (24 bytes per entry, at most about 2 entries per leaf).
+//!
+//! # Speed (measured)
+//! `cargo bench -p radix-tree --bench tree` fills a tree past 100 MB (8 capped tenants, eviction
+//! on) with ShareGPT multi-turn prompts of 4.1 KB on average, then serves fresh sessions with
+//! `match_prefix` + `insert` per request. On a shared 2-vCPU VM: about 1.2-1.3 GB of prompt text
+//! per CPU-second for one thread (criterion: ~1.04 GiB/s wall clock), p50 ~1.5 us per request,
+//! and two threads at 0.9-1.0 of one thread's per-CPU-second throughput (no lock contention
+//! to speak of). The bench prints wall-clock and per-CPU-second numbers side by side.
 
 mod audit;
 mod clock;
 mod error;
 mod evict;
 mod insert;
+mod lru;
 mod matching;
 mod node;
 mod small;

@@ -254,3 +254,11 @@ fn deep_trees_drop_without_overflowing_the_stack() {
     assert_eq!(t.node_count(), 4_000);
     drop(t);
 }
+
+#[test]
+fn tree_is_send_and_sync_for_both_key_units() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RadixTree<u8>>();
+    assert_send_sync::<RadixTree<u32>>();
+    assert_send_sync::<PrefixMatch>();
+}

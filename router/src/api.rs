@@ -276,7 +276,10 @@ mod tests {
         let groups: Vec<usize> = id.split('-').map(str::len).collect();
         assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
         assert_eq!(&id[14..15], "4", "version nibble: {id}");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "variant: {id}");
+        assert!(
+            matches!(&id[19..20], "8" | "9" | "a" | "b"),
+            "variant: {id}"
+        );
         assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
         assert_ne!(id, new_request_id());
     }

@@ -100,6 +100,7 @@ async fn client_errors_are_400_404_405_and_413() {
 async fn connect_failure_everywhere_is_502_and_no_healthy_replica_is_503() {
     let yaml = format!(
         "listen: 127.0.0.1:0\nreplicas:\n  - url: {}\n    name: dead\n\
+         policy:\n  name: power_of_two\n\
          health:\n  interval_ms: 50\n  timeout_ms: 100\n  unhealthy_threshold: 2\n",
         dead_url()
     );

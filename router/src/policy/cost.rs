@@ -22,6 +22,7 @@ use super::{
     Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
     cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
     prefix_index::PrefixIndex,
+    share::DispatchShare,
 };
 use crate::replicas::ReplicaId;
 
@@ -29,6 +30,7 @@ use crate::replicas::ReplicaId;
 pub struct CostPolicy {
     index: Arc<PrefixIndex>,
     model: CostConfig,
+    share: DispatchShare,
     rng: Mutex<SmallRng>,
 }
 
@@ -51,9 +53,11 @@ pub(crate) fn matched_tokens(matches: &[(ReplicaId, u64)], replica: ReplicaId) -
 impl CostPolicy {
     /// A cost policy with constants `model`, recording keys in `index`, breaking ties with `rng`.
     pub fn new(index: Arc<PrefixIndex>, model: CostConfig, rng: SmallRng) -> Self {
+        let share = DispatchShare::new(model.share_window_s);
         Self {
             index,
             model,
+            share,
             rng: Mutex::new(rng),
         }
     }
@@ -91,11 +95,15 @@ impl Policy for CostPolicy {
         let now = Instant::now();
         let prompt_tokens = request.prompt_tokens_estimate as u64;
         let matches = self.index.matches(&request.prompt);
+        let ids: Vec<(ReplicaId, u32)> = candidates.iter().map(|v| (v.id, v.weight)).collect();
+        let excess = self.share.excess(&ids);
         let cands: Vec<CostCandidate> = candidates
             .iter()
-            .map(|v| CostCandidate {
+            .zip(excess)
+            .map(|(v, excess_share)| CostCandidate {
                 matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
                 cache_fill: self.index.fill(v.id),
+                excess_share,
                 load: self.load_view(v, now),
             })
             .collect();
@@ -146,10 +154,12 @@ impl Policy for CostPolicy {
 
     fn on_dispatch(&self, request: &RouteRequest<'_>, replica: ReplicaId) {
         self.index.insert(&request.prompt, replica);
+        self.share.record(replica, Instant::now());
     }
 
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.index.remove(replica);
+        self.share.remove(replica);
     }
 }
 

@@ -41,6 +41,10 @@ pub struct CostConfig {
     /// Share of a miss's prefill charged again for the cache it displaces on a full replica
     /// (scaled by how full the replica's cache is): what the evicted prefix costs someone later.
     pub displacement_factor: f64,
+    /// Seconds charged per 100% of recent traffic share above a replica's fair share.
+    pub share_excess_s: f64,
+    /// Time constant of the recent traffic share, seconds.
+    pub share_window_s: f64,
     /// KV usage (0..1) above which a replica is considered under memory pressure.
     pub kv_pressure_threshold: f64,
     /// Seconds added at 100% KV usage, growing linearly from the threshold.
@@ -62,6 +66,8 @@ impl Default for CostConfig {
             step_token_budget: 8192,
             busy_s_per_request: 10e-3,
             displacement_factor: 1.0,
+            share_excess_s: 1.0,
+            share_window_s: 10.0,
             kv_pressure_threshold: 0.9,
             kv_pressure_s: 0.2,
             external_request_tokens: 512,
@@ -92,6 +98,8 @@ pub struct CostCandidate {
     pub matched_tokens: u64,
     /// How full the replica's prefix cache is believed to be (0..=1, from the tree and its cap).
     pub cache_fill: f64,
+    /// How far the replica's recent share of traffic exceeds its fair share (0.1 = 10% over).
+    pub excess_share: f64,
     /// Its load.
     pub load: ReplicaLoadView,
 }
@@ -109,6 +117,8 @@ pub struct Estimate {
     pub busy_s: f64,
     /// Charge for the cached prefixes a miss would evict on a full replica.
     pub displace_s: f64,
+    /// Charge for taking more than a fair share of recent traffic.
+    pub balance_s: f64,
     /// KV memory pressure.
     pub kv_s: f64,
     /// Observed lag.
@@ -120,7 +130,7 @@ pub struct Estimate {
 impl Estimate {
     /// The estimated time to first token, seconds.
     pub fn total_s(&self) -> f64 {
-        self.ttft_s() + self.busy_s + self.displace_s
+        self.ttft_s() + self.busy_s + self.displace_s + self.balance_s
     }
 
     /// The time-to-first-token part of the estimate, seconds.
@@ -139,6 +149,7 @@ impl CostConfig {
             ("step_s_per_context_token", self.step_s_per_context_token),
             ("busy_s_per_request", self.busy_s_per_request),
             ("displacement_factor", self.displacement_factor),
+            ("share_excess_s", self.share_excess_s),
             ("kv_pressure_s", self.kv_pressure_s),
             ("tie_tolerance_s", self.tie_tolerance_s),
         ];
@@ -152,6 +163,12 @@ impl CostConfig {
             return Err((
                 "policy.cost.kv_pressure_threshold".into(),
                 "must be within 0..=1".into(),
+            ));
+        }
+        if !(self.share_window_s.is_finite() && self.share_window_s > 0.0) {
+            return Err((
+                "policy.cost.share_window_s".into(),
+                "must be greater than 0".into(),
             ));
         }
         if self.step_token_budget == 0 {
@@ -193,14 +210,25 @@ impl CostConfig {
             }
             _ => 0.0,
         };
-        let fill = if c.cache_fill.is_finite() { c.cache_fill.clamp(0.0, 1.0) } else { 0.0 };
-        let displace_s = self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
+        let fill = if c.cache_fill.is_finite() {
+            c.cache_fill.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let displace_s =
+            self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
+        let excess = if c.excess_share.is_finite() {
+            c.excess_share.max(0.0)
+        } else {
+            0.0
+        };
         Estimate {
             queue_s,
             prefill_s,
             steps_s: steps * step,
             busy_s,
             displace_s,
+            balance_s: self.share_excess_s * excess,
             kv_s,
             lag_s: load.lag_s.max(0.0),
             uncached_tokens: uncached,
@@ -257,6 +285,7 @@ mod tests {
         CostCandidate {
             matched_tokens: matched,
             cache_fill: 0.0,
+            excess_share: 0.0,
             load: ReplicaLoadView::default(),
         }
     }
@@ -269,7 +298,11 @@ mod tests {
         let (e_full, e_empty) = (cfg.estimate(1000, &full), cfg.estimate(1000, &idle(0)));
         assert!((e_full.displace_s - 0.033).abs() < 1e-9, "{e_full:?}");
         assert_eq!(e_empty.displace_s, 0.0);
-        assert_eq!(e_full.ttft_s(), e_empty.ttft_s(), "displacement is not time to first token");
+        assert_eq!(
+            e_full.ttft_s(),
+            e_empty.ttft_s(),
+            "displacement is not time to first token"
+        );
         // A new prefix goes to the emptier cache; a held one stays put even on a full replica.
         assert_eq!(cfg.choose(1000, &[full, idle(0)], &mut rng()).unwrap().0, 1);
         let mut owner = idle(900);
@@ -402,11 +435,11 @@ mod tests {
             let cfg = CostConfig::default();
             let load = ReplicaLoadView { inflight, pending_tokens: pending, decoding_tokens: decoding,
                 external: None, lag_s: 0.0 };
-            let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, load });
-            let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, load });
+            let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load });
+            let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, load });
             prop_assert!(b.total_s() <= a.total_s() + 1e-12);
             let busier = ReplicaLoadView { pending_tokens: pending + extra, inflight: inflight + 1, ..load };
-            let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, load: busier });
+            let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load: busier });
             prop_assert!(c.total_s() >= a.total_s());
             prop_assert!(a.total_s().is_finite() && a.total_s() >= 0.0);
         }

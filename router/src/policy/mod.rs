@@ -12,6 +12,7 @@ mod prefix_aware;
 mod prefix_index;
 mod random;
 mod round_robin;
+mod share;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use prefix_aware::{PrefixAwareConfig, PrefixAwarePolicy, PrefixCandidate, Pr
 pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
+pub use share::DispatchShare;
 
 use crate::{
     Error,
