@@ -197,16 +197,20 @@ pub async fn run_benchmark(cfg: &BenchConfig, cancel: CancellationToken) -> Resu
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let out = runner::run(&client, &runner_cfg, bodies, &at, cancel).await;
+    // A failed scrape after the run must not lose the run's own measurements.
     let replicas = match before {
-        Some(before) => {
-            let after = scrape_all(&client, &cfg.replica_urls).await?;
-            Some(replica_metrics(
+        Some(before) => match scrape_all(&client, &cfg.replica_urls).await {
+            Ok(after) => Some(replica_metrics(
                 &cfg.replica_urls,
                 &before,
                 &after,
                 out.duration_s,
-            ))
-        }
+            )),
+            Err(e) => {
+                eprintln!("warning: no replica metrics for this run: {e}");
+                None
+            }
+        },
         None => None,
     };
     let mut records = out.records;

@@ -98,7 +98,8 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
         .to_owned();
     let result = async {
         let (parts, body) = request.into_parts();
-        let bytes = read_body(&parts.headers, body, state.max_body_bytes).await?;
+        let idle = state.dispatcher.idle_timeout;
+        let bytes = read_body(&parts.headers, body, state.max_body_bytes, idle).await?;
         let parsed = match endpoint {
             Endpoint::Other => ParsedRequest::passthrough(),
             _ => {
@@ -136,7 +137,12 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
 }
 
 /// Collects the body up to `limit` bytes (413 beyond, checked early from Content-Length).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Error> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -144,10 +150,14 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Err(e) => Err(Error::InvalidRequest(format!(
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(Error::RequestTimeout {
+            waited_ms: timeout.as_millis() as u64,
+        }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(Error::InvalidRequest(format!(
             "cannot read request body: {e}"
         ))),
     }

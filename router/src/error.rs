@@ -82,6 +82,12 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// The client did not send its whole body in time.
+    #[error("request body not received within {waited_ms} ms")]
+    RequestTimeout {
+        /// How long the router waited.
+        waited_ms: u64,
+    },
     /// No route matches the path.
     #[error("no route for {method} {path}")]
     NotFound {
@@ -130,6 +136,7 @@ impl Error {
         match self {
             Self::InvalidJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoHealthyReplica => StatusCode::SERVICE_UNAVAILABLE,
@@ -145,9 +152,10 @@ impl Error {
     /// OpenAI-style error `type` string.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidJson(_) | Self::InvalidRequest(_) | Self::BodyTooLarge { .. } => {
-                "invalid_request_error"
-            }
+            Self::InvalidJson(_)
+            | Self::InvalidRequest(_)
+            | Self::BodyTooLarge { .. }
+            | Self::RequestTimeout { .. } => "invalid_request_error",
             Self::NotFound { .. } => "not_found_error",
             Self::MethodNotAllowed { .. } => "method_not_allowed_error",
             Self::NoHealthyReplica => "service_unavailable_error",

@@ -198,6 +198,14 @@ async fn cancel_stops_sending_and_drains_in_flight_requests() {
         s.client.failed_by_reason.get("interrupted").copied(),
         Some(sent)
     );
+
+    // Without cancellation, the per-request timeout ends each stalled request.
+    let mut cfg = bench(&sim.url(), 4);
+    cfg.model = Some("m".into());
+    cfg.request_timeout = Duration::from_millis(200);
+    let s = run_benchmark(&cfg, CancellationToken::new()).await.unwrap();
+    assert_eq!(s.client.failed_by_reason.get("timeout"), Some(&4));
+    assert!(!s.interrupted);
     sim.shutdown().await;
 }
 
@@ -251,7 +259,15 @@ async fn prefill_baseline_splits_latency() {
         .unwrap();
     assert_eq!(base.client.total_output_tokens, 12);
     loadgen::output::append_jsonl(&baseline_file, &base).unwrap();
+    // Same prompts again, from a cold cache as in the baseline.
+    let client = loadgen::bench::http_client().unwrap();
+    assert!(
+        loadgen::cluster::reset_prefix_caches(&client, &[sim.url()])
+            .await
+            .is_empty()
+    );
     let mut full = bench(&sim.url(), 12);
+    full.dataset.min_output_len = 30;
     full.prefill_baseline = Some(baseline_file);
     let s = run_benchmark(&full, CancellationToken::new())
         .await
@@ -260,7 +276,10 @@ async fn prefill_baseline_splits_latency() {
     assert!((split.prefill_latency_ms - base.client.e2e_ms.mean).abs() < 1e-9);
     assert!(
         (split.generation_latency_ms - (s.client.e2e_ms.mean - base.client.e2e_ms.mean)).abs()
-            < 1e-6
+            < 1e-6,
+        "{split:?} base {:?} run {:?}",
+        base.client.e2e_ms,
+        s.client.e2e_ms
     );
     assert!(split.generation_latency_ms > 0.0 && split.generation_throughput_tok_s > 0.0);
     assert!(split.prefill_throughput_tok_s > 0.0);

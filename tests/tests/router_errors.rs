@@ -194,3 +194,26 @@ async fn a_replica_that_never_answers_is_a_504_and_replica_5xx_pass_through() {
     router.shutdown().await;
     sims.into_iter().next().unwrap().shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sims = start_sims(1, SimConfig::zero_delay()).await;
+    let extra = "timeouts:\n  idle_ms: 200\n  shutdown_drain_ms: 2000\n";
+    let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
+    let mut socket = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    let head = "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 100\r\n\r\n{\"prompt\":";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the router must answer, not hang");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"type\":\"invalid_request_error\""),
+        "{answer}"
+    );
+    router.shutdown().await;
+    sims.into_iter().next().unwrap().shutdown().await;
+}

@@ -174,7 +174,7 @@ pub struct TimeoutConfig {
     pub connect_ms: u64,
     /// From sending the request to receiving response headers.
     pub first_byte_ms: u64,
-    /// Longest pause between two chunks of a response body.
+    /// Longest pause between two chunks of a response body, and longest wait for a request body.
     pub idle_ms: u64,
     /// How long shutdown waits for in-flight requests to finish.
     pub shutdown_drain_ms: u64,

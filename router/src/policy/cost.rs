@@ -129,9 +129,14 @@ impl Policy for CostPolicy {
                 .map(|(v, c)| {
                     let e = self.model.estimate(prompt_tokens, c);
                     format!(
-                        "{}={:.1}ms/hit{}/q{}/n{}",
+                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} share {:.1} lag {:.1})/hit{}/q{}/n{}",
                         v.name,
                         e.total_s() * 1e3,
+                        e.ttft_s() * 1e3,
+                        e.busy_s * 1e3,
+                        e.displace_s * 1e3,
+                        e.balance_s * 1e3,
+                        e.lag_s * 1e3,
                         c.matched_tokens,
                         c.load.pending_tokens,
                         c.load.inflight
