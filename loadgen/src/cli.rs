@@ -182,8 +182,9 @@ pub struct WorkloadArgs {
     /// Count tokens with this Hugging Face tokenizer.json instead of the server's usage.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Results file of a prefill-only run (--max-output-len 1) to split latency into prefill
-    /// and generation.
+    /// Results file of a prefill-only run (--max-output-len 1) of the same workload: splits
+    /// E2E into prefill and generation latency and throughput. Start both runs from the same
+    /// cache state (e.g. reset the replicas' prefix caches in between).
     #[arg(long)]
     pub prefill_baseline: Option<PathBuf>,
     /// Write every request (send time, path, body) to this JSON-lines file.

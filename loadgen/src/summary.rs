@@ -51,7 +51,7 @@ pub struct RunParams {
 pub struct PrefillSplit {
     /// Mean E2E of the baseline (`--max-output-len 1`) run, ms.
     pub prefill_latency_ms: f64,
-    /// This run's mean E2E minus the prefill latency, ms.
+    /// This run's mean E2E minus the prefill latency, ms (0 if the run was faster).
     pub generation_latency_ms: f64,
     /// Mean input tokens per request over the prefill latency.
     pub prefill_throughput_tok_s: f64,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, completion_body, metric_value, router_metrics, router_yaml,
-    start_router, start_sims, wait_until,
+    start_router, start_sims, wait_in_flight_zero, wait_until,
 };
 
 async fn healthy_gauge(router: &RouterServer, replica: &str) -> Option<f64> {
@@ -148,5 +148,6 @@ async fn retries_stop_at_the_budget() {
         })
         .sum();
     assert_eq!(connects, 2.0, "{metrics}");
+    wait_in_flight_zero(&router, &["d0", "d1", "d2"]).await;
     router.shutdown().await;
 }

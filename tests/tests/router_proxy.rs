@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, cluster, completion_body, model, router_metrics, router_yaml, start_router,
-    start_sims, wait_in_flight_zero,
+    SimConfig, cluster, completion_body, metric_value, model, router_metrics, router_yaml,
+    start_router, start_sims, wait_in_flight_zero,
 };
 use serde_json::{Value, json};
 
@@ -113,6 +113,17 @@ async fn streaming_chunks_reach_the_client_while_the_replica_is_still_generating
         "first chunk at {first_at:?} must arrive long before the end at {total:?}"
     );
     wait_in_flight_zero(&router, &["r0"]).await;
+    // Time to first byte is taken at the first chunk, not at the end of the stream.
+    let metrics = router_metrics(&router).await;
+    let sum = |name: &str| metric_value(&metrics, name, &[("replica", "r0")]).unwrap();
+    let (ttfb, duration) = (
+        sum("router_time_to_first_byte_seconds_sum"),
+        sum("router_request_duration_seconds_sum"),
+    );
+    assert!(
+        ttfb * 3.0 < duration && duration > 0.4,
+        "ttfb {ttfb} s, duration {duration} s"
+    );
     router.shutdown().await;
     sims.into_iter().next().unwrap().shutdown().await;
 }
