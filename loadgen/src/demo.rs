@@ -20,35 +20,17 @@ pub const DEMO_REPLICAS: usize = 4;
 /// distinct prompt tokens, so a replica cannot hold every conversation and placement matters.
 pub const DEMO_GPU_BLOCKS: usize = 2048;
 
-/// Policies tried, in order, when a requested one is unknown to this build of the router.
-const FALLBACKS: [&str; 3] = ["prefix_aware", "round_robin", "random"];
-
-/// The requested policies, each replaced by a known fallback if the router lacks it.
+/// The requested policies, checked against the router so a typo fails before anything starts.
 fn resolve_policies(wanted: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
     for p in wanted {
-        if policy_supported(p) {
-            out.push(p.clone());
-            continue;
+        if !policy_supported(p) {
+            return Err(Error::invalid(
+                "--policies",
+                format!("the router has no policy `{p}`"),
+            ));
         }
-        // TODO(lead): drop this fallback once the router ships `cost` (issue 6).
-        let fallback = FALLBACKS
-            .iter()
-            .find(|f| {
-                policy_supported(f)
-                    && !out.iter().any(|o| o == *f)
-                    && !wanted.iter().any(|w| w == *f)
-            })
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--policies",
-                    format!("the router has no policy {p} and no fallback"),
-                )
-            })?;
-        eprintln!("note: this router build has no policy `{p}`; running `{fallback}` in its place");
-        out.push((*fallback).to_string());
     }
-    Ok(out)
+    Ok(wanted.to_vec())
 }
 
 /// Runs the demo and writes `args.out/{demo-results.csv, demo-results.jsonl, index.html, ...}`.
