@@ -1,17 +1,30 @@
-//! `cost` (the default policy): send each request where its estimated time to first token is
-//! lowest, counting both the prefix a replica already holds and the work queued on it.
+//! `cost` (the default policy): send each request where its estimated cost is lowest, in
+//! seconds: its time to first token there plus what the placement costs everyone else.
 //!
-//! Per healthy replica, `cost_model` estimates `TTFT = queue + prefill(uncached) + steps +
-//! busy + kv + lag` from the prefix tree (matched tokens), the router's own counts (in flight,
-//! prefill tokens not yet past first byte, context being decoded, how long pending requests have
-//! waited) and, when fresh, the replica's scraped waiting/running/KV usage beyond its own.
+//! Per healthy replica, [`super::cost_model`] adds up `ttft + busy + evict + share`:
+//! - `ttft` = queued prefill + this prompt's uncached prefill + engine steps (+ KV pressure, lag),
+//!   from the prefix tree (matched tokens), the router's own counts (prefill tokens not yet past
+//!   first byte, context being decoded, how long pending requests have waited) and, when fresh,
+//!   the replica's scraped waiting/running/KV usage beyond the router's own requests;
+//! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
+//! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
+//!   prefix, which someone recomputes later on a GPU that others share;
+//! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
+//!   beyond one Poisson standard deviation of chance, once replicas have work in flight.
 //!
-//! Why this spreads hot prefixes without losing affinity: a miss costs `33 us x uncached tokens`
-//! (66 ms for a 2000-token system prompt), so a request stays with the replica holding its prefix
-//! until that replica's queue and in-flight work cost more than the miss; then an idle replica
-//! takes it, learns the prefix, and from then on both compete on load alone. The `busy` charge
-//! (10 ms per request in flight, tuned on the W1/W3/W4 benchmarks) is what keeps long-run request
-//! counts balanced when queues are short and prefill alone would not tell replicas apart.
+//! Why this gets affinity and balance together: a request stays with the replica holding its
+//! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
+//! of prefill, up to 5x that on a full cache); an idle replica then takes it, learns the prefix,
+//! and from then on both compete on load alone, so a hot prefix spreads by itself. Tenants that
+//! stay put because their misses are expensive would leave long-run counts uneven (the W4 case);
+//! the `share` term evens those out without touching decisions while traffic is balanced (W1).
+//!
+//! Tuning (4 vllm-sim replicas, H100 time model, `loadgen/bench/policies.sh`): `busy` 10 ms
+//! alone kept W4 balanced but moved W1 conversations on ordinary in-flight noise (81% of the
+//! oracle hit rate); `busy` 3 ms alone left W4 at 1.15 max/mean. `evict` 4 brought W1 to 95-97%
+//! of the oracle; it also makes W4's full caches expensive to replicate into, so only a strong,
+//! slow `share` term (5 s per 100%, 2-minute window, noise allowance) evens W4 out (1.04) while
+//! leaving W1 untouched, since W1's traffic is balanced to begin with.
 
 use std::{sync::Arc, time::Instant};
 
@@ -96,7 +109,15 @@ impl Policy for CostPolicy {
         let prompt_tokens = request.prompt_tokens_estimate as u64;
         let matches = self.index.matches(&request.prompt);
         let ids: Vec<(ReplicaId, u32)> = candidates.iter().map(|v| (v.id, v.weight)).collect();
-        let excess = self.share.excess(&ids);
+        // Long-run balance only matters once replicas have work: with less than one request in
+        // flight per replica, nobody waits for anybody and affinity alone decides.
+        let busy_cluster =
+            candidates.iter().map(|v| v.load.requests()).sum::<u64>() >= candidates.len() as u64;
+        let excess = if busy_cluster {
+            self.share.excess(&ids)
+        } else {
+            vec![0.0; ids.len()]
+        };
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)

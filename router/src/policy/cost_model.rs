@@ -1,21 +1,21 @@
-//! The cost model: estimated time to first token (TTFT) of a request on each replica (pure).
+//! The cost model (pure): per replica, the estimated time to first token (TTFT) of a request
+//! plus the charges that keep placements good for everyone else.
 //!
-//! `TTFT(r) = queue(r) + prefill(r) + steps(r) + busy(r) + kv(r) + lag(r)` where
+//! `TTFT(r) = queue(r) + prefill(r) + steps(r) + kv(r) + lag(r)` where
 //! - `queue`: prefill of the prompt tokens already waiting on `r` (the router's requests not yet
 //!   past first byte, plus waiting requests other clients sent, from a fresh scrape);
 //! - `prefill`: this prompt's uncached tokens, plus attention of each of them over the cached
 //!   part (the DESIGN numbers: 33 us per new token, ~3.9 ns per new x cached token pair);
 //! - `steps`: engine steps until the first token, each slower with more context to decode;
-//! - `busy`: a charge per request in flight, standing for the decode interference the new
-//!   request and the running ones impose on each other over their lifetimes (each co-running
-//!   sequence of ~2k context adds ~0.1 ms to every step, over ~100 output tokens for each side).
-//!   It is what spreads a hot prefix whose owner is busy decoding, not only prefilling;
 //! - `kv`: a penalty as the replica's KV cache approaches full (it will queue or preempt);
-//! - `lag`: how far the replica already runs behind the model (a stalled replica's oldest
-//!   request), supplied by the caller.
+//! - `lag`: how far the replica already runs behind the model (a stalled replica's pending
+//!   requests are older than they should be), supplied by the caller.
 //!
-//! The minimum wins; estimates within `tie_tolerance_s` are ties, broken by fewer requests in
-//! flight, then by a seeded random draw (never by list order).
+//! The decision cost adds `busy` (per request in flight: the decode slowdown the new request and
+//! the running ones impose on each other), `displace` (a miss on a full cache evicts as much
+//! cached prefix, recomputed later) and `balance` (recent traffic above a fair share). The
+//! minimum wins; costs within `tie_tolerance_s` are ties, broken by fewer requests in flight,
+//! then by a seeded random draw (never by list order).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,8 @@ pub struct CostConfig {
     /// Share of a miss's prefill charged again for the cache it displaces on a full replica
     /// (scaled by how full the replica's cache is): what the evicted prefix costs someone later.
     pub displacement_factor: f64,
-    /// Seconds charged per 100% of recent traffic share above a replica's fair share.
+    /// Seconds charged per 100% of recent traffic share above a replica's fair share (the policy
+    /// leaves it out while the cluster is nearly idle).
     pub share_excess_s: f64,
     /// Time constant of the recent traffic share, seconds.
     pub share_window_s: f64,
@@ -64,10 +65,10 @@ impl Default for CostConfig {
             step_s: 5e-3,
             step_s_per_context_token: 46e-9,
             step_token_budget: 8192,
-            busy_s_per_request: 10e-3,
-            displacement_factor: 1.0,
-            share_excess_s: 1.0,
-            share_window_s: 10.0,
+            busy_s_per_request: 3e-3,
+            displacement_factor: 4.0,
+            share_excess_s: 5.0,
+            share_window_s: 120.0,
             kv_pressure_threshold: 0.9,
             kv_pressure_s: 0.2,
             external_request_tokens: 512,
@@ -291,12 +292,33 @@ mod tests {
     }
 
     #[test]
+    fn traffic_above_a_fair_share_is_charged() {
+        let cfg = CostConfig::default();
+        let mut hot = idle(1000);
+        hot.excess_share = 0.2;
+        let charged = cfg.estimate(1100, &hot).balance_s;
+        assert!(
+            (charged - 0.2 * cfg.share_excess_s).abs() < 1e-12,
+            "{charged}"
+        );
+        let other = idle(0);
+        let pick = cfg.choose(1100, &[hot, other], &mut rng()).unwrap().0;
+        assert_eq!(
+            pick, 1,
+            "20% over the fair share outweighs a 1000-token hit"
+        );
+        hot.excess_share = 0.0;
+        assert_eq!(cfg.choose(1100, &[hot, other], &mut rng()).unwrap().0, 0);
+    }
+
+    #[test]
     fn a_miss_on_a_full_cache_also_pays_for_what_it_evicts() {
         let cfg = CostConfig::default();
         let mut full = idle(0);
         full.cache_fill = 1.0;
         let (e_full, e_empty) = (cfg.estimate(1000, &full), cfg.estimate(1000, &idle(0)));
-        assert!((e_full.displace_s - 0.033).abs() < 1e-9, "{e_full:?}");
+        let expected = cfg.displacement_factor * 0.033;
+        assert!((e_full.displace_s - expected).abs() < 1e-9, "{e_full:?}");
         assert_eq!(e_empty.displace_s, 0.0);
         assert_eq!(
             e_full.ttft_s(),

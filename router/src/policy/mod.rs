@@ -105,7 +105,8 @@ pub enum DecisionReason {
     CacheAffinity,
     /// `cost`: a replica holding more of the prompt was passed over because of its load.
     LoadSpread,
-    /// `cost`: no replica held any of the prompt; the estimate picked on load.
+    /// `cost`: no replica held enough of the prompt to matter (under the tie tolerance of
+    /// prefill); the estimate picked on load.
     NoCache,
     /// `prefix_aware`: load imbalanced past both thresholds; least loaded.
     Imbalanced,

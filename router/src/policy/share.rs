@@ -21,7 +21,7 @@ pub struct DispatchShare {
 }
 
 /// Fewest recent dispatches per candidate before shares are trusted.
-const MIN_PER_CANDIDATE: f64 = 4.0;
+const MIN_PER_CANDIDATE: f64 = 10.0;
 
 impl DispatchShare {
     /// Counts decay by `1/e` every `window_s` seconds.
@@ -57,8 +57,9 @@ impl DispatchShare {
         self.state.lock().counts.retain(|(r, _)| *r != replica);
     }
 
-    /// For each candidate `(id, weight)`, how far its recent share exceeds its weighted fair
-    /// share, as a fraction (0.1 = 10% over; never negative). All zero until enough traffic.
+    /// For each candidate `(id, weight)`, how far its recent count exceeds its weighted fair
+    /// count by more than chance (one Poisson standard deviation), as a fraction of the fair
+    /// count (0.1 = 10% over; never negative). All zero until enough traffic.
     pub fn excess(&self, candidates: &[(ReplicaId, u32)]) -> Vec<f64> {
         let state = self.state.lock();
         let count = |id: ReplicaId| {
@@ -78,8 +79,8 @@ impl DispatchShare {
             .iter()
             .zip(counts)
             .map(|((_, w), c)| {
-                let fair = f64::from((*w).max(1)) / weights;
-                (c / total / fair - 1.0).max(0.0)
+                let fair = total * f64::from((*w).max(1)) / weights;
+                ((c - fair - fair.sqrt()) / fair).max(0.0)
             })
             .collect()
     }
@@ -102,19 +103,20 @@ mod tests {
             vec![0.0, 0.0],
             "too little traffic to judge"
         );
-        for _ in 0..11 {
+        for _ in 0..23 {
             s.record(ReplicaId(0), t0);
         }
-        for _ in 0..4 {
+        for _ in 0..8 {
             s.record(ReplicaId(1), t0);
         }
         let e = s.excess(&ids);
+        let expected = (24.0 - 16.0 - 4.0) / 16.0;
         assert!(
-            (e[0] - 0.5).abs() < 1e-9 && e[1] == 0.0,
-            "12 of 16 is 50% over half: {e:?}"
+            (e[0] - expected).abs() < 1e-9 && e[1] == 0.0,
+            "24 of 32 against 16 +- 4: {e:?}"
         );
         let weighted = s.excess(&[(ReplicaId(0), 3), (ReplicaId(1), 1)]);
-        assert_eq!(weighted, vec![0.0, 0.0], "12:4 is exactly a 3:1 weighting");
+        assert_eq!(weighted, vec![0.0, 0.0], "24:8 is exactly a 3:1 weighting");
         // An hour later the old burst is forgotten.
         s.record(ReplicaId(1), t0 + Duration::from_secs(3600));
         assert_eq!(s.excess(&ids), vec![0.0, 0.0]);
