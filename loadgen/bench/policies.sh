@@ -4,7 +4,8 @@
 #       outputs 10-200 tokens, pieces of 400 conversations; replicas of 16,000 KV blocks
 #       (256k tokens: one replica cannot hold the ~520k distinct prompt tokens, four can).
 #   W3  8 system prompts of 2000 tokens, Zipf(1.2), 64-token distinct questions: 1500 requests,
-#       60 req/s, 128 concurrent; replicas of 4,000 blocks (64k tokens).
+#       60 req/s, 128 concurrent; replicas of 1,000 blocks (16k tokens: the 8 prompts alone fill
+#       one replica, which cannot also hold its running requests).
 #   W4  64 system prompts of 2000 tokens (128k tokens = 2x one replica's 64k), Zipf(0.8),
 #       distinct questions: 1500 requests, 30 req/s, 64 concurrent.
 # Each workload runs power_of_two, prefix_aware and cost through an in-process router in front of
@@ -36,7 +37,7 @@ run W1 --request-rates 100 --num-prompts 1000 --max-concurrency 40 \
   --sim-num-gpu-blocks 16000
 run W3 --request-rates 60 --num-prompts 1500 --max-concurrency 128 \
   --dataset-name shared-prefix --gsp-num-groups 8 --gsp-system-prompt-len 2000 --gsp-zipf 1.2 \
-  --sim-num-gpu-blocks 4000
+  --sim-num-gpu-blocks 1000
 run W4 --request-rates 30 --num-prompts 1500 --max-concurrency 64 \
   --dataset-name shared-prefix --gsp-num-groups 64 --gsp-system-prompt-len 2000 --gsp-zipf 0.8 \
   --sim-num-gpu-blocks 4000

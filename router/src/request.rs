@@ -106,7 +106,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
     let fields: Fields = serde_json::from_value(value)
         .map_err(|e| Error::InvalidRequest(format!("invalid request field: {e}")))?;
     let (prompt, rest_prompts) = match endpoint {
-        Endpoint::Completions => completion_prompt(fields.prompt.as_ref())?,
+        Endpoint::Completions => completion_prompt(fields.prompt)?,
         Endpoint::ChatCompletions => (
             chat_prompt(fields.messages.as_ref())?,
             RestPrompts::default(),

@@ -28,26 +28,26 @@ const PROMPT_TYPE: &str = "`prompt` must be a string, a list of strings, a list 
                            or a list of lists of token ids";
 
 /// The keyed prompt of a completions body's `prompt` field, and the size of the others.
-pub fn completion_prompt(prompt: Option<&Value>) -> Result<(Prompt, RestPrompts), Error> {
+pub fn completion_prompt(prompt: Option<Value>) -> Result<(Prompt, RestPrompts), Error> {
     let bad = || Error::InvalidRequest(PROMPT_TYPE.into());
     let prompt =
         prompt.ok_or_else(|| Error::InvalidRequest("missing required field `prompt`".into()))?;
     let none = RestPrompts::default();
     match prompt {
-        Value::String(s) => Ok((Prompt::Text(s.clone()), none)),
-        Value::Array(items) => match items.first() {
+        Value::String(s) => Ok((Prompt::Text(s), none)),
+        Value::Array(mut items) => match items.first() {
             None => Err(Error::InvalidRequest("`prompt` must not be empty".into())),
-            Some(Value::String(first)) => {
+            Some(Value::String(_)) => {
                 let mut bytes = 0;
                 for item in &items[1..] {
                     bytes += item.as_str().ok_or_else(bad)?.len();
                 }
-                Ok((
-                    Prompt::Text(first.clone()),
-                    RestPrompts { bytes, tokens: 0 },
-                ))
+                let Value::String(first) = items.swap_remove(0) else {
+                    return Err(bad());
+                };
+                Ok((Prompt::Text(first), RestPrompts { bytes, tokens: 0 }))
             }
-            Some(Value::Number(_)) => Ok((Prompt::Tokens(token_ids(items)?), none)),
+            Some(Value::Number(_)) => Ok((Prompt::Tokens(token_ids(&items)?), none)),
             Some(Value::Array(first)) => {
                 let first = token_ids(first)?;
                 let mut tokens = 0;
@@ -93,7 +93,7 @@ mod tests {
     use serde_json::json;
 
     fn completions(prompt: Value) -> Result<(Prompt, RestPrompts), Error> {
-        completion_prompt(Some(&prompt))
+        completion_prompt(Some(prompt))
     }
 
     #[test]
