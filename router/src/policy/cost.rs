@@ -23,8 +23,9 @@
 //! alone kept W4 balanced but moved W1 conversations on ordinary in-flight noise (81% of the
 //! oracle hit rate); `busy` 3 ms alone left W4 at 1.15 max/mean. `evict` 4 brought W1 to 95-97%
 //! of the oracle; it also makes W4's full caches expensive to replicate into, so only a strong,
-//! slow `share` term (5 s per 100%, 2-minute window, noise allowance) evens W4 out (1.04) while
-//! leaving W1 untouched, since W1's traffic is balanced to begin with.
+//! slow `share` term (5 s per 100%, 2-minute window, noise allowance) evens W4 out (1.04-1.08)
+//! while leaving W1 untouched, since W1's traffic is balanced to begin with. The tie tolerance
+//! (1 ms) keeps a shared greeting of a few tokens from piling new conversations on one replica.
 
 use std::{sync::Arc, time::Instant};
 
