@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Cross-checks loadgen's mean TTFT and request throughput against an independent aiohttp client
+# on the same router + 4 vllm-sim replicas and the same request list. Fresh processes per run.
+# Usage (repo root): pip install aiohttp && loadgen/bench/crosscheck.sh [PAIRS]
+set -euo pipefail
+pairs=${1:-2}
+cargo build --release -q -p vllm-sim -p router -p loadgen
+bin=target/release
+work=$(mktemp -d)
+cat > "$work/router.yaml" <<YAML
+listen: 127.0.0.1:18500
+replicas:
+  - url: http://127.0.0.1:18501
+  - url: http://127.0.0.1:18502
+  - url: http://127.0.0.1:18503
+  - url: http://127.0.0.1:18504
+policy:
+  name: cost
+YAML
+start() {
+  "$bin/vllm-sim" --replicas 4 --port 18501 --num-gpu-blocks 2048 > "$work/sim.log" 2>&1 & sim=$!
+  sleep 1
+  "$bin/router" --config "$work/router.yaml" > "$work/router.log" 2>&1 & router=$!
+  sleep 2
+}
+stop() { kill "$router" "$sim"; wait "$router" "$sim" 2>/dev/null || true; }
+for _ in $(seq "$pairs"); do
+  start
+  "$bin/loadgen" --base-url http://127.0.0.1:18500 --num-prompts 800 --request-rate 40 \
+    --max-concurrency 32 --seed 1 --dump-requests "$work/requests.jsonl" \
+    --output-file "$work/loadgen.jsonl" | grep -E "mean TTFT|throughput \(req"
+  stop
+  start
+  python3 loadgen/bench/independent_client.py --base-url http://127.0.0.1:18500 \
+    --requests "$work/requests.jsonl" --max-concurrency 32
+  stop
+done
+echo "results in $work"
