@@ -28,7 +28,7 @@ for _ in $(seq "$pairs"); do
   start
   "$bin/loadgen" --base-url http://127.0.0.1:18500 --num-prompts 800 --request-rate 40 \
     --max-concurrency 32 --seed 1 --dump-requests "$work/requests.jsonl" \
-    --output-file "$work/loadgen.jsonl" | grep -E "mean TTFT|throughput \(req"
+    --output-file "$work/loadgen.jsonl" | grep -iE "mean ttft|request throughput"
   stop
   start
   python3 loadgen/bench/independent_client.py --base-url http://127.0.0.1:18500 \
