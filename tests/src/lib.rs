@@ -153,3 +153,26 @@ pub async fn wait_in_flight_zero(router: &RouterServer, replicas: &[&str]) {
     )
     .await;
 }
+
+/// POSTs `body` to `path` on the router, asserts 200, reads the whole answer and returns the
+/// replica named in `x-routed-to`.
+pub async fn routed_to(
+    client: &reqwest::Client,
+    router: &RouterServer,
+    path: &str,
+    body: &serde_json::Value,
+) -> String {
+    let response = client
+        .post(format!("{}{path}", router.url()))
+        .json(body)
+        .send()
+        .await
+        .expect("POST to the router");
+    assert_eq!(response.status(), 200, "{path}");
+    let replica = response.headers()["x-routed-to"]
+        .to_str()
+        .expect("x-routed-to is text")
+        .to_owned();
+    response.bytes().await.expect("response body");
+    replica
+}

@@ -4,24 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prefix_router_tests::{RouterServer, cluster, metric_sum, model, router_metrics};
+use prefix_router_tests::{RouterServer, cluster, metric_sum, model, routed_to, router_metrics};
 use serde_json::{Value, json};
 
 /// Sends one chat turn (non-streaming) and returns the replica it was routed to.
 async fn chat_turn(client: &reqwest::Client, router: &RouterServer, messages: &[Value]) -> String {
-    let response = client
-        .post(format!("{}/v1/chat/completions", router.url()))
-        .json(&json!({ "model": model(), "messages": messages, "max_tokens": 4 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let replica = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let _ = response.bytes().await.unwrap();
-    replica
+    let body = json!({ "model": model(), "messages": messages, "max_tokens": 4 });
+    routed_to(client, router, "/v1/chat/completions", &body).await
 }
 
 /// Eight conversations of four turns, interleaved turn by turn; returns each turn's replica.

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    RouterServer, SimConfig, SimServer, completion_body, metric_sum, metric_value, router_metrics,
-    router_yaml, start_router, start_sims, wait_until,
+    RouterServer, SimConfig, SimServer, completion_body, metric_sum, metric_value, routed_to,
+    router_metrics, router_yaml, start_router, start_sims, wait_until,
 };
 
 /// Two replicas that run one sequence at a time, so extra requests wait in their queue.
@@ -34,19 +34,13 @@ fn prompt(tail: &str) -> String {
 }
 
 async fn route(client: &reqwest::Client, router: &RouterServer, text: &str) -> String {
-    let response = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body(text, 1, false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let replica = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let _ = response.bytes().await.unwrap();
-    replica
+    routed_to(
+        client,
+        router,
+        "/v1/completions",
+        &completion_body(text, 1, false),
+    )
+    .await
 }
 
 /// Sends `n` slow requests straight to `sim` (not through the router) in the background.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use prefix_router_tests::{
-    RouterServer, SimConfig, completion_body, metric_sum, router_metrics, router_yaml,
+    RouterServer, SimConfig, completion_body, metric_sum, routed_to, router_metrics, router_yaml,
     start_router, start_sims,
 };
 use serde_json::{Map, Value, json};
@@ -43,19 +43,13 @@ fn words(from: usize, to: usize, unknown: usize) -> String {
 }
 
 async fn route(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
-    let response = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body(prompt, 1, false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let replica = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let _ = response.bytes().await.unwrap();
-    replica
+    routed_to(
+        client,
+        router,
+        "/v1/completions",
+        &completion_body(prompt, 1, false),
+    )
+    .await
 }
 
 /// (sum of matched ratios, decisions with `reason`) so far.
