@@ -1,6 +1,6 @@
 //! Grouped bar charts: one group per category, one coloured bar per series.
 
-use super::chart::{Chart, FAMILY, category_labels, color, msg, y_top};
+use super::chart::{Chart, FAMILY, category_chart, category_labels, color, msg, y_top};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -22,24 +22,14 @@ impl Chart for Bars {
             .flat_map(|s| s.1.iter().flatten().copied())
             .fold(0.0, f64::max);
         let legend_room = if self.series.len() > 1 { 1.25 } else { 1.0 };
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, (FAMILY, 22))
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            // Extra headroom keeps the legend clear of the tallest bars.
-            .build_cartesian_2d(0f64..n as f64, 0f64..y_top(max) * legend_room)
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n + 1)
-            .x_label_formatter(&|_| String::new())
-            .y_desc(self.y_label.as_str())
-            .label_style((FAMILY, 13))
-            .axis_desc_style((FAMILY, 15))
-            .draw()
-            .map_err(msg)?;
+        // Extra headroom keeps the legend clear of the tallest bars.
+        let mut chart = category_chart(
+            area,
+            &self.title,
+            &self.y_label,
+            n,
+            y_top(max) * legend_room,
+        )?;
         let k = self.series.len().max(1) as f64;
         let width = 0.8 / k;
         for (j, (name, values)) in self.series.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Latency box plots: box from P25 to P75, median line, whiskers to min and max, P99 marker.
 
-use super::chart::{Chart, FAMILY, category_labels, color, msg, y_top};
+use super::chart::{Chart, category_chart, category_labels, color, msg, y_top};
 use crate::metrics::Stats;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -17,23 +17,7 @@ impl Chart for Boxes {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let n = self.boxes.len().max(1);
         let max = self.boxes.iter().map(|b| b.1.max).fold(0.0, f64::max);
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, (FAMILY, 22))
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0f64..n as f64, 0f64..y_top(max))
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n + 1)
-            .x_label_formatter(&|_| String::new())
-            .y_desc(self.y_label.as_str())
-            .label_style((FAMILY, 13))
-            .axis_desc_style((FAMILY, 15))
-            .draw()
-            .map_err(msg)?;
+        let mut chart = category_chart(area, &self.title, &self.y_label, n, y_top(max))?;
         for (i, (_, s)) in self.boxes.iter().enumerate() {
             let c = color(i);
             let (l, r, mid) = (i as f64 + 0.3, i as f64 + 0.7, i as f64 + 0.5);

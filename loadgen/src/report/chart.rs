@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -104,4 +105,33 @@ pub(crate) fn save(chart: &impl Chart, dir: &Path, stem: &str) -> Result<[String
         root.present().map_err(|e| err(msg(e)))?;
     }
     Ok([png, svg])
+}
+
+/// A chart of `n` categories along x (labels drawn separately by [`category_labels`]) and values
+/// from 0 to `y_max` along y, with the caption, mesh and fonts every category chart shares.
+pub(crate) fn category_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    n: usize,
+    y_max: f64,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
+        .map_err(msg)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n + 1)
+        .x_label_formatter(&|_| String::new())
+        .y_desc(y_label)
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 15))
+        .draw()
+        .map_err(msg)?;
+    Ok(chart)
 }
