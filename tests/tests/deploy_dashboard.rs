@@ -1,5 +1,6 @@
 //! The Grafana dashboard in `deploy/` only queries series that a live router and a live replica
 //! really export: a renamed metric breaks this test instead of silently emptying a panel.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use prefix_router_tests::*;
 
