@@ -103,7 +103,8 @@ impl Dispatcher {
                 None => tokens,
             };
             let prefill = parsed.stream.then_some(prefill);
-            let guard = LoadGuard::acquire_with_prefill(Arc::clone(&replica), tokens, prefill);
+            let mut guard = LoadGuard::acquire_with_prefill(Arc::clone(&replica), tokens, prefill);
+            guard.predict_first_byte(decision.predicted_ttft_s);
             self.policy.on_dispatch(&route, replica.id());
             match self.proxy.send(&replica, &upstream).await {
                 Ok(response) => {

@@ -1,8 +1,8 @@
 //! The router's own Prometheus registry: families are built once here and passed in.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
 };
 
 use crate::Error;
@@ -33,6 +33,9 @@ pub struct RouterMetrics {
     pub no_healthy: IntCounter,
     /// `router_prefix_match_ratio{policy}`: fraction of each prompt the chosen replica held.
     pub prefix_match_ratio: HistogramVec,
+    /// `router_replica_ttft_ratio{replica}`: observed over predicted time to first byte of
+    /// streaming requests (cost policy), the replica's learnt slowness.
+    pub ttft_ratio: GaugeVec,
 }
 
 /// Handles of one replica's labelled series, resolved once when the replica joins.
@@ -48,6 +51,8 @@ pub struct ReplicaMetrics {
     pub in_flight_tokens: IntGauge,
     /// Health gauge.
     pub healthy: IntGauge,
+    /// Observed over predicted time to first byte.
+    pub ttft_ratio: Gauge,
 }
 
 impl RouterMetrics {
@@ -78,6 +83,15 @@ impl RouterMetrics {
             "Requests refused because no replica was healthy",
         )?;
         registry.register(Box::new(no_healthy.clone()))?;
+        let ttft_ratio = GaugeVec::new(
+            Opts::new(
+                "router_replica_ttft_ratio",
+                "Observed over predicted time to first byte of streaming requests (cost policy); \
+                 0 until learnt",
+            ),
+            &["replica"],
+        )?;
+        registry.register(Box::new(ttft_ratio.clone()))?;
         let prefix_match_ratio = HistogramVec::new(
             HistogramOpts::new(
                 "router_prefix_match_ratio",
@@ -132,6 +146,7 @@ impl RouterMetrics {
             )?,
             no_healthy,
             prefix_match_ratio,
+            ttft_ratio,
             registry,
         })
     }
@@ -149,6 +164,7 @@ impl RouterMetrics {
             in_flight: self.in_flight.with_label_values(&[replica]),
             in_flight_tokens: self.in_flight_tokens.with_label_values(&[replica]),
             healthy: self.healthy.with_label_values(&[replica]),
+            ttft_ratio: self.ttft_ratio.with_label_values(&[replica]),
         }
     }
 
@@ -157,6 +173,7 @@ impl RouterMetrics {
         for gauge in [&self.in_flight, &self.in_flight_tokens, &self.healthy] {
             let _ = gauge.remove_label_values(&[replica]);
         }
+        let _ = self.ttft_ratio.remove_label_values(&[replica]);
     }
 
     /// Renders the registry in the Prometheus text format.

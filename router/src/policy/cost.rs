@@ -26,6 +26,10 @@
 //! slow `share` term (5 s per 100%, 2-minute window, noise allowance) evens W4 out (1.04-1.08)
 //! while leaving W1 untouched, since W1's traffic is balanced to begin with. The tie tolerance
 //! (1 ms) keeps a shared greeting of a few tokens from piling new conversations on one replica.
+//!
+//! Replicas need not be equal: with `learn_replica_speed` each replica's streaming requests teach
+//! it how its observed time to first byte compares with the prediction ([`super::speed`]); one
+//! slower than the median of its peers has its estimate scaled up by that much.
 
 use std::{sync::Arc, time::Instant};
 
@@ -76,14 +80,14 @@ impl CostPolicy {
         }
     }
 
-    /// What the model sees of one replica at `now`.
-    fn load_view(&self, view: &ReplicaView<'_>, now: Instant) -> ReplicaLoadView {
+    /// What the model sees of one replica at `now`, `slowness` times slower than its peers.
+    fn load_view(&self, view: &ReplicaView<'_>, now: Instant, slowness: f64) -> ReplicaLoadView {
         let pending = view.load.pending.snapshot(now);
-        let queued_s = self.model.prefill_s_per_token * pending.prefill_tokens as f64;
+        let queued_s = slowness * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
         // Pending requests older than the model says they should be: the replica is behind
         // (stalled, or slower than the constants); new work there waits at least that much more.
         let lag_s = if pending.requests > 0 {
-            (pending.mean_age_s - queued_s - 2.0 * self.model.step_s).max(0.0)
+            (pending.mean_age_s - queued_s - 2.0 * slowness * self.model.step_s).max(0.0)
         } else {
             0.0
         };
@@ -96,6 +100,7 @@ impl CostPolicy {
                 .saturating_sub(pending.prompt_tokens),
             external: view.load.scraped.fresh(now).map(|s| s.external),
             lag_s,
+            slowness,
         }
     }
 }
@@ -119,14 +124,22 @@ impl Policy for CostPolicy {
         } else {
             vec![0.0; ids.len()]
         };
+        let slowness = if self.model.learn_replica_speed {
+            let ratios: Vec<Option<f64>> =
+                candidates.iter().map(|v| v.load.speed.ratio()).collect();
+            super::relative_slowness(&ratios)
+        } else {
+            vec![1.0; candidates.len()]
+        };
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)
-            .map(|(v, excess_share)| CostCandidate {
+            .zip(slowness)
+            .map(|((v, excess_share), slowness)| CostCandidate {
                 matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
                 cache_fill: self.index.fill(v.id),
                 excess_share,
-                load: self.load_view(v, now),
+                load: self.load_view(v, now, slowness),
             })
             .collect();
         let chosen = self
@@ -151,7 +164,7 @@ impl Policy for CostPolicy {
                 .map(|(v, c)| {
                     let e = self.model.estimate(prompt_tokens, c);
                     format!(
-                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} share {:.1} lag {:.1})/hit{}/q{}/n{}",
+                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
                         v.name,
                         e.total_s() * 1e3,
                         e.ttft_s() * 1e3,
@@ -159,6 +172,7 @@ impl Policy for CostPolicy {
                         e.displace_s * 1e3,
                         e.balance_s * 1e3,
                         e.lag_s * 1e3,
+                        c.load.slowness(),
                         c.matched_tokens,
                         c.load.pending_tokens,
                         c.load.inflight
@@ -172,10 +186,23 @@ impl Policy for CostPolicy {
                 "cost decision"
             );
         }
+        // What the model predicts there at the speed it assumes for every replica: the replica's
+        // observed time to first byte against this is what its speed estimate learns from.
+        let predicted_ttft_s = cands.get(i).map(|c| {
+            let nominal = CostCandidate {
+                load: ReplicaLoadView {
+                    slowness: 1.0,
+                    ..c.load
+                },
+                ..*c
+            };
+            self.model.estimate(prompt_tokens, &nominal).ttft_s()
+        });
         Decision {
             replica: candidates.get(i).map_or(ReplicaId(0), |v| v.id),
             reason,
             matched_tokens: Some(matched),
+            predicted_ttft_s,
         }
     }
 

@@ -11,6 +11,9 @@
 //! - `lag`: how far the replica already runs behind the model (a stalled replica's pending
 //!   requests are older than they should be), supplied by the caller.
 //!
+//! A replica found slower than its peers (see [`super::speed`]) has its prefill, step, busy and
+//! displacement terms multiplied by its `slowness`.
+//!
 //! The decision cost adds `busy` (per request in flight: the decode slowdown the new request and
 //! the running ones impose on each other), `displace` (a miss on a full cache evicts as much
 //! cached prefix, recomputed later) and `balance` (recent traffic above a fair share). The
@@ -55,6 +58,9 @@ pub struct CostConfig {
     /// Estimates closer than this many seconds are ties, decided by load: a few cached tokens
     /// (a shared greeting, 0.2 ms of prefill) must not pile new conversations onto one replica.
     pub tie_tolerance_s: f64,
+    /// Learn each replica's speed online from streaming requests (observed over predicted time
+    /// to first byte, relative to the other replicas) and scale its estimate by it.
+    pub learn_replica_speed: bool,
 }
 
 impl Default for CostConfig {
@@ -73,6 +79,7 @@ impl Default for CostConfig {
             kv_pressure_s: 0.2,
             external_request_tokens: 512,
             tie_tolerance_s: 1e-3,
+            learn_replica_speed: true,
         }
     }
 }
@@ -90,6 +97,20 @@ pub struct ReplicaLoadView {
     pub external: Option<ExternalLoad>,
     /// Seconds the replica already runs behind the model (0 when unknown).
     pub lag_s: f64,
+    /// How much slower than its peers the replica turned out to be (1 = as fast; 0 or not
+    /// finite counts as 1): scales its prefill, step and in-flight terms.
+    pub slowness: f64,
+}
+
+impl ReplicaLoadView {
+    /// The slowness factor, 1 when unset or invalid.
+    pub fn slowness(&self) -> f64 {
+        if self.slowness.is_finite() && self.slowness > 0.0 {
+            self.slowness
+        } else {
+            1.0
+        }
+    }
 }
 
 /// One candidate replica for a request.
@@ -189,21 +210,24 @@ impl CostConfig {
     /// Estimates the TTFT of a `prompt_tokens`-token prompt on one candidate.
     pub fn estimate(&self, prompt_tokens: u64, c: &CostCandidate) -> Estimate {
         let load = &c.load;
+        let slow = load.slowness();
         let ext = load.external.unwrap_or_default();
         let matched = c.matched_tokens.min(prompt_tokens);
         let uncached = prompt_tokens - matched;
         let ext_tokens = ext.waiting * self.external_request_tokens as f64;
         let queued_tokens = load.pending_tokens as f64 + ext_tokens;
-        let queue_s = self.prefill_s_per_token * queued_tokens;
-        let prefill_s = self.prefill_s_per_token * uncached as f64
-            + self.prefill_s_per_cached_pair * uncached as f64 * matched as f64;
+        let queue_s = slow * self.prefill_s_per_token * queued_tokens;
+        let prefill_s = slow
+            * (self.prefill_s_per_token * uncached as f64
+                + self.prefill_s_per_cached_pair * uncached as f64 * matched as f64);
         let context =
             load.decoding_tokens as f64 + ext.running * self.external_request_tokens as f64;
-        let step = self.step_s + self.step_s_per_context_token * context;
+        let step = slow * (self.step_s + self.step_s_per_context_token * context);
         let budget = self.step_token_budget.max(1) as f64;
         // Half a step for the one in progress, then the steps that prefill the queue and us.
         let steps = 0.5 + ((queued_tokens + uncached as f64) / budget).ceil().max(1.0);
-        let busy_s = self.busy_s_per_request * (load.inflight as f64 + ext.waiting + ext.running);
+        let busy_s =
+            slow * self.busy_s_per_request * (load.inflight as f64 + ext.waiting + ext.running);
         let kv_s = match ext.kv_usage {
             Some(kv) if kv > self.kv_pressure_threshold && self.kv_pressure_threshold < 1.0 => {
                 let over = (kv - self.kv_pressure_threshold) / (1.0 - self.kv_pressure_threshold);
@@ -217,7 +241,7 @@ impl CostConfig {
             0.0
         };
         let displace_s =
-            self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
+            slow * self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
         let excess = if c.excess_share.is_finite() {
             c.excess_share.max(0.0)
         } else {

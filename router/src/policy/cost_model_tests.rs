@@ -175,16 +175,20 @@ proptest! {
     fn more_cache_never_costs_more_and_more_queue_never_costs_less(
         prompt in 0u64..8_192, matched in 0u64..8_192, extra in 0u64..5_000,
         pending in 0u64..50_000, inflight in 0u64..100, decoding in 0u64..100_000,
+        slower in 1.0f64..4.0,
     ) {
         let cfg = CostConfig::default();
         let load = ReplicaLoadView { inflight, pending_tokens: pending, decoding_tokens: decoding,
-            external: None, lag_s: 0.0 };
+            external: None, lag_s: 0.0, slowness: 1.0 };
         let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load });
         let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, load });
         prop_assert!(b.total_s() <= a.total_s() + 1e-12);
         let busier = ReplicaLoadView { pending_tokens: pending + extra, inflight: inflight + 1, ..load };
         let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load: busier });
         prop_assert!(c.total_s() >= a.total_s());
+        let slow = ReplicaLoadView { slowness: slower, ..load };
+        let d = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load: slow });
+        prop_assert!(d.total_s() >= a.total_s() - 1e-12);
         prop_assert!(a.total_s().is_finite() && a.total_s() >= 0.0);
     }
 }

@@ -13,6 +13,7 @@ mod prefix_index;
 mod random;
 mod round_robin;
 mod share;
+mod speed;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 pub use share::DispatchShare;
+pub use speed::{SpeedEstimate, relative_slowness};
 
 use crate::{
     Error,
@@ -136,7 +138,7 @@ impl DecisionReason {
 }
 
 /// A policy's choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
     /// The chosen replica (one of the candidates).
     pub replica: ReplicaId,
@@ -144,6 +146,8 @@ pub struct Decision {
     pub reason: DecisionReason,
     /// Prompt tokens the chosen replica is believed to hold (prefix policies only).
     pub matched_tokens: Option<u64>,
+    /// The model's time to first byte there, seconds, unscaled by learnt speed (`cost` only).
+    pub predicted_ttft_s: Option<f64>,
 }
 
 /// A routing policy.

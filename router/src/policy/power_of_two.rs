@@ -56,6 +56,7 @@ impl<L: Load> Policy for PowerOfTwo<L> {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
                 matched_tokens: None,
+                predicted_ttft_s: None,
             };
         }
         let (a, b) = self.sample(candidates);
@@ -74,6 +75,7 @@ impl<L: Load> Policy for PowerOfTwo<L> {
             replica: candidates[winner].id,
             reason,
             matched_tokens: None,
+            predicted_ttft_s: None,
         }
     }
 }

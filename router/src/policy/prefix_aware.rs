@@ -208,6 +208,7 @@ impl Policy for PrefixAwarePolicy {
             replica: candidates.get(i).map_or(ReplicaId(0), |v| v.id),
             reason,
             matched_tokens: Some(matched),
+            predicted_ttft_s: None,
         }
     }
 

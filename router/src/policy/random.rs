@@ -33,6 +33,7 @@ impl Policy for RandomPolicy {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
                 matched_tokens: None,
+                predicted_ttft_s: None,
             };
         }
         let ticket = self
@@ -44,6 +45,7 @@ impl Policy for RandomPolicy {
             replica: chosen.id,
             reason: DecisionReason::Random,
             matched_tokens: None,
+            predicted_ttft_s: None,
         }
     }
 }

@@ -30,6 +30,7 @@ impl Policy for RoundRobin {
                 replica: only.id,
                 reason: DecisionReason::OnlyCandidate,
                 matched_tokens: None,
+                predicted_ttft_s: None,
             };
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % total_weight(candidates).max(1);
@@ -38,6 +39,7 @@ impl Policy for RoundRobin {
             replica: chosen.id,
             reason: DecisionReason::RoundRobin,
             matched_tokens: None,
+            predicted_ttft_s: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{
 
 use super::Replica;
 use crate::{
-    policy::{PendingLoad, PendingTicket},
+    policy::{PendingLoad, PendingTicket, SpeedEstimate},
     scrape::ScrapeSlot,
 };
 
@@ -20,6 +20,8 @@ pub struct ReplicaLoad {
     pub pending: PendingLoad,
     /// The latest scrape of the replica's metrics.
     pub scraped: ScrapeSlot,
+    /// Observed against predicted time to first byte (learnt by the cost policy).
+    pub speed: SpeedEstimate,
 }
 
 impl ReplicaLoad {
@@ -56,6 +58,8 @@ pub struct LoadGuard {
     replica: Arc<Replica>,
     tokens: u64,
     pending: Option<PendingTicket>,
+    acquired: std::time::Instant,
+    predicted_ttft_s: Option<f64>,
 }
 
 impl LoadGuard {
@@ -84,11 +88,32 @@ impl LoadGuard {
             replica,
             tokens,
             pending,
+            acquired: now,
+            predicted_ttft_s: None,
         }
+    }
+
+    /// The policy predicted this time to first byte: when a pending (streaming) request's first
+    /// byte arrives, the replica's [`SpeedEstimate`] learns from the difference.
+    pub fn predict_first_byte(&mut self, seconds: Option<f64>) {
+        self.predicted_ttft_s = seconds;
     }
 
     /// The first response byte arrived: the request is no longer queued prefill work.
     pub fn first_byte(&mut self) {
+        if self.pending.is_some()
+            && let Some(predicted) = self.predicted_ttft_s
+        {
+            let speed = &self.replica.load.speed;
+            speed.record(predicted, self.acquired.elapsed().as_secs_f64());
+            if let Some(ratio) = speed.ratio() {
+                self.replica.metrics.ttft_ratio.set(ratio);
+            }
+        }
+        self.release_pending();
+    }
+
+    fn release_pending(&mut self) {
         if let Some(ticket) = self.pending.take() {
             self.replica.load.pending.remove(ticket);
         }
@@ -102,7 +127,7 @@ impl LoadGuard {
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        self.first_byte();
+        self.release_pending();
         self.replica.load.sub(1, self.tokens);
         self.replica.metrics.in_flight.dec();
         self.replica
