@@ -56,10 +56,13 @@ impl HealthState {
 }
 
 impl Replica {
-    /// Feeds one success (probe or real traffic); logs and updates the gauge on a flip.
+    /// Feeds one success (probe or real traffic); logs and updates the gauge on a flip. A
+    /// replica back from being down may have been replaced: its learnt speed starts over.
     pub fn note_success(&self, healthy_threshold: u32) {
         if self.health.record_success(healthy_threshold) {
             self.metrics.healthy.set(1);
+            self.load.speed.reset();
+            self.metrics.ttft_ratio.set(0.0);
             tracing::info!(replica = %self.name(), "replica is healthy again");
         }
     }
