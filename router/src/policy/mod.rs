@@ -150,6 +150,26 @@ pub struct Decision {
     pub predicted_ttft_s: Option<f64>,
 }
 
+impl Decision {
+    /// A choice of `replica` for `reason`, with no prefix or time estimate.
+    pub fn plain(replica: ReplicaId, reason: DecisionReason) -> Self {
+        Self {
+            replica,
+            reason,
+            matched_tokens: None,
+            predicted_ttft_s: None,
+        }
+    }
+
+    /// The choice when `candidates` holds a single replica, else `None`.
+    pub fn only_candidate(candidates: &[ReplicaView<'_>]) -> Option<Self> {
+        match candidates {
+            [only] => Some(Self::plain(only.id, DecisionReason::OnlyCandidate)),
+            _ => None,
+        }
+    }
+}
+
 /// A routing policy.
 pub trait Policy: Send + Sync {
     /// Name used in config, metrics and logs.

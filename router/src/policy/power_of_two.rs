@@ -51,13 +51,8 @@ impl<L: Load> Policy for PowerOfTwo<L> {
     }
 
     fn pick(&self, _request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
-        if let [only] = candidates {
-            return Decision {
-                replica: only.id,
-                reason: DecisionReason::OnlyCandidate,
-                matched_tokens: None,
-                predicted_ttft_s: None,
-            };
+        if let Some(only) = Decision::only_candidate(candidates) {
+            return only;
         }
         let (a, b) = self.sample(candidates);
         let (load_a, load_b) = (
@@ -71,12 +66,7 @@ impl<L: Load> Policy for PowerOfTwo<L> {
         } else {
             (a, DecisionReason::LoadTie)
         };
-        Decision {
-            replica: candidates[winner].id,
-            reason,
-            matched_tokens: None,
-            predicted_ttft_s: None,
-        }
+        Decision::plain(candidates[winner].id, reason)
     }
 }
 

@@ -28,25 +28,15 @@ impl Policy for RandomPolicy {
     }
 
     fn pick(&self, _request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
-        if let [only] = candidates {
-            return Decision {
-                replica: only.id,
-                reason: DecisionReason::OnlyCandidate,
-                matched_tokens: None,
-                predicted_ttft_s: None,
-            };
+        if let Some(only) = Decision::only_candidate(candidates) {
+            return only;
         }
         let ticket = self
             .rng
             .lock()
             .random_range(0..total_weight(candidates).max(1));
         let chosen = &candidates[weighted_index(candidates, ticket)];
-        Decision {
-            replica: chosen.id,
-            reason: DecisionReason::Random,
-            matched_tokens: None,
-            predicted_ttft_s: None,
-        }
+        Decision::plain(chosen.id, DecisionReason::Random)
     }
 }
 

@@ -25,22 +25,12 @@ impl Policy for RoundRobin {
     }
 
     fn pick(&self, _request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
-        if let [only] = candidates {
-            return Decision {
-                replica: only.id,
-                reason: DecisionReason::OnlyCandidate,
-                matched_tokens: None,
-                predicted_ttft_s: None,
-            };
+        if let Some(only) = Decision::only_candidate(candidates) {
+            return only;
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % total_weight(candidates).max(1);
         let chosen = &candidates[weighted_index(candidates, turn)];
-        Decision {
-            replica: chosen.id,
-            reason: DecisionReason::RoundRobin,
-            matched_tokens: None,
-            predicted_ttft_s: None,
-        }
+        Decision::plain(chosen.id, DecisionReason::RoundRobin)
     }
 }
 
