@@ -176,3 +176,17 @@ pub async fn routed_to(
     response.bytes().await.expect("response body");
     replica
 }
+
+/// POSTs `body` as JSON to `url` and returns the response, whatever its status.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("POST reaches the server")
+}

@@ -51,12 +51,12 @@ fn exports(metrics: &str, name: &str) -> bool {
 async fn traffic(router: &RouterServer, n: usize) {
     let client = reqwest::Client::new();
     for i in 0..n {
-        let r = client
-            .post(format!("{}/v1/completions", router.url()))
-            .json(&completion_body(&format!("dashboard {i}"), 2, i % 2 == 0))
-            .send()
-            .await
-            .unwrap();
+        let r = post_json(
+            &client,
+            format!("{}/v1/completions", router.url()),
+            &completion_body(&format!("dashboard {i}"), 2, i % 2 == 0),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }

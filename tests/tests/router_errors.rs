@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    SimConfig, completion_body, router_metrics, router_yaml, start_router, start_sims,
+    SimConfig, completion_body, post_json, router_metrics, router_yaml, start_router, start_sims,
     wait_in_flight_zero, wait_until,
 };
 use serde_json::Value;
@@ -49,28 +49,23 @@ async fn client_errors_are_400_404_405_and_413() {
         .await
         .unwrap();
     assert_eq!(error_type(r, 400).await, "invalid_request_error");
-    let r = client
-        .post(url("/v1/completions"))
-        .json(&serde_json::json!({"model": "m"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &client,
+        &url("/v1/completions"),
+        &serde_json::json!({"model": "m"}),
+    )
+    .await;
     assert_eq!(error_type(r, 400).await, "invalid_request_error");
-    let r = client
-        .post(url("/v1/chat/completions"))
-        .json(&serde_json::json!({"messages": "hi"}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &client,
+        &url("/v1/chat/completions"),
+        &serde_json::json!({"messages": "hi"}),
+    )
+    .await;
     assert_eq!(error_type(r, 400).await, "invalid_request_error");
 
     let big = completion_body(&"x".repeat(2000), 2, false);
-    let r = client
-        .post(url("/v1/completions"))
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url("/v1/completions"), &big).await;
     assert_eq!(error_type(r, 413).await, "invalid_request_error");
     // Without a Content-Length (chunked), the limit still holds.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -106,12 +101,12 @@ async fn connect_failure_everywhere_is_502() {
     );
     let router = start_router(&yaml).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body("hi", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &client,
+        format!("{}/v1/completions", router.url()),
+        &completion_body("hi", 2, false),
+    )
+    .await;
     assert_eq!(error_type(r, 502).await, "upstream_error");
     let metrics = router_metrics(&router).await;
     assert!(
@@ -139,12 +134,12 @@ async fn no_healthy_replica_is_503() {
             == 503
     })
     .await;
-    let r = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body("hi", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        &client,
+        format!("{}/v1/completions", router.url()),
+        &completion_body("hi", 2, false),
+    )
+    .await;
     assert_eq!(error_type(r, 503).await, "service_unavailable_error");
     let r = client
         .get(format!("{}/v1/models", router.url()))
@@ -170,23 +165,13 @@ async fn a_replica_that_never_answers_is_a_504_and_replica_5xx_pass_through() {
     let url = format!("{}/v1/completions", router.url());
 
     sims[0].faults().set_stall(true);
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 2, false)).await;
     assert_eq!(error_type(r, 504).await, "timeout_error");
     wait_in_flight_zero(&router, &["r0"]).await;
     sims[0].faults().set_stall(false);
 
     sims[0].faults().set_fail(1.0, 500);
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 2, false)).await;
     assert_eq!(
         r.status(),
         500,

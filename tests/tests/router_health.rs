@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    RouterServer, SimConfig, completion_body, metric_value, router_metrics, router_yaml,
+    RouterServer, SimConfig, completion_body, metric_value, post_json, router_metrics, router_yaml,
     start_router, start_sims, wait_in_flight_zero, wait_until,
 };
 
@@ -18,12 +18,12 @@ async fn healthy_gauge(router: &RouterServer, replica: &str) -> Option<f64> {
 }
 
 async fn send(client: &reqwest::Client, router: &RouterServer) -> (u16, String) {
-    let r = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body("are you there", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(
+        client,
+        format!("{}/v1/completions", router.url()),
+        &completion_body("are you there", 2, false),
+    )
+    .await;
     let routed = r
         .headers()
         .get("x-routed-to")

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, completion_body, router_metrics, router_yaml, start_router, start_sims, wait_until,
+    SimConfig, completion_body, post_json, router_metrics, router_yaml, start_router, start_sims,
+    wait_until,
 };
 use router::{ReplicaChange, config::ReplicaSpec};
 
@@ -16,12 +17,12 @@ async fn replicas_added_and_removed_through_the_change_stream() {
     let router = start_router(&router_yaml(&sims[..1], "round_robin", "")).await;
     let client = reqwest::Client::new();
     let routed = || async {
-        let r = client
-            .post(format!("{}/v1/completions", router.url()))
-            .json(&completion_body("x", 1, false))
-            .send()
-            .await
-            .unwrap();
+        let r = post_json(
+            &client,
+            format!("{}/v1/completions", router.url()),
+            &completion_body("x", 1, false),
+        )
+        .await;
         r.headers()["x-routed-to"].to_str().unwrap().to_owned()
     };
 

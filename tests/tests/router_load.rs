@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, completion_body, in_flight, router_metrics, router_yaml, start_router, start_sims,
-    wait_in_flight_zero, wait_until,
+    SimConfig, completion_body, in_flight, post_json, router_metrics, router_yaml, start_router,
+    start_sims, wait_in_flight_zero, wait_until,
 };
 
 /// One slow-decoding replica (`decode_ms` per token) behind a router with `extra` config.
@@ -105,24 +105,14 @@ async fn released_after_upstream_errors() {
     let url = format!("{}/v1/completions", router.url());
 
     sims[0].faults().set_fail(1.0, 503);
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 2, false)).await;
     assert_eq!(r.status(), 503);
     wait_in_flight_zero(&router, &["r0"]).await;
     sims[0].faults().clear();
 
     // The replica cuts the stream after 3 events: the client sees a broken body.
     sims[0].faults().set_cut_stream_after(Some(3));
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 50, true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 50, true)).await;
     let mut stream = r.bytes_stream();
     let mut broken = false;
     while let Some(chunk) = stream.next().await {
@@ -152,12 +142,7 @@ async fn released_after_first_byte_and_idle_timeouts() {
     let url = format!("{}/v1/completions", router.url());
 
     // Streaming: headers come at once, then 400 ms between tokens exceeds the 150 ms idle limit.
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 20, true))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 20, true)).await;
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut broken = false;
@@ -168,12 +153,7 @@ async fn released_after_first_byte_and_idle_timeouts() {
     wait_in_flight_zero(&router, &["r0"]).await;
 
     // Non-streaming: nothing arrives before 20 x 400 ms, far past the first-byte timeout.
-    let r = client
-        .post(&url)
-        .json(&completion_body("hi", 20, false))
-        .send()
-        .await
-        .unwrap();
+    let r = post_json(&client, &url, &completion_body("hi", 20, false)).await;
     assert_eq!(r.status(), 504);
     wait_in_flight_zero(&router, &["r0"]).await;
 

@@ -4,15 +4,17 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use prefix_router_tests::{RouterServer, cluster, completion_body, in_flight, wait_in_flight_zero};
+use prefix_router_tests::{
+    RouterServer, cluster, completion_body, in_flight, post_json, wait_in_flight_zero,
+};
 
 async fn routed_to(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
-    let response = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&completion_body(prompt, 2, false))
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(
+        client,
+        format!("{}/v1/completions", router.url()),
+        &completion_body(prompt, 2, false),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     response.headers()["x-routed-to"]
         .to_str()

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use futures_util::future::join_all;
-use prefix_router_tests::{RouterServer, SimConfig, model, router_yaml, start_router, start_sims};
+use prefix_router_tests::{
+    RouterServer, SimConfig, model, post_json, router_yaml, start_router, start_sims,
+};
 use serde_json::json;
 
 /// A ~2000-token system prompt shared by every request (4 bytes per sim token).
@@ -23,12 +25,7 @@ async fn ask(client: &reqwest::Client, router: &RouterServer, system: &str, i: u
         "max_tokens": 20,
         "stream": true,
     });
-    let response = client
-        .post(format!("{}/v1/completions", router.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_json(client, format!("{}/v1/completions", router.url()), &body).await;
     assert_eq!(response.status(), 200);
     let replica = response.headers()["x-routed-to"]
         .to_str()
