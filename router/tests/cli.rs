@@ -13,6 +13,16 @@ fn router() -> Command {
     command
 }
 
+/// Runs `router check-config --config <path>`.
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    router()
+        .arg("check-config")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 fn write(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -26,12 +36,7 @@ fn check_config_prints_the_effective_config_with_env_and_flags_applied() {
         &dir,
         "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\n",
     );
-    let out = router()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -78,12 +83,7 @@ fn invalid_configs_fail_naming_file_key_and_reason() {
         &dir,
         "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\n    wieght: 2\n",
     );
-    let out = router()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains(&path.display().to_string()), "{err}");
@@ -93,12 +93,7 @@ fn invalid_configs_fail_naming_file_key_and_reason() {
     );
 
     let path = write(&dir, "timeouts:\n  idle_ms: 0\n");
-    let out = router()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         !out.status.success() && err.contains("timeouts.idle_ms") && err.contains("greater than 0"),
