@@ -126,7 +126,7 @@ impl Policy for CostPolicy {
         };
         let slowness = if self.model.learn_replica_speed {
             let ratios: Vec<Option<f64>> =
-                candidates.iter().map(|v| v.load.speed.ratio()).collect();
+                candidates.iter().map(|v| v.load.speed.ratio(now)).collect();
             super::relative_slowness(&ratios)
         } else {
             vec![1.0; candidates.len()]

@@ -3,7 +3,10 @@
 //!
 //! Only streaming requests teach it (a non-streaming response's first byte is its last). The
 //! ratio is of decayed sums, not a mean of ratios, so the many cache hits predicted at a few
-//! milliseconds cannot drown the requests that carry real prefill work.
+//! milliseconds cannot drown the requests that carry real prefill work. A ratio that has not
+//! been fed for [`FORGET_AFTER`] is forgotten, so a replica avoided for being slow is tried again.
+
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -13,12 +16,22 @@ const DECAY: f64 = 1.0 / 32.0;
 const MIN_SAMPLES: u64 = 16;
 /// Observations longer than this are a stall, not a speed (the lag term handles stalls).
 const MAX_OBSERVED_S: f64 = 30.0;
+/// A ratio with no new sample for this long no longer counts, and the next sample starts over.
+pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Sums {
     observed_s: f64,
     predicted_s: f64,
     samples: u64,
+    last: Option<Instant>,
+}
+
+impl Sums {
+    fn fresh(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
+    }
 }
 
 /// One replica's observed/predicted TTFT ratio, learnt from its streaming requests.
@@ -28,23 +41,28 @@ pub struct SpeedEstimate {
 }
 
 impl SpeedEstimate {
-    /// Records one streaming request: the model predicted `predicted_s`, the first byte took
-    /// `observed_s`.
-    pub fn record(&self, predicted_s: f64, observed_s: f64) {
+    /// Records one streaming request answered at `now`: the model predicted `predicted_s`, the
+    /// first byte took `observed_s`.
+    pub fn record(&self, predicted_s: f64, observed_s: f64, now: Instant) {
         if !(predicted_s.is_finite() && predicted_s > 0.0 && observed_s.is_finite()) {
             return;
         }
         let observed_s = observed_s.clamp(0.0, MAX_OBSERVED_S);
         let mut s = self.sums.lock();
+        if !s.fresh(now) {
+            *s = Sums::default();
+        }
+        s.last = Some(now);
         s.observed_s = s.observed_s * (1.0 - DECAY) + observed_s * DECAY;
         s.predicted_s = s.predicted_s * (1.0 - DECAY) + predicted_s * DECAY;
         s.samples += 1;
     }
 
-    /// Observed over predicted TTFT, once enough samples have been seen.
-    pub fn ratio(&self) -> Option<f64> {
+    /// Observed over predicted TTFT at `now`, once enough recent samples have been seen.
+    pub fn ratio(&self, now: Instant) -> Option<f64> {
         let s = *self.sums.lock();
-        (s.samples >= MIN_SAMPLES && s.predicted_s > 0.0).then(|| s.observed_s / s.predicted_s)
+        (s.samples >= MIN_SAMPLES && s.predicted_s > 0.0 && s.fresh(now))
+            .then(|| s.observed_s / s.predicted_s)
     }
 
     /// Forgets everything (the replica was replaced or came back from being down).
@@ -88,39 +106,60 @@ mod tests {
 
     #[test]
     fn ratio_needs_samples_then_follows_the_sums() {
+        let t = Instant::now();
         let s = SpeedEstimate::default();
         for _ in 0..MIN_SAMPLES - 1 {
-            s.record(0.010, 0.025);
+            s.record(0.010, 0.025, t);
         }
-        assert_eq!(s.ratio(), None);
-        s.record(0.010, 0.025);
-        let r = s.ratio().unwrap();
+        assert_eq!(s.ratio(t), None);
+        s.record(0.010, 0.025, t);
+        let r = s.ratio(t).unwrap();
         assert!((r - 2.5).abs() < 1e-9, "{r}");
         // Ratio of sums: one big request outweighs many tiny ones.
         let s = SpeedEstimate::default();
         for _ in 0..20 {
-            s.record(0.001, 0.003);
+            s.record(0.001, 0.003, t);
         }
-        s.record(0.5, 0.5);
-        let r = s.ratio().unwrap();
+        s.record(0.5, 0.5, t);
+        let r = s.ratio(t).unwrap();
         assert!(r < 1.5, "{r}");
         s.reset();
-        assert_eq!(s.ratio(), None);
+        assert_eq!(s.ratio(t), None);
     }
 
     #[test]
     fn bad_samples_are_ignored_and_stalls_clamped() {
+        let t = Instant::now();
         let s = SpeedEstimate::default();
         for _ in 0..MIN_SAMPLES {
-            s.record(0.0, 1.0);
-            s.record(f64::NAN, 1.0);
-            s.record(0.01, f64::INFINITY);
+            s.record(0.0, 1.0, t);
+            s.record(f64::NAN, 1.0, t);
+            s.record(0.01, f64::INFINITY, t);
         }
-        assert_eq!(s.ratio(), None);
+        assert_eq!(s.ratio(t), None);
         for _ in 0..MIN_SAMPLES {
-            s.record(1.0, 1000.0);
+            s.record(1.0, 1000.0, t);
         }
-        assert!(s.ratio().unwrap() <= MAX_OBSERVED_S + 1e-9);
+        assert!(s.ratio(t).unwrap() <= MAX_OBSERVED_S + 1e-9);
+    }
+
+    #[test]
+    fn an_unfed_ratio_is_forgotten_and_learning_starts_over() {
+        let t = Instant::now();
+        let s = SpeedEstimate::default();
+        for _ in 0..MIN_SAMPLES {
+            s.record(0.01, 0.04, t);
+        }
+        assert!(s.ratio(t + FORGET_AFTER / 2).is_some());
+        let later = t + FORGET_AFTER;
+        assert_eq!(s.ratio(later), None, "no sample for FORGET_AFTER");
+        s.record(0.01, 0.01, later);
+        assert_eq!(s.ratio(later), None, "one sample after a gap is not enough");
+        for _ in 1..MIN_SAMPLES {
+            s.record(0.01, 0.01, later);
+        }
+        let r = s.ratio(later).unwrap();
+        assert!((r - 1.0).abs() < 1e-9, "the old 4x is gone: {r}");
     }
 
     #[test]

@@ -105,8 +105,10 @@ impl LoadGuard {
             && let Some(predicted) = self.predicted_ttft_s
         {
             let speed = &self.replica.load.speed;
-            speed.record(predicted, self.acquired.elapsed().as_secs_f64());
-            if let Some(ratio) = speed.ratio() {
+            let now = std::time::Instant::now();
+            let observed = now.saturating_duration_since(self.acquired).as_secs_f64();
+            speed.record(predicted, observed, now);
+            if let Some(ratio) = speed.ratio(now) {
                 self.replica.metrics.ttft_ratio.set(ratio);
             }
         }
