@@ -188,12 +188,9 @@ impl Policy for CostPolicy {
         }
         // What the model predicts there at the speed it assumes for every replica: the replica's
         // observed time to first byte against this is what its speed estimate learns from.
-        let predicted_ttft_s = cands.get(i).map(|c| {
+        let predicted_ttft_s = cands.get(i).zip(candidates.get(i)).map(|(c, v)| {
             let nominal = CostCandidate {
-                load: ReplicaLoadView {
-                    slowness: 1.0,
-                    ..c.load
-                },
+                load: self.load_view(v, now, 1.0),
                 ..*c
             };
             self.model.estimate(prompt_tokens, &nominal).ttft_s()
@@ -271,6 +268,42 @@ mod tests {
         assert_eq!(
             (d.reason, d.matched_tokens),
             (DecisionReason::LoadSpread, Some(0))
+        );
+    }
+
+    #[test]
+    fn a_replica_learnt_to_be_slow_loses_its_prefix_once_the_miss_is_cheaper_elsewhere() {
+        let (p, index) = policy();
+        let f = Fixture::new(&[1, 1, 1]);
+        // r0 holds the first 200 of 2000 tokens: 6.6 ms of prefill saved there.
+        let text = "q".repeat(8000);
+        index.insert(&PromptKey::Text(&text[..800]), ReplicaId(0));
+        let d = p.pick(&long_request(&text), &f.views());
+        assert_eq!(d.replica, ReplicaId(0));
+        let predicted = d.predicted_ttft_s.unwrap();
+        assert!(predicted > 0.05, "{predicted}");
+        // r0 turns out 3x slower than predicted, its peers as predicted.
+        let now = Instant::now();
+        for _ in 0..16 {
+            f.loads[0].speed.record(0.1, 0.3, now);
+            f.loads[1].speed.record(0.1, 0.1, now);
+            f.loads[2].speed.record(0.1, 0.1, now);
+        }
+        let d = p.pick(&long_request(&text), &f.views());
+        assert_ne!(d.replica, ReplicaId(0));
+        assert_eq!(d.reason, DecisionReason::LoadSpread);
+        // Without learning the prefix wins again.
+        let off = CostPolicy::new(
+            Arc::clone(&index),
+            CostConfig {
+                learn_replica_speed: false,
+                ..CostConfig::default()
+            },
+            SmallRng::seed_from_u64(1),
+        );
+        assert_eq!(
+            off.pick(&long_request(&text), &f.views()).replica,
+            ReplicaId(0)
         );
     }
 
