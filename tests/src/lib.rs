@@ -6,8 +6,9 @@ use std::{future::Future, time::Duration};
 pub use router::{Config, RouterServer};
 pub use vllm_sim::{SimConfig, SimServer};
 
-/// Starts `n` simulated replicas on ephemeral ports.
+/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names).
 pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
+    let config = SimConfig { port: 0, ..config };
     let mut sims = Vec::with_capacity(n);
     for _ in 0..n {
         sims.push(
@@ -17,6 +18,17 @@ pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
         );
     }
     sims
+}
+
+/// A URL on which nothing listens (a port just bound and released).
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .expect("bound listener has an address")
+    )
 }
 
 /// YAML for a router on 127.0.0.1:0 in front of `sims`, named `r0`, `r1`, ... with fast health

@@ -82,14 +82,12 @@ async fn every_series_the_dashboard_queries_is_exported() {
 
     // Round robin over a live replica and one that refuses connections, health checks off so
     // the dead one keeps its turn: upstream errors, retries and scrape errors.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
     let yaml = format!(
-        "listen: 127.0.0.1:0\nreplicas:\n  - url: {}\n    name: r0\n  - url: {dead_url}\n    name: dead\n\
+        "listen: 127.0.0.1:0\nreplicas:\n  - url: {}\n    name: r0\n  - url: {}\n    name: dead\n\
          policy:\n  name: round_robin\nhealth:\n  enabled: false\nscrape:\n  interval_ms: 50\n\
          retry:\n  max_retries: 1\n",
-        sims[0].url()
+        sims[0].url(),
+        dead_url()
     );
     let faulty = start_router(&yaml).await;
     traffic(&faulty, 4).await;

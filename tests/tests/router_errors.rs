@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    SimConfig, completion_body, post_json, router_metrics, router_yaml, start_router, start_sims,
-    wait_in_flight_zero, wait_until,
+    SimConfig, completion_body, dead_url, post_json, router_metrics, router_yaml, start_router,
+    start_sims, wait_in_flight_zero, wait_until,
 };
 use serde_json::Value;
 
@@ -22,12 +22,6 @@ async fn error_type(response: reqwest::Response, status: u16) -> String {
     );
     assert_eq!(error["code"], status, "{body}");
     error["type"].as_str().unwrap().to_owned()
-}
-
-/// A URL on which nothing listens.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    RouterServer, SimConfig, completion_body, metric_value, post_json, router_metrics, router_yaml,
-    start_router, start_sims, wait_in_flight_zero, wait_until,
+    RouterServer, SimConfig, completion_body, dead_url, metric_value, post_json, router_metrics,
+    router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
 };
 
 async fn healthy_gauge(router: &RouterServer, replica: &str) -> Option<f64> {
@@ -119,12 +119,7 @@ async fn refused_connections_take_a_replica_out_until_it_accepts_again() {
 #[tokio::test]
 async fn retries_stop_at_the_budget() {
     // Three dead replicas and a budget of one retry: two connect attempts, then 502.
-    let dead: Vec<String> = (0..3)
-        .map(|_| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("http://{}", l.local_addr().unwrap())
-        })
-        .collect();
+    let dead: Vec<String> = (0..3).map(|_| dead_url()).collect();
     let mut yaml = String::from("listen: 127.0.0.1:0\nreplicas:\n");
     for (i, url) in dead.iter().enumerate() {
         yaml.push_str(&format!("  - url: {url}\n    name: d{i}\n"));

@@ -11,21 +11,14 @@ fn long_prompt(i: usize) -> String {
 #[tokio::test]
 async fn cost_learns_a_slow_replica_and_prefers_the_fast_one() {
     // Same H100 time model, one replica run 10x faster than real time, the other only 2x.
-    let fast = vllm_sim::start(SimConfig {
-        speedup: 10.0,
-        port: 0,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let slow = vllm_sim::start(SimConfig {
-        speedup: 2.0,
-        port: 0,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let sims = vec![fast, slow];
+    let mut sims = Vec::new();
+    for speedup in [10.0, 2.0] {
+        let config = SimConfig {
+            speedup,
+            ..SimConfig::default()
+        };
+        sims.extend(start_sims(1, config).await);
+    }
     let router = start_router(&router_yaml(&sims, "cost", "")).await;
     let client = reqwest::Client::new();
 
