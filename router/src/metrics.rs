@@ -34,7 +34,7 @@ pub struct RouterMetrics {
     /// `router_prefix_match_ratio{policy}`: fraction of each prompt the chosen replica held.
     pub prefix_match_ratio: HistogramVec,
     /// `router_replica_ttft_ratio{replica}`: observed over predicted time to first byte of
-    /// streaming requests (cost policy), the replica's learnt slowness.
+    /// streaming requests (cost policy), the replica's learnt slowness; set each scrape tick.
     pub ttft_ratio: GaugeVec,
 }
 

@@ -62,7 +62,6 @@ impl Replica {
         if self.health.record_success(healthy_threshold) {
             self.metrics.healthy.set(1);
             self.load.speed.reset();
-            self.metrics.ttft_ratio.set(0.0);
             tracing::info!(replica = %self.name(), "replica is healthy again");
         }
     }

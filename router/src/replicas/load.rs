@@ -104,13 +104,9 @@ impl LoadGuard {
         if self.pending.is_some()
             && let Some(predicted) = self.predicted_ttft_s
         {
-            let speed = &self.replica.load.speed;
             let now = std::time::Instant::now();
             let observed = now.saturating_duration_since(self.acquired).as_secs_f64();
-            speed.record(predicted, observed, now);
-            if let Some(ratio) = speed.ratio(now) {
-                self.replica.metrics.ttft_ratio.set(ratio);
-            }
+            self.replica.load.speed.record(predicted, observed, now);
         }
         self.release_pending();
     }

@@ -94,8 +94,8 @@ impl Scraper {
                 self.record(replica, t, result, now);
             }
             self.maintain_tree(replica, t, now);
-            // The learnt speed is set as requests teach it; refreshed here so a forgotten one
-            // reads 0 again.
+            // The one writer of the learnt-speed gauge: requests teach the estimate, this
+            // tick shows it (0 while unknown, forgotten or reset).
             let ratio = replica.load.speed.ratio(now).unwrap_or(0.0);
             replica.metrics.ttft_ratio.set(ratio);
         }
