@@ -1,6 +1,7 @@
 //! Simulator configuration: one struct that is both the library config and the CLI flags.
 
 use clap::{Args, Parser, ValueEnum};
+use std::str::FromStr;
 
 /// Order in which waiting requests are admitted, as vLLM's `--scheduling-policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -48,6 +49,38 @@ pub struct FaultConfig {
     pub startup_mode: StartupMode,
 }
 
+/// A LoRA adapter served next to the base model (vLLM `--lora-modules name=path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoraModule {
+    /// Name clients put in `model` and `/v1/models` lists.
+    pub name: String,
+    /// Where the adapter "lives" (only echoed as `root` in `/v1/models`).
+    pub path: String,
+}
+
+impl FromStr for LoraModule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, path)) if !name.trim().is_empty() && !path.trim().is_empty() => Ok(Self {
+                name: name.trim().to_string(),
+                path: path.trim().to_string(),
+            }),
+            _ => Err(format!("expected name=path, got `{s}`")),
+        }
+    }
+}
+
+/// Which of a replica's models a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModelRef<'a> {
+    /// The base model (any of its served names, or no `model` at all).
+    Base,
+    /// A LoRA adapter.
+    Lora(&'a LoraModule),
+}
+
 /// Configuration of one simulated vLLM replica; every field is also a `vllm-sim` flag.
 #[derive(Debug, Clone, Args, PartialEq)]
 pub struct SimConfig {
@@ -57,6 +90,14 @@ pub struct SimConfig {
     /// Served model name (`/v1/models`, the `model` field, the `model_name` metric label).
     #[arg(long, default_value = "vllm-sim")]
     pub model: String,
+    /// Names the model is served under (vLLM `--served-model-name`, several allowed); the first
+    /// is the one responses and metrics carry. Empty: `--model`.
+    #[arg(long, num_args = 1..)]
+    pub served_model_name: Vec<String>,
+    /// LoRA adapters `name=path` (several allowed), listed in `/v1/models` with the base model
+    /// as `parent` and accepted as a request's `model`.
+    #[arg(long, num_args = 1..)]
+    pub lora_modules: Vec<LoraModule>,
     /// Tokens per KV-cache block (vLLM `--block-size`).
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
@@ -137,8 +178,57 @@ impl SimConfig {
         }
     }
 
+    /// The base model's first served name: the default model, named in responses and metrics.
+    pub fn served_model(&self) -> &str {
+        self.served_model_name.first().unwrap_or(&self.model)
+    }
+
+    /// Every name the base model answers to (`--served-model-name`, or `--model`).
+    pub fn served_names(&self) -> &[String] {
+        if self.served_model_name.is_empty() {
+            std::slice::from_ref(&self.model)
+        } else {
+            &self.served_model_name
+        }
+    }
+
+    /// What a request's `model` names on this replica; `None` if it serves no such model.
+    pub(crate) fn resolve_model(&self, requested: Option<&str>) -> Option<ModelRef<'_>> {
+        let Some(name) = requested else {
+            return Some(ModelRef::Base);
+        };
+        if self.served_names().iter().any(|n| n == name) {
+            return Some(ModelRef::Base);
+        }
+        self.lora_modules
+            .iter()
+            .find(|l| l.name == name)
+            .map(ModelRef::Lora)
+    }
+
+    /// Checks the model names: none empty, none given twice (base names and adapters together).
+    fn validate_models(&self) -> Result<(), String> {
+        let names = self
+            .served_names()
+            .iter()
+            .chain(self.lora_modules.iter().map(|l| &l.name));
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            if name.trim().is_empty() {
+                return Err("served_model_name: a model name must not be empty".to_string());
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(format!(
+                    "served_model_name/lora_modules: model name `{name}` is given twice"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the values a server cannot run with; returns a message naming the bad field.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        self.validate_models()?;
         let positive = [
             ("block_size", self.block_size),
             ("num_gpu_blocks", self.num_gpu_blocks),
@@ -238,6 +328,47 @@ mod tests {
         assert_eq!(c.faults.cut_stream_after, Some(3));
         assert_eq!(c.faults.startup_mode, StartupMode::ListenLate);
         assert!(DefaultsOnly::try_parse_from(["vllm-sim", "--block-size", "x"]).is_err());
+    }
+
+    #[test]
+    fn model_flags_parse_and_resolve() {
+        let c = DefaultsOnly::try_parse_from([
+            "vllm-sim",
+            "--model",
+            "/models/llama",
+            "--served-model-name",
+            "llama",
+            "llama-alias",
+            "--lora-modules",
+            "sql=/adapters/sql",
+            "chat=/adapters/chat",
+            "--port",
+            "0",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(c.served_model(), "llama");
+        assert_eq!(c.served_names(), ["llama", "llama-alias"]);
+        assert_eq!(c.lora_modules.len(), 2);
+        assert_eq!(c.lora_modules[1].path, "/adapters/chat");
+        assert_eq!(c.resolve_model(None), Some(ModelRef::Base));
+        assert_eq!(c.resolve_model(Some("llama-alias")), Some(ModelRef::Base));
+        assert_eq!(
+            c.resolve_model(Some("sql")),
+            Some(ModelRef::Lora(&c.lora_modules[0]))
+        );
+        assert_eq!(c.resolve_model(Some("/models/llama")), None);
+        assert!(c.validate().is_ok());
+        // Without --served-model-name the model is served under --model.
+        let d = SimConfig::default();
+        assert_eq!(d.served_model(), "vllm-sim");
+        assert_eq!(d.resolve_model(Some("vllm-sim")), Some(ModelRef::Base));
+        assert!(DefaultsOnly::try_parse_from(["vllm-sim", "--lora-modules", "nopath"]).is_err());
+        let dup = SimConfig {
+            lora_modules: vec!["vllm-sim=/x".parse().unwrap()],
+            ..SimConfig::zero_delay()
+        };
+        assert!(dup.validate().unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod metrics;
 mod server;
 mod tokenizer;
 
-pub use config::{FaultConfig, SchedulingPolicy, SimConfig, StartupMode};
+pub use config::{FaultConfig, LoraModule, SchedulingPolicy, SimConfig, StartupMode};
 pub use error::SimError;
 pub use faults::{FaultState, FaultUpdate, Faults};
 pub use server::{SimServer, start, start_replicas};

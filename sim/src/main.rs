@@ -62,7 +62,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("starting replicas")?;
     for s in &servers {
-        tracing::info!(url = %s.url(), model = %cli.sim.model, "replica listening");
+        tracing::info!(url = %s.url(), model = %cli.sim.served_model(), "replica listening");
         println!("{}", s.url());
     }
     tokio::signal::ctrl_c()

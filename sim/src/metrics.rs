@@ -89,7 +89,7 @@ impl Metrics {
     /// Registers every family in a fresh registry for `config`'s model.
     pub(crate) fn new(config: &SimConfig) -> prometheus::Result<Self> {
         let r = Registry::new();
-        let m = config.model.as_str();
+        let m = config.served_model();
         let success = IntCounterVec::new(
             Opts::new(
                 "vllm:request_success_total",

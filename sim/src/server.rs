@@ -102,7 +102,7 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
     let scheduler = Scheduler::new(&config, metrics.clone());
     let (engine, engine_task) = EngineHandle::spawn(scheduler, CostModel::new(&config));
     let state = Arc::new(AppState {
-        model: Arc::from(config.model.as_str()),
+        model: Arc::from(config.served_model()),
         config: Arc::new(config),
         engine,
         faults: faults.clone(),

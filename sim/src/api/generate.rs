@@ -22,7 +22,8 @@ fn engine_gone() -> ApiError {
 }
 
 impl AppState {
-    fn meta(&self, kind: Kind) -> Meta {
+    /// Identity of one response; `lora` names the adapter asked for (else the base model).
+    fn meta(&self, kind: Kind, lora: Option<&str>) -> Meta {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let prefix = match kind {
             Kind::Completion => "cmpl",
@@ -35,7 +36,7 @@ impl AppState {
             kind,
             id: format!("{prefix}-{:016x}{n:016x}", self.nonce),
             created,
-            model: self.model.clone(),
+            model: lora.map_or_else(|| self.model.clone(), Arc::from),
         }
     }
 
@@ -83,7 +84,7 @@ impl AppState {
         arrival: Instant,
         cut_after: Option<usize>,
     ) -> Result<Response, ApiError> {
-        let meta = self.meta(kind);
+        let meta = self.meta(kind, job.lora.as_deref());
         let choices = job.lengths.len() * job.n;
         if job.stream {
             let (tx, rx) = mpsc::unbounded_channel();

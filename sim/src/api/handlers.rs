@@ -58,22 +58,36 @@ pub(crate) async fn chat(State(s): Shared, body: Bytes) -> Result<Response, ApiE
     s.run_job(Kind::Chat, job, arrival, cut).await
 }
 
-/// `GET /v1/models`.
+/// `GET /v1/models`: every served name of the base model, then each LoRA adapter with the
+/// base model as `parent`, as vLLM lists them.
 pub(crate) async fn models(State(s): Shared) -> Response {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": &*s.model,
+    let cfg = &s.config;
+    let base = cfg.served_names().iter().map(|name| {
+        json!({
+            "id": name,
             "object": "model",
             "created": 0,
             "owned_by": "vllm",
-            "root": &*s.model,
+            "root": &cfg.model,
             "parent": null,
-            "max_model_len": s.config.max_model_len,
+            "max_model_len": cfg.max_model_len,
             "permission": []
-        }]
-    }))
-    .into_response()
+        })
+    });
+    let adapters = cfg.lora_modules.iter().map(|l| {
+        json!({
+            "id": &l.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "vllm",
+            "root": &l.path,
+            "parent": cfg.served_model(),
+            "max_model_len": null,
+            "permission": []
+        })
+    });
+    let data: Vec<_> = base.chain(adapters).collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 /// `GET /health`: 200 with an empty body, 503 while "loading".

@@ -1,7 +1,7 @@
 //! Request bodies and their validation into a [`Job`] the engine can run.
 
 use super::error::ApiError;
-use crate::config::{SchedulingPolicy, SimConfig};
+use crate::config::{ModelRef, SchedulingPolicy, SimConfig};
 use crate::engine::FinishKind;
 use crate::tokenizer::{ChatMessage, render_chat, tokenize};
 use axum::http::StatusCode;
@@ -89,6 +89,8 @@ pub(crate) struct Job {
     pub(crate) stream: bool,
     /// Send a final usage chunk when streaming.
     pub(crate) include_usage: bool,
+    /// The LoRA adapter asked for, named in the response instead of the base model.
+    pub(crate) lora: Option<String>,
 }
 
 /// Parses a JSON body, turning serde errors into 400s.
@@ -148,14 +150,20 @@ impl ChatRequest {
 }
 
 fn plan(prompts: Vec<Vec<u32>>, s: Sampling, cfg: &SimConfig) -> Result<Job, ApiError> {
-    if let Some(m) = &s.model {
-        if m != &cfg.model {
-            return Err(ApiError::status(
-                StatusCode::NOT_FOUND,
-                format!("The model `{m}` does not exist."),
-            ));
+    let lora = match cfg.resolve_model(s.model.as_deref()) {
+        Some(ModelRef::Base) => None,
+        Some(ModelRef::Lora(l)) => Some(l.name.clone()),
+        None => {
+            let m = s.model.as_deref().unwrap_or_default();
+            return Err(ApiError {
+                param: Some("model"),
+                ..ApiError::status(
+                    StatusCode::NOT_FOUND,
+                    format!("The model `{m}` does not exist."),
+                )
+            });
         }
-    }
+    };
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
         return Err(ApiError::bad_param(
             "prompt",
@@ -253,5 +261,6 @@ fn plan(prompts: Vec<Vec<u32>>, s: Sampling, cfg: &SimConfig) -> Result<Job, Api
         priority,
         stream: s.stream,
         include_usage,
+        lora,
     })
 }
