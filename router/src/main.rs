@@ -38,13 +38,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the configuration and print the effective result as YAML.
+    /// Validate the configuration and print the effective result as YAML, each value annotated
+    /// with its source (default, file, env ROUTER_*, flag).
     CheckConfig,
 }
 
 fn parse_policy(name: &str) -> Result<PolicyName, String> {
-    serde_yaml::from_str(name)
-        .map_err(|_| format!("unknown policy `{name}` (round_robin, random, power_of_two)"))
+    serde_yaml::from_str(name).map_err(|_| {
+        format!("unknown policy `{name}` (cost, prefix_aware, power_of_two, round_robin, random)")
+    })
 }
 
 /// mimalloc: the proxy allocates and frees many small buffers per request; measurably cheaper
@@ -68,12 +70,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         policy: cli.policy,
         log_level: cli.log_level.clone(),
     };
-    let config = Config::load(&cli.config, &overrides)?;
     if let Some(Command::CheckConfig) = cli.command {
-        println!("# effective config from {}", cli.config.display());
-        print!("{}", config.to_yaml());
+        let (config, sources) = Config::load_with_sources(&cli.config, &overrides)?;
+        println!(
+            "# effective config from {}; after each value, where it came from",
+            cli.config.display()
+        );
+        print!("{}", config.to_annotated_yaml(&sources));
         return Ok(());
     }
+    let config = Config::load(&cli.config, &overrides)?;
     init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -130,3 +130,63 @@ fn the_repository_example_config_is_valid() {
             .contains("name: gpu-0")
     );
 }
+
+/// The line of `check-config` output that sets `key` (first match), trimmed.
+fn line<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .map(|l| l.trim_start().trim_start_matches("- "))
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no `{key}` in\n{text}"))
+}
+
+#[test]
+fn check_config_says_where_each_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "listen: 127.0.0.1:0\npolicy: random\nlogging: debug\n",
+    );
+    let out = router()
+        .args(["check-config", "--log-level", "warn", "--config"])
+        .arg(&path)
+        .env(
+            "ROUTER_REPLICAS",
+            "http://127.0.0.1:8001,http://127.0.0.1:8002",
+        )
+        .env("ROUTER_TIMEOUTS__CONNECT_MS", "250")
+        .env("ROUTER_HEALTH", "false")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = format!("# file {}", path.display());
+    assert!(line(&text, "listen:").ends_with(&file), "{text}");
+    assert!(
+        line(&text, "name: random").ends_with(&file),
+        "shorthand `policy: random` from the file: {text}"
+    );
+    assert!(
+        line(&text, "url: http://127.0.0.1:8002").ends_with("# env ROUTER_REPLICAS"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "connect_ms: 250").ends_with("# env ROUTER_TIMEOUTS__CONNECT_MS"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "enabled: false").ends_with("# env ROUTER_HEALTH"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "level: warn").ends_with("# flag --log-level"),
+        "the flag wins over the file's `logging: debug`: {text}"
+    );
+    assert!(
+        line(&text, "first_byte_ms: 120000").ends_with("# default"),
+        "{text}"
+    );
+}

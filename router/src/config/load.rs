@@ -5,10 +5,12 @@ use std::{collections::HashSet, net::SocketAddr, path::Path};
 use figment::{
     Figment,
     error::Kind,
-    providers::{Env, Format, Serialized, Yaml},
+    providers::{Env, Format, Yaml},
 };
 use serde::Serialize;
 
+use super::shorthand::Shorthand;
+use super::sources::{Flag, Sources};
 use super::{Config, PolicyName, ReplicaSpec};
 use crate::Error;
 
@@ -27,7 +29,7 @@ impl Config {
     /// Parses and validates a YAML document (no environment, no overrides).
     pub fn from_yaml_str(yaml: &str) -> Result<Config, Error> {
         let origin = "YAML string";
-        let config: Config = Figment::from(Yaml::string(yaml))
+        let config: Config = Figment::from(Shorthand(Yaml::string(yaml)))
             .extract()
             .map_err(|e| from_figment(e, origin))?;
         config.validate(origin)?;
@@ -37,24 +39,33 @@ impl Config {
     /// Loads `path`, then `ROUTER_*` environment variables (`__` separates nesting, e.g.
     /// `ROUTER_POLICY__NAME`), then `overrides`; later sources win. Validates the result.
     pub fn load(path: &Path, overrides: &ConfigOverrides) -> Result<Config, Error> {
+        Self::load_with_sources(path, overrides).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also returning where each value came from (for `check-config`).
+    pub fn load_with_sources(
+        path: &Path,
+        overrides: &ConfigOverrides,
+    ) -> Result<(Config, Sources), Error> {
         std::fs::metadata(path).map_err(|source| Error::ConfigFile {
             path: path.to_path_buf(),
             source,
         })?;
         let origin = path.display().to_string();
-        let mut figment = Figment::from(Yaml::file_exact(path)).merge(router_env());
+        let mut figment =
+            Figment::from(Shorthand(Yaml::file_exact(path))).merge(Shorthand(router_env()));
         if let Some(listen) = overrides.listen {
-            figment = figment.merge(Serialized::default("listen", listen));
+            figment = figment.merge(Flag::new("--listen", "listen", listen));
         }
         if let Some(policy) = overrides.policy {
-            figment = figment.merge(Serialized::default("policy.name", policy));
+            figment = figment.merge(Flag::new("--policy", "policy.name", policy));
         }
         if let Some(level) = &overrides.log_level {
-            figment = figment.merge(Serialized::default("logging.level", level));
+            figment = figment.merge(Flag::new("--log-level", "logging.level", level));
         }
         let config: Config = figment.extract().map_err(|e| from_figment(e, &origin))?;
         config.validate(&origin)?;
-        Ok(config)
+        Ok((config, Sources::of(&figment)))
     }
 
     /// The effective configuration as YAML (what `router check-config` prints).

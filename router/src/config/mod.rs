@@ -1,12 +1,15 @@
 //! Router configuration: the YAML schema with defaults (this file) and loading/validation (`load`).
 
 mod load;
+mod shorthand;
+mod sources;
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::ConfigOverrides;
+pub use sources::{Source, Sources};
 
 /// The whole router configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

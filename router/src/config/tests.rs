@@ -153,3 +153,87 @@ fn load_reads_a_file_and_cli_overrides_win() {
         Err(Error::ConfigFile { .. })
     ));
 }
+
+#[test]
+fn shorthand_sections_expand_to_their_full_blocks() {
+    let short = Config::from_yaml_str(
+        "policy: prefix_aware\nlogging: debug\nhealth: false\nscrape: false\nretry: 0\n\
+         replicas:\n  - http://127.0.0.1:8001\n  - url: http://127.0.0.1:8002\n    name: b\n",
+    )
+    .unwrap();
+    let full = Config::from_yaml_str(
+        "policy:\n  name: prefix_aware\nlogging:\n  level: debug\nhealth:\n  enabled: false\n\
+         scrape:\n  enabled: false\nretry:\n  max_retries: 0\n\
+         replicas:\n  - url: http://127.0.0.1:8001\n  - url: http://127.0.0.1:8002\n    name: b\n",
+    )
+    .unwrap();
+    assert_eq!(short, full);
+    assert_eq!(short.policy.name, PolicyName::PrefixAware);
+    assert_eq!(short.policy.cost, crate::policy::CostConfig::default());
+    assert_eq!(short.replicas[0], ReplicaSpec::new("http://127.0.0.1:8001"));
+    // A comma-separated string is a replica list (handy as ROUTER_REPLICAS).
+    let listed = Config::from_yaml_str("replicas: http://a:1, http://b:2,\n").unwrap();
+    assert_eq!(
+        listed.replicas,
+        [
+            ReplicaSpec::new("http://a:1"),
+            ReplicaSpec::new("http://b:2")
+        ]
+    );
+}
+
+#[test]
+fn shorthand_errors_still_name_key_and_reason() {
+    let (_, key, reason) = config_error("policy: fastest\n");
+    assert_eq!(key, "policy.name");
+    assert!(reason.contains("unknown variant"), "{reason}");
+    let (_, key, reason) = config_error("replicas:\n  - ftp://a:1\n");
+    assert_eq!(key, "replicas[0].url");
+    assert!(reason.contains("scheme"), "{reason}");
+    let (_, key, _) = config_error("health: sometimes\n");
+    assert_eq!(key, "health", "a string is not a health shorthand");
+    let (_, key, _) = config_error("retry: -1\n");
+    assert_eq!(key, "retry.max_retries");
+}
+
+#[test]
+fn sources_name_file_environment_flag_or_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:9000\npolicy: random\nreplicas:\n  - http://127.0.0.1:8001\n",
+    )
+    .unwrap();
+    let overrides = ConfigOverrides {
+        log_level: Some("debug".into()),
+        ..ConfigOverrides::default()
+    };
+    let (config, sources) = Config::load_with_sources(&path, &overrides).unwrap();
+    assert_eq!(config.policy.name, PolicyName::Random);
+    assert_eq!(sources.get("listen"), Source::File(path.clone()));
+    assert_eq!(sources.get("policy.name"), Source::File(path.clone()));
+    assert_eq!(sources.get("replicas.0.url"), Source::File(path.clone()));
+    assert_eq!(sources.get("replicas.0.weight"), Source::Default);
+    assert_eq!(sources.get("health.interval_ms"), Source::Default);
+    assert_eq!(
+        sources.get("logging.level"),
+        Source::Flag("--log-level".into())
+    );
+
+    let yaml = config.to_annotated_yaml(&sources);
+    let line = |key: &str| {
+        yaml.lines()
+            .find(|l| l.trim_start().trim_start_matches("- ").starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{yaml}"))
+            .to_owned()
+    };
+    let file = format!("# file {}", path.display());
+    assert!(line("listen:").ends_with(&file), "{yaml}");
+    assert!(line("url:").ends_with(&file), "{yaml}");
+    assert!(line("weight:").ends_with("# default"), "{yaml}");
+    assert!(line("interval_ms:").ends_with("# default"), "{yaml}");
+    assert!(line("level:").ends_with("# flag --log-level"), "{yaml}");
+    // The annotated output is still the same config.
+    assert_eq!(Config::from_yaml_str(&yaml).unwrap(), config);
+}
