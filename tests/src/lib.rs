@@ -3,6 +3,9 @@
 
 use std::{future::Future, time::Duration};
 
+pub mod dashboard;
+pub mod prometheus;
+
 pub use router::{Config, RouterServer};
 pub use vllm_sim::{SimConfig, SimServer};
 

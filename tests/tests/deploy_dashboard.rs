@@ -6,39 +6,67 @@ use prefix_router_tests::*;
 
 /// Every `router_*` and `vllm:*` series name used in the dashboard's PromQL expressions.
 fn dashboard_series() -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/grafana/prefix-router.json"
-    );
-    let text = std::fs::read_to_string(path).expect("read the dashboard");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
-    let mut exprs = Vec::new();
-    collect_exprs(&json, &mut exprs);
-    assert!(exprs.len() >= 10, "found only {} expressions", exprs.len());
-    let mut names: Vec<String> = exprs
-        .iter()
-        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')))
-        .filter(|t| t.starts_with("router_") || t.starts_with("vllm:"))
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    let board = dashboard::load();
+    assert!(dashboard::queries(&board).len() >= 10, "too few queries");
+    dashboard::series_names(&board)
 }
 
-fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, v) in map {
-                match v {
-                    serde_json::Value::String(s) if key == "expr" => out.push(s.clone()),
-                    _ => collect_exprs(v, out),
-                }
+#[test]
+fn dashboard_is_sane_json_with_units_descriptions_and_a_datasource_variable() {
+    let board = dashboard::load();
+    let vars = board["templating"]["list"]
+        .as_array()
+        .expect("templating.list");
+    let datasource = vars
+        .iter()
+        .find(|v| v["type"] == "datasource" && v["query"] == "prometheus")
+        .expect("a Prometheus datasource variable");
+    let ds_ref = format!("${{{}}}", datasource["name"].as_str().unwrap());
+    let panels = dashboard::panels(&board);
+    assert!(panels.len() >= 10, "only {} panels", panels.len());
+    let mut ids = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or("<untitled>");
+        let id = panel["id"].as_u64();
+        match id {
+            None => problems.push(format!("{title}: no numeric id")),
+            Some(id) if !ids.insert(id) => problems.push(format!("{title}: duplicate id {id}")),
+            Some(_) => {}
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        if panel["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            problems.push(format!("{title}: no unit"));
+        }
+        if panel["description"]
+            .as_str()
+            .is_none_or(|d| d.trim().len() < 10)
+        {
+            problems.push(format!("{title}: no description"));
+        }
+        if panel["datasource"]["uid"] != ds_ref.as_str() {
+            problems.push(format!("{title}: datasource is not {ds_ref}"));
+        }
+        let targets = panel["targets"].as_array().map_or(0, Vec::len);
+        if targets == 0 {
+            problems.push(format!("{title}: no query"));
+        }
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            if t["expr"].as_str().is_none_or(|e| e.trim().is_empty()) {
+                problems.push(format!("{title}: target {} without expr", t["refId"]));
             }
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
-        _ => {}
     }
+    assert!(
+        problems.is_empty(),
+        "dashboard problems:\n{}",
+        problems.join("\n")
+    );
 }
 
 fn exports(metrics: &str, name: &str) -> bool {
