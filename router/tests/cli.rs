@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
+use serde::Deserialize as _;
 use std::process::Command;
 
 fn router() -> Command {
@@ -189,4 +190,27 @@ fn check_config_says_where_each_value_came_from() {
         line(&text, "first_byte_ms: 120000").ends_with("# default"),
         "{text}"
     );
+}
+
+#[test]
+fn the_kubernetes_configmap_config_is_valid() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s/router.yaml");
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let config = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|doc| doc["kind"] == "ConfigMap" && doc["metadata"]["name"] == "prefix-router-config")
+        .expect("a prefix-router-config ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("data.config.yaml")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_config(&write(&dir, &config));
+    assert!(
+        out.status.success(),
+        "{manifest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("name: vllm-3"), "{text}");
+    assert!(text.contains("listen: 0.0.0.0:8000"), "{text}");
 }
