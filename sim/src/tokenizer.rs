@@ -123,10 +123,22 @@ pub(crate) fn chain_hash(parent: u64, block: &[u32]) -> u64 {
 /// The engine's hit for a prompt of `n` tokens is the run of these present in its cache, at
 /// most `(n - 1) / block_size` blocks (the last prompt token is always computed, as in vLLM).
 pub fn block_hashes(tokens: &[u32], block_size: usize) -> Vec<u64> {
+    chain_from(CHAIN_SEED, tokens, block_size)
+}
+
+/// [`block_hashes`] for a request to LoRA adapter `adapter`: the chain starts from a seed of
+/// the adapter's name, so (as in vLLM, whose block hashes include the LoRA) an adapter never
+/// hits blocks the base model or another adapter cached.
+pub(crate) fn adapter_block_hashes(tokens: &[u32], block_size: usize, adapter: &str) -> Vec<u64> {
+    let name: Vec<u32> = adapter.bytes().map(u32::from).collect();
+    chain_from(chain_hash(CHAIN_SEED, &name), tokens, block_size)
+}
+
+fn chain_from(seed: u64, tokens: &[u32], block_size: usize) -> Vec<u64> {
     if block_size == 0 {
         return Vec::new();
     }
-    let mut parent = CHAIN_SEED;
+    let mut parent = seed;
     tokens
         .chunks_exact(block_size)
         .map(|block| {

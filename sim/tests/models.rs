@@ -148,3 +148,22 @@ async fn duplicate_model_names_are_rejected_at_start() {
     let err = vllm_sim::start(cfg).await.unwrap_err().to_string();
     assert!(err.contains("llama") && err.contains("twice"), "{err}");
 }
+
+#[tokio::test]
+async fn an_adapter_has_its_own_prefix_cache() {
+    let s = start(two_names_two_adapters()).await;
+    let c = client();
+    let body = |model: &str| json!({"model": model, "prompt": prompt("lora", 64), "max_tokens": 1});
+    assert_eq!(cached_tokens(&complete(&c, &s, body("llama")).await), 0);
+    assert!(
+        cached_tokens(&complete(&c, &s, body("llama-alias")).await) > 0,
+        "same base model"
+    );
+    assert_eq!(
+        cached_tokens(&complete(&c, &s, body("sql")).await),
+        0,
+        "the adapter does not hit the base model's blocks"
+    );
+    assert!(cached_tokens(&complete(&c, &s, body("sql")).await) > 0);
+    assert_eq!(cached_tokens(&complete(&c, &s, body("chat")).await), 0);
+}

@@ -6,7 +6,7 @@ use super::format::Kind;
 use super::stream::{Meta, StreamSpec, sse_body};
 use super::types::Job;
 use crate::engine::{SeqRequest, Sink};
-use crate::tokenizer::block_hashes;
+use crate::tokenizer::{adapter_block_hashes, block_hashes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -50,7 +50,11 @@ impl AppState {
         let prompts = std::mem::take(&mut job.prompts);
         let mut choice = 0u32;
         for (mut prompt, &len) in prompts.into_iter().zip(&job.lengths) {
-            let mut hashes = block_hashes(&prompt, self.config.block_size);
+            let bs = self.config.block_size;
+            let mut hashes = match &job.lora {
+                Some(adapter) => adapter_block_hashes(&prompt, bs, adapter),
+                None => block_hashes(&prompt, bs),
+            };
             for j in 0..job.n {
                 // The last choice takes the buffers, the others copy them.
                 let (tokens, hashes) = if j + 1 == job.n {
