@@ -101,6 +101,20 @@ fn invalid_configs_fail_naming_file_key_and_reason() {
         "{err}"
     );
 
+    // A bad value from the environment names the variable, not the file.
+    let path = write(&dir, "listen: 127.0.0.1:0\n");
+    let out = router()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("ROUTER_REPLICAS", "ftp://a:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("env ROUTER_REPLICAS") && err.contains("scheme"),
+        "{err}"
+    );
+
     let out = router()
         .args(["check-config", "--config", "/nonexistent/router.yaml"])
         .output()

@@ -64,8 +64,11 @@ impl Config {
             figment = figment.merge(Flag::new("--log-level", "logging.level", level));
         }
         let config: Config = figment.extract().map_err(|e| from_figment(e, &origin))?;
-        config.validate(&origin)?;
-        Ok((config, Sources::of(&figment)))
+        let sources = Sources::of(&figment);
+        config
+            .validate(&origin)
+            .map_err(|e| sources.name_origin(e))?;
+        Ok((config, sources))
     }
 
     /// The effective configuration as YAML (what `router check-config` prints).

@@ -86,6 +86,30 @@ impl Sources {
     pub fn get(&self, key: &str) -> Source {
         self.by_key.get(key).cloned().unwrap_or(Source::Default)
     }
+
+    /// A validation error's origin made the environment variable or flag that set the bad
+    /// value (validation names the file by default); other errors pass through.
+    pub(super) fn name_origin(&self, error: crate::Error) -> crate::Error {
+        match error {
+            crate::Error::Config {
+                origin,
+                key,
+                reason,
+            } => {
+                let dotted = key.replace('[', ".").replace(']', "");
+                let origin = match self.get(&dotted) {
+                    source @ (Source::Env(_) | Source::Flag(_)) => source.to_string(),
+                    _ => origin,
+                };
+                crate::Error::Config {
+                    origin,
+                    key,
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Names the source behind a provider's metadata; `path` picks the environment variable.
