@@ -66,6 +66,7 @@ impl Dispatcher {
                 .all()
                 .iter()
                 .filter(|r| r.is_healthy() && !tried.contains(&r.id()))
+                .filter(|r| r.serving.accepts(parsed.model.as_deref()))
                 .collect();
             if healthy.is_empty() {
                 break;

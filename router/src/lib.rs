@@ -4,7 +4,9 @@
 //! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
 //! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 mod body;
 pub mod config;
 pub mod dispatch;
@@ -12,6 +14,7 @@ pub mod error;
 mod health;
 mod membership;
 pub mod metrics;
+pub mod models;
 pub mod policy;
 pub mod prompt_key;
 pub mod proxy;

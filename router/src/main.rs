@@ -92,6 +92,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     match config.logging.format {
         LogFormat::Full => builder.init(),
         LogFormat::Compact => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(())
 }

@@ -1,6 +1,14 @@
 //! Starting and stopping the router: binds, wires the pieces, serves with graceful drain.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::serve::ListenerExt;
 use tokio::{
@@ -11,7 +19,9 @@ use tokio::{
 
 use crate::{
     Config, Error,
+    admin::AdminState,
     api::{self, AppState},
+    auth::Auth,
     config::PolicyName,
     dispatch::Dispatcher,
     health::AbortOnDrop,
@@ -32,6 +42,8 @@ pub struct RouterServer {
     changes: mpsc::Sender<ReplicaChange>,
     replicas: Arc<ReplicaSet>,
     drain: Duration,
+    unready: Duration,
+    shutting_down: Arc<AtomicBool>,
     _membership: AbortOnDrop,
     _scraper: AbortOnDrop,
 }
@@ -54,6 +66,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     let policy = policy::build(&config.policy, index.clone())?;
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
     let proxy = Proxy::new(&config.timeouts);
+    let admin_index = index.clone();
+    let auth = Auth::new(&config.auth, metrics.registry())?;
     let scraper = Scraper {
         replicas: Arc::clone(&replicas),
         proxy: proxy.clone(),
@@ -64,17 +78,20 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         metrics: ScrapeMetrics::new(metrics.registry())?,
     }
     .spawn();
+    let (changes, changes_rx) = mpsc::channel(64);
     let mut membership = Membership {
         replicas: Arc::clone(&replicas),
         policy: Arc::clone(&policy),
         proxy: proxy.clone(),
         health: config.health.clone(),
         probes: HashMap::new(),
+        models: config.models.clone(),
+        tasks: HashMap::new(),
+        feedback: Some(changes.downgrade()),
     };
     for spec in &config.replicas {
         membership.apply(ReplicaChange::Upsert(spec.clone()));
     }
-    let (changes, changes_rx) = mpsc::channel(64);
     let membership = AbortOnDrop(tokio::spawn(membership.run(changes_rx)));
 
     let listener = TcpListener::bind(config.listen)
@@ -97,9 +114,19 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
     });
+    let admin = config.admin.token.as_deref().map(|token| AdminState {
+        token: token.into(),
+        replicas: Arc::clone(&replicas),
+        changes: changes.clone(),
+        index: admin_index,
+    });
+    let shutting_down = Arc::new(AtomicBool::new(false));
     let app = api::app(AppState {
         dispatcher,
         max_body_bytes: config.limits.max_body_bytes,
+        auth,
+        admin,
+        shutting_down: Arc::clone(&shutting_down),
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -124,6 +151,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         changes,
         replicas,
         drain: Duration::from_millis(config.timeouts.shutdown_drain_ms),
+        unready: Duration::from_millis(config.timeouts.shutdown_unready_ms),
+        shutting_down,
         _membership: membership,
         _scraper: scraper,
     })
@@ -150,8 +179,17 @@ impl RouterServer {
         &self.replicas
     }
 
-    /// Stops accepting, waits up to the drain timeout for in-flight requests, then stops.
+    /// Turns `/readiness` to 503, keeps serving for `timeouts.shutdown_unready_ms`, then stops
+    /// accepting and waits up to the drain timeout for in-flight requests, then stops.
     pub async fn shutdown(self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        if !self.unready.is_zero() {
+            tracing::info!(
+                unready_ms = self.unready.as_millis() as u64,
+                "readiness is 503; still serving"
+            );
+            tokio::time::sleep(self.unready).await;
+        }
         let _ = self.stop.send(());
         let mut serve = self.serve;
         if tokio::time::timeout(self.drain, &mut serve).await.is_err() {

@@ -42,6 +42,15 @@ pub struct Config {
     /// Prompt keys (bytes or tokens) and the per-replica prefix tree.
     #[serde(default)]
     pub prefix: crate::prompt_key::PrefixConfig,
+    /// Client API keys and the `Authorization` header sent to replicas.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// The admin API (off unless a token is set).
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    /// Model groups learnt from each replica's `/v1/models`.
+    #[serde(default)]
+    pub models: crate::models::ModelsConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -178,6 +187,9 @@ pub struct TimeoutConfig {
     pub idle_ms: u64,
     /// How long shutdown waits for in-flight requests to finish.
     pub shutdown_drain_ms: u64,
+    /// On shutdown, how long `/readiness` answers 503 before the listener closes (lets a load
+    /// balancer stop sending first).
+    pub shutdown_unready_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -187,6 +199,7 @@ impl Default for TimeoutConfig {
             first_byte_ms: 120_000,
             idle_ms: 60_000,
             shutdown_drain_ms: 10_000,
+            shutdown_unready_ms: 0,
         }
     }
 }
@@ -229,6 +242,8 @@ pub enum LogFormat {
     Full,
     /// Shorter single lines.
     Compact,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Logging settings used by the binary.
