@@ -81,7 +81,9 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let token = presented.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let token = presented
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     let ok = token.is_some_and(|t| {
         t.len() == state.token.len()
             && t.bytes()

@@ -75,7 +75,10 @@ impl AuthConfig {
         let mut names = std::collections::HashSet::new();
         for (i, key) in self.api_keys.iter().enumerate() {
             if key.key.trim().is_empty() {
-                return Err((format!("auth.api_keys[{i}].key"), "must not be empty".into()));
+                return Err((
+                    format!("auth.api_keys[{i}].key"),
+                    "must not be empty".into(),
+                ));
             }
             if HeaderValue::from_str(&format!("Bearer {}", key.key)).is_err() {
                 return Err((
@@ -164,6 +167,14 @@ impl Auth {
     }
 }
 
+impl UpstreamAuth {
+    /// The header value replicas get from the router itself, if a key is configured.
+    pub fn header(&self) -> Option<HeaderValue> {
+        let key = self.api_key.as_ref()?;
+        HeaderValue::from_str(&format!("Bearer {key}")).ok()
+    }
+}
+
 /// Compares without stopping at the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -245,7 +256,9 @@ mod tests {
         };
         let (key, _) = config(vec![k("", None)]).check().unwrap_err();
         assert_eq!(key, "auth.api_keys[0].key");
-        let (key, _) = config(vec![k("a", None), k("a", None)]).check().unwrap_err();
+        let (key, _) = config(vec![k("a", None), k("a", None)])
+            .check()
+            .unwrap_err();
         assert_eq!(key, "auth.api_keys[1].key");
         let (key, reason) = config(vec![k("a", Some("x")), k("b", Some("x"))])
             .check()

@@ -84,13 +84,14 @@ pub(crate) fn spawn_refresh(
         let timeout = Duration::from_millis(config.timeout_ms);
         let every = Duration::from_millis(config.refresh_ms);
         loop {
-            let fetched = proxy
-                .get(&replica, "/v1/models", timeout)
-                .await
-                .and_then(|(status, body)| match status {
-                    200 => parse_model_ids(&body),
-                    other => Err(format!("status {other}")),
-                });
+            let fetched =
+                proxy
+                    .get(&replica, "/v1/models", timeout)
+                    .await
+                    .and_then(|(status, body)| match status {
+                        200 => parse_model_ids(&body),
+                        other => Err(format!("status {other}")),
+                    });
             match fetched {
                 Ok(ids) => {
                     let changed = replica.serving.models().is_none_or(|old| *old != ids);

@@ -65,7 +65,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     };
     let policy = policy::build(&config.policy, index.clone())?;
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
-    let proxy = Proxy::new(&config.timeouts);
+    let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
     let admin_index = index.clone();
     let auth = Auth::new(&config.auth, metrics.registry())?;
     let scraper = Scraper {

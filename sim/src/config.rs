@@ -96,6 +96,9 @@ pub struct SimConfig {
     /// Seed of the random generator used by fault injection.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Require `Authorization: Bearer KEY` on `/v1` routes, 401 otherwise (vLLM `--api-key`).
+    #[arg(long, env = "VLLM_API_KEY")]
+    pub api_key: Option<String>,
     /// Fault knobs.
     #[command(flatten)]
     pub faults: FaultConfig,
