@@ -35,8 +35,8 @@ use crate::{
 pub struct AppState {
     /// The dispatcher (and through it the replicas, proxy and metrics).
     pub dispatcher: Arc<Dispatcher>,
-    /// Largest accepted body.
-    pub max_body_bytes: usize,
+    /// Largest accepted body (changes on config reload).
+    pub limits: Arc<crate::reload::LiveLimits>,
     /// Client API key checking on `/v1` routes.
     pub auth: auth::Auth,
     /// The admin API, when a token is configured.
@@ -120,7 +120,8 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
     let result = async {
         let (parts, body) = request.into_parts();
         let idle = state.dispatcher.idle_timeout;
-        let bytes = read_body(&parts.headers, body, state.max_body_bytes, idle).await?;
+        let limit = state.limits.max_body_bytes();
+        let bytes = read_body(&parts.headers, body, limit, idle).await?;
         let parsed = match endpoint {
             Endpoint::Other => ParsedRequest::passthrough(),
             _ => {

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use axum::{
     extract::{Request, State},
     middleware::Next,
@@ -115,7 +117,7 @@ fn key_name(i: usize, key: &ApiKey) -> String {
 /// The checker the middleware runs: keys by secret, the upstream header, and its metric.
 #[derive(Clone)]
 pub struct Auth {
-    keys: Arc<Vec<(String, String)>>,
+    keys: Arc<ArcSwap<Vec<(String, String)>>>,
     forward: bool,
     upstream: Option<HeaderValue>,
     requests: IntCounterVec,
@@ -132,39 +134,47 @@ impl Auth {
             &["key", "status"],
         )?;
         registry.register(Box::new(requests.clone()))?;
-        let keys = config
-            .api_keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.key.clone(), key_name(i, k)))
-            .collect();
         let upstream = match (&config.upstream.api_key, config.upstream.forward) {
             (Some(key), false) => HeaderValue::from_str(&format!("Bearer {key}")).ok(),
             _ => None,
         };
         Ok(Self {
-            keys: Arc::new(keys),
+            keys: Arc::new(ArcSwap::from_pointee(keys_of(config))),
             forward: config.upstream.forward,
             upstream,
             requests,
         })
     }
 
+    /// Replaces the accepted keys (config reload).
+    pub fn set_keys(&self, config: &AuthConfig) {
+        self.keys.store(Arc::new(keys_of(config)));
+    }
+
     /// The name of the key `authorization` carries, `anonymous` when auth is off, or `None`.
-    fn client(&self, authorization: Option<&HeaderValue>) -> Option<&str> {
-        if self.keys.is_empty() {
-            return Some("anonymous");
+    fn client(&self, authorization: Option<&HeaderValue>) -> Option<String> {
+        let keys = self.keys.load();
+        if keys.is_empty() {
+            return Some("anonymous".to_owned());
         }
         let presented = authorization?.to_str().ok()?;
         let token = presented
             .strip_prefix("Bearer ")
             .or_else(|| presented.strip_prefix("bearer "))?
             .trim();
-        self.keys
-            .iter()
+        keys.iter()
             .find(|(key, _)| constant_time_eq(key.as_bytes(), token.as_bytes()))
-            .map(|(_, name)| name.as_str())
+            .map(|(_, name)| name.clone())
     }
+}
+
+fn keys_of(config: &AuthConfig) -> Vec<(String, String)> {
+    config
+        .api_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.key.clone(), key_name(i, k)))
+        .collect()
 }
 
 impl UpstreamAuth {
@@ -182,10 +192,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Middleware: 401 without a valid key; otherwise rewrites `Authorization` for the replicas.
 pub async fn require_key(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    let Some(name) = auth
-        .client(request.headers().get(header::AUTHORIZATION))
-        .map(str::to_owned)
-    else {
+    let Some(name) = auth.client(request.headers().get(header::AUTHORIZATION)) else {
         auth.requests.with_label_values(&["invalid", "401"]).inc();
         let missing = !request.headers().contains_key(header::AUTHORIZATION);
         return Error::Unauthorized {
@@ -236,12 +243,18 @@ mod tests {
     fn keys_are_matched_by_bearer_token() {
         let a = auth(&[("s3cret", Some("team-a")), ("other", None)]);
         let hv = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert_eq!(a.client(Some(&hv("Bearer s3cret"))), Some("team-a"));
-        assert_eq!(a.client(Some(&hv("Bearer other"))), Some("key-1"));
+        assert_eq!(
+            a.client(Some(&hv("Bearer s3cret"))).as_deref(),
+            Some("team-a")
+        );
+        assert_eq!(
+            a.client(Some(&hv("Bearer other"))).as_deref(),
+            Some("key-1")
+        );
         assert_eq!(a.client(Some(&hv("Bearer s3cre"))), None);
         assert_eq!(a.client(Some(&hv("s3cret"))), None);
         assert_eq!(a.client(None), None);
-        assert_eq!(auth(&[]).client(None), Some("anonymous"));
+        assert_eq!(auth(&[]).client(None).as_deref(), Some("anonymous"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod models;
 pub mod policy;
 pub mod prompt_key;
 pub mod proxy;
+pub mod reload;
 pub mod replicas;
 pub mod request;
 pub mod scrape;

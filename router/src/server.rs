@@ -30,6 +30,7 @@ use crate::{
     policy::{self, PrefixIndex},
     prompt_key::PromptKeys,
     proxy::Proxy,
+    reload::{LiveLimits, ReloadHandle, ReloadMetrics, Reloader, SwapPolicy},
     replicas::{ReplicaChange, ReplicaSet},
     scrape::{ScrapeMetrics, Scraper},
 };
@@ -44,6 +45,8 @@ pub struct RouterServer {
     drain: Duration,
     unready: Duration,
     shutting_down: Arc<AtomicBool>,
+    reloader: Arc<Reloader>,
+    watch: Duration,
     _membership: AbortOnDrop,
     _scraper: AbortOnDrop,
 }
@@ -63,11 +66,17 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     } else {
         PromptKeys::default()
     };
-    let policy = policy::build(&config.policy, index.clone())?;
+    let swap = Arc::new(SwapPolicy::new(policy::build(
+        &config.policy,
+        index.clone(),
+    )?));
+    let policy: Arc<dyn policy::Policy> = swap.clone();
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
     let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
     let admin_index = index.clone();
+    let reload_index = index.clone();
     let auth = Auth::new(&config.auth, metrics.registry())?;
+    let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let scraper = Scraper {
         replicas: Arc::clone(&replicas),
         proxy: proxy.clone(),
@@ -114,6 +123,19 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
     });
+    let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
+    let reloader = Arc::new(Reloader {
+        current: parking_lot::Mutex::new(config.clone()),
+        changes: changes.clone(),
+        replicas: Arc::clone(&replicas),
+        policy: swap,
+        index: reload_index,
+        limits: Arc::clone(&limits),
+        auth: auth.clone(),
+        metrics: reload_metrics,
+        logging: parking_lot::Mutex::new(None),
+    });
+    reloader.set_hash(&config);
     let admin = config.admin.token.as_deref().map(|token| AdminState {
         token: token.into(),
         replicas: Arc::clone(&replicas),
@@ -123,7 +145,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     let shutting_down = Arc::new(AtomicBool::new(false));
     let app = api::app(AppState {
         dispatcher,
-        max_body_bytes: config.limits.max_body_bytes,
+        limits,
         auth,
         admin,
         shutting_down: Arc::clone(&shutting_down),
@@ -153,6 +175,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         drain: Duration::from_millis(config.timeouts.shutdown_drain_ms),
         unready: Duration::from_millis(config.timeouts.shutdown_unready_ms),
         shutting_down,
+        reloader,
+        watch: Duration::from_millis(config.reload.watch_ms),
         _membership: membership,
         _scraper: scraper,
     })
@@ -172,6 +196,21 @@ impl RouterServer {
     /// Sender for membership changes (admin API, discovery, tests).
     pub fn changes(&self) -> mpsc::Sender<ReplicaChange> {
         self.changes.clone()
+    }
+
+    /// Reloads the config from `path` (with `overrides`) when asked and when the file changes
+    /// (every `reload.watch_ms`); drop the handle to stop watching.
+    pub fn watch_config(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        overrides: crate::config::ConfigOverrides,
+    ) -> ReloadHandle {
+        ReloadHandle::new(
+            Arc::clone(&self.reloader),
+            path.into(),
+            overrides,
+            self.watch,
+        )
     }
 
     /// The live replica set.

@@ -51,6 +51,9 @@ pub struct Config {
     /// Model groups learnt from each replica's `/v1/models`.
     #[serde(default)]
     pub models: crate::models::ModelsConfig,
+    /// Config file watching for hot reload.
+    #[serde(default)]
+    pub reload: crate::reload::ReloadConfig,
 }
 
 fn default_listen() -> SocketAddr {
