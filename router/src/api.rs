@@ -117,6 +117,17 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let started = std::time::Instant::now();
+    let mut facts = crate::access_log::RequestFacts {
+        request_id: request_id.clone(),
+        client: request
+            .extensions()
+            .get::<auth::ClientKey>()
+            .map(|k| k.0.clone()),
+        path: request.uri().path().to_owned(),
+        ..Default::default()
+    };
+    let facts_slot = &mut facts;
     let result = async {
         let (parts, body) = request.into_parts();
         let idle = state.dispatcher.idle_timeout;
@@ -126,6 +137,8 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
             Endpoint::Other => ParsedRequest::passthrough(),
             _ => {
                 let mut parsed = request::parse(endpoint, &bytes)?;
+                facts_slot.model.clone_from(&parsed.model);
+                facts_slot.stream = parsed.stream;
                 crate::models::check_model(
                     &state.dispatcher.replicas.snapshot(),
                     parsed.model.as_deref(),
@@ -152,11 +165,21 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
     }
     .await;
     match result {
-        Ok(response) => response,
+        Ok(response) => {
+            let route = response
+                .extensions()
+                .get::<crate::access_log::RouteInfo>()
+                .cloned();
+            let status = response.status().as_u16();
+            let (parts, body) = response.into_parts();
+            let body = crate::access_log::log_on_end(body, facts, route, status, started);
+            Response::from_parts(parts, body)
+        }
         Err(error) => {
             if error.status().is_client_error() {
                 tracing::debug!(request_id, %error, "rejected request");
             }
+            crate::access_log::log_refused(&facts, error.status().as_u16(), started);
             error.into_response()
         }
     }
