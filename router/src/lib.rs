@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 mod body;
 pub mod config;
+pub mod discovery;
 pub mod dispatch;
 pub mod error;
 mod health;

@@ -48,6 +48,7 @@ pub struct RouterServer {
     reloader: Arc<Reloader>,
     watch: Duration,
     _membership: AbortOnDrop,
+    _discovery: Vec<AbortOnDrop>,
     _scraper: AbortOnDrop,
 }
 
@@ -88,6 +89,13 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     }
     .spawn();
     let (changes, changes_rx) = mpsc::channel(64);
+    let mut discovery = Vec::new();
+    if let Some(dns) = &config.discovery.dns {
+        discovery.push(crate::discovery::dns::spawn(dns.clone(), changes.clone()));
+    }
+    if let Some(k8s) = &config.discovery.kubernetes {
+        discovery.push(crate::discovery::k8s::spawn(k8s.clone(), changes.clone()));
+    }
     let mut membership = Membership {
         replicas: Arc::clone(&replicas),
         policy: Arc::clone(&policy),
@@ -178,6 +186,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         reloader,
         watch: Duration::from_millis(config.reload.watch_ms),
         _membership: membership,
+        _discovery: discovery,
         _scraper: scraper,
     })
 }

@@ -114,6 +114,7 @@ impl Config {
             self.auth.check(),
             self.admin.check(),
             self.models.check(),
+            self.discovery.check(),
         ];
         if let Some(Err((key, reason))) = checks.into_iter().find(Result::is_err) {
             return Err(bad(key, reason));

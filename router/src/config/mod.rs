@@ -54,6 +54,9 @@ pub struct Config {
     /// Config file watching for hot reload.
     #[serde(default)]
     pub reload: crate::reload::ReloadConfig,
+    /// Replica discovery from DNS or Kubernetes EndpointSlices.
+    #[serde(default)]
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 fn default_listen() -> SocketAddr {
