@@ -195,6 +195,18 @@ pub async fn require_key(State(auth): State<Auth>, mut request: Request, next: N
     let Some(name) = auth.client(request.headers().get(header::AUTHORIZATION)) else {
         auth.requests.with_label_values(&["invalid", "401"]).inc();
         let missing = !request.headers().contains_key(header::AUTHORIZATION);
+        let facts = crate::access_log::RequestFacts {
+            request_id: request
+                .headers()
+                .get(crate::dispatch::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            client: Some("invalid".to_owned()),
+            path: request.uri().path().to_owned(),
+            ..Default::default()
+        };
+        crate::access_log::log_refused(&facts, 401, std::time::Instant::now());
         return Error::Unauthorized {
             missing,
             realm: "client",
