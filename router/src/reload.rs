@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::{
     Config, Error,
     auth::Auth,
-    config::{ConfigOverrides, LoggingConfig},
+    config::{ConfigOverrides, LoggingConfig, PolicyName},
     health::AbortOnDrop,
     policy::{self, Decision, Policy, PrefixIndex, ReplicaView, RouteRequest},
     replicas::{ReplicaChange, ReplicaId, ReplicaSet},
@@ -110,7 +110,9 @@ pub(crate) struct Reloader {
     pub(crate) changes: mpsc::Sender<ReplicaChange>,
     pub(crate) replicas: Arc<ReplicaSet>,
     pub(crate) policy: Arc<SwapPolicy>,
-    pub(crate) index: Option<Arc<PrefixIndex>>,
+    /// The prefix tree (made on the first switch to a prefix policy if the router started
+    /// without one).
+    pub(crate) index: Mutex<Option<Arc<PrefixIndex>>>,
     pub(crate) limits: Arc<LiveLimits>,
     pub(crate) auth: Auth,
     pub(crate) metrics: ReloadMetrics,
@@ -203,7 +205,7 @@ impl Reloader {
         let mut changed = Vec::new();
         // Build everything that can fail before changing anything.
         let policy = if old.policy != new.policy {
-            Some(policy::build(&new.policy, self.index.clone())?)
+            Some(policy::build(&new.policy, self.index_for(&new)?)?)
         } else {
             None
         };
@@ -261,6 +263,26 @@ impl Reloader {
         self.set_hash(&new);
         *self.current.lock() = new;
         Ok(ReloadOutcome::Applied(changed))
+    }
+
+    /// The prefix tree a new policy shares; a router that started with a non-prefix policy in
+    /// byte mode gets one now (token mode would need the tokenizer loaded at start).
+    fn index_for(&self, new: &Config) -> Result<Option<Arc<PrefixIndex>>, Error> {
+        let prefix_policy = matches!(new.policy.name, PolicyName::Cost | PolicyName::PrefixAware);
+        let mut index = self.index.lock();
+        if index.is_none() && prefix_policy {
+            if new.prefix.tokenizer.is_some() {
+                return Err(Error::Config {
+                    origin: "reload".into(),
+                    key: "policy.name".into(),
+                    reason:
+                        "switching to a prefix policy with `prefix.tokenizer` set needs a restart"
+                            .into(),
+                });
+            }
+            *index = Some(Arc::new(PrefixIndex::new(&new.prefix)));
+        }
+        Ok(index.clone())
     }
 
     /// Upserts every replica of `new`; those only in `old` drain (in-flight work finishes).

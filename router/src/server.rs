@@ -137,7 +137,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         changes: changes.clone(),
         replicas: Arc::clone(&replicas),
         policy: swap,
-        index: reload_index,
+        index: parking_lot::Mutex::new(reload_index),
         limits: Arc::clone(&limits),
         auth: auth.clone(),
         metrics: reload_metrics,

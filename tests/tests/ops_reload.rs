@@ -88,7 +88,7 @@ async fn reload_swaps_replicas_policy_and_limits_and_rejects_bad_files() {
 
     write(
         &path,
-        yaml(&[&sims[1], &sims[2]], &["r1", "r2"], "power_of_two", 300),
+        yaml(&[&sims[1], &sims[2]], &["r1", "r2"], "cost", 300),
     );
     wait_until(Duration::from_secs(10), "file change applied", || async {
         count(&router, "applied").await == 1.0
@@ -113,7 +113,7 @@ async fn reload_swaps_replicas_policy_and_limits_and_rejects_bad_files() {
         metric_value(
             &text,
             "router_policy_decisions_total",
-            &[("policy", "power_of_two")]
+            &[("policy", "cost")]
         )
         .is_some(),
         "the new policy routes: {text}"
@@ -168,7 +168,7 @@ async fn reload_swaps_replicas_policy_and_limits_and_rejects_bad_files() {
 
     write(
         &path,
-        yaml(&[&sims[1], &sims[2]], &["r1", "r2"], "power_of_two", 300),
+        yaml(&[&sims[1], &sims[2]], &["r1", "r2"], "cost", 300),
     );
     wait_until(
         Duration::from_secs(10),
