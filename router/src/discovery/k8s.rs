@@ -326,7 +326,7 @@ fn authorized(config: &K8sConfig, request: reqwest::RequestBuilder) -> reqwest::
     }
 }
 
-/// Lists, publishes, then follows the watch until it ends; an error says why.
+/// Lists, publishes, then follows watches until one fails; the error says why.
 async fn list_and_watch(
     client: &reqwest::Client,
     config: &K8sConfig,
@@ -347,6 +347,27 @@ async fn list_and_watch(
     state.reset(list);
     publish(state, config, reconciler, changes).await?;
 
+    // A watch the server ends normally (they time out after minutes) resumes from the last
+    // resource version; only errors (410 Gone included) list again.
+    loop {
+        let events = watch(client, config, &url, state, reconciler, changes).await?;
+        if events == 0 {
+            // Nothing at all before the end: back off and list again rather than spin.
+            return Err("watch ended without events".into());
+        }
+    }
+}
+
+/// Follows one watch from the state's resource version until the server ends it; returns how
+/// many events it carried.
+async fn watch(
+    client: &reqwest::Client,
+    config: &K8sConfig,
+    url: &str,
+    state: &mut SliceState,
+    reconciler: &mut Reconciler,
+    changes: &mpsc::Sender<ReplicaChange>,
+) -> Result<usize, String> {
     let rv = state.resource_version.clone().unwrap_or_default();
     let watch_url = format!("{url}&watch=1&allowWatchBookmarks=true&resourceVersion={rv}");
     let response = authorized(config, client.get(&watch_url))
@@ -358,6 +379,7 @@ async fn list_and_watch(
     }
     let mut stream = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
+    let mut events = 0;
     while let Some(chunk) = stream.next().await {
         buffer.extend_from_slice(&chunk.map_err(|e| format!("watch: {e}"))?);
         while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
@@ -367,13 +389,14 @@ async fn list_and_watch(
             }
             let event: WatchEvent =
                 serde_json::from_slice(&line).map_err(|e| format!("watch event: {e}"))?;
+            events += 1;
             if let Applied::Relist(reason) = state.apply(event) {
                 return Err(reason);
             }
             publish(state, config, reconciler, changes).await?;
         }
     }
-    Err("watch ended".into())
+    Ok(events)
 }
 
 #[cfg(test)]
