@@ -1,7 +1,14 @@
 //! HTTP routes: inference endpoints, pass-through, model list, health, readiness and metrics.
 //! Every error leaves through the one `IntoResponse` below as OpenAI-style JSON.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -16,7 +23,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 
 use crate::{
-    Error,
+    Error, admin, auth,
     dispatch::{Dispatcher, REQUEST_ID},
     policy::Endpoint,
     proxy::UpstreamRequest,
@@ -28,8 +35,14 @@ use crate::{
 pub struct AppState {
     /// The dispatcher (and through it the replicas, proxy and metrics).
     pub dispatcher: Arc<Dispatcher>,
-    /// Largest accepted body.
-    pub max_body_bytes: usize,
+    /// Largest accepted body (changes on config reload).
+    pub limits: Arc<crate::reload::LiveLimits>,
+    /// Client API key checking on `/v1` routes.
+    pub auth: auth::Auth,
+    /// The admin API, when a token is configured.
+    pub(crate) admin: Option<admin::AdminState>,
+    /// Set when shutdown begins: `/readiness` answers 503 from then on.
+    pub shutting_down: Arc<AtomicBool>,
 }
 
 /// The router's axum application.
@@ -39,13 +52,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/v1/{*rest}", any(passthrough))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_key,
+        ))
         .route("/health", get(health))
         .route("/readiness", get(readiness))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
+        .merge(admin::routes(state.admin))
         .layer(axum::middleware::from_fn(with_request_id))
-        .with_state(state)
 }
 
 /// Gives every request an `x-request-id` (the client's or a new one) and echoes it back.
@@ -69,8 +87,11 @@ async fn with_request_id(mut request: Request, next: axum::middleware::Next) -> 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        let code = self
+            .error_code()
+            .map_or_else(|| json!(status.as_u16()), |c| json!(c));
         let body = json!({
-            "error": { "message": self.to_string(), "type": self.error_type(), "code": status.as_u16() }
+            "error": { "message": self.to_string(), "type": self.error_type(), "code": code }
         });
         (status, Json(body)).into_response()
     }
@@ -96,14 +117,32 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let started = std::time::Instant::now();
+    let mut facts = crate::access_log::RequestFacts {
+        request_id: request_id.clone(),
+        client: request
+            .extensions()
+            .get::<auth::ClientKey>()
+            .map(|k| k.0.clone()),
+        path: request.uri().path().to_owned(),
+        ..Default::default()
+    };
+    let facts_slot = &mut facts;
     let result = async {
         let (parts, body) = request.into_parts();
         let idle = state.dispatcher.idle_timeout;
-        let bytes = read_body(&parts.headers, body, state.max_body_bytes, idle).await?;
+        let limit = state.limits.max_body_bytes();
+        let bytes = read_body(&parts.headers, body, limit, idle).await?;
         let parsed = match endpoint {
             Endpoint::Other => ParsedRequest::passthrough(),
             _ => {
                 let mut parsed = request::parse(endpoint, &bytes)?;
+                facts_slot.model.clone_from(&parsed.model);
+                facts_slot.stream = parsed.stream;
+                crate::models::check_model(
+                    &state.dispatcher.replicas.snapshot(),
+                    parsed.model.as_deref(),
+                )?;
                 state.dispatcher.keys.prepare(&mut parsed).await;
                 parsed
             }
@@ -126,11 +165,21 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
     }
     .await;
     match result {
-        Ok(response) => response,
+        Ok(response) => {
+            let route = response
+                .extensions()
+                .get::<crate::access_log::RouteInfo>()
+                .cloned();
+            let status = response.status().as_u16();
+            let (parts, body) = response.into_parts();
+            let body = crate::access_log::log_on_end(body, facts, route, status, started);
+            Response::from_parts(parts, body)
+        }
         Err(error) => {
             if error.status().is_client_error() {
                 tracing::debug!(request_id, %error, "rejected request");
             }
+            crate::access_log::log_refused(&facts, error.status().as_u16(), started);
             error.into_response()
         }
     }
@@ -246,8 +295,10 @@ async fn health() -> Response {
 async fn readiness(State(state): State<AppState>) -> Response {
     let snapshot = state.dispatcher.replicas.snapshot();
     let healthy = snapshot.healthy_count();
-    let body = json!({ "ready": healthy > 0, "healthy_replicas": healthy, "replicas": snapshot.all().len() });
-    let status = if healthy > 0 {
+    let stopping = state.shutting_down.load(Ordering::Relaxed);
+    let ready = healthy > 0 && !stopping;
+    let body = json!({ "ready": ready, "healthy_replicas": healthy, "replicas": snapshot.all().len(), "shutting_down": stopping });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -66,6 +66,7 @@ impl Dispatcher {
                 .all()
                 .iter()
                 .filter(|r| r.is_healthy() && !tried.contains(&r.id()))
+                .filter(|r| r.serving.accepts(parsed.model.as_deref()))
                 .collect();
             if healthy.is_empty() {
                 break;
@@ -130,6 +131,14 @@ impl Dispatcher {
                         headers.insert(REQUEST_ID, v);
                     }
                     parts.headers = headers;
+                    parts.extensions.insert(crate::access_log::RouteInfo {
+                        replica: replica.name().to_owned(),
+                        policy: policy_name,
+                        reason: decision.reason.as_str(),
+                        matched_tokens: decision.matched_tokens,
+                        predicted_ttft_s: decision.predicted_ttft_s,
+                        attempts: attempt + 1,
+                    });
                     let in_flight = InFlight {
                         guard,
                         started,

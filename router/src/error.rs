@@ -125,6 +125,17 @@ pub enum Error {
         /// Which timeout fired.
         kind: UpstreamErrorKind,
     },
+    /// The client sent no API key, or a wrong one (or a wrong admin token).
+    #[error("{}", if *missing { format!("missing {realm} credentials: send `Authorization: Bearer KEY`") } else { format!("invalid {realm} credentials") })]
+    Unauthorized {
+        /// No `Authorization` header at all.
+        missing: bool,
+        /// `client` (API key) or `admin` (admin token).
+        realm: &'static str,
+    },
+    /// No replica serves the requested model.
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
     /// Metrics registry failure (duplicate or invalid family).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -140,6 +151,8 @@ impl Error {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoHealthyReplica => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Config { .. }
@@ -157,11 +170,21 @@ impl Error {
             | Self::BodyTooLarge { .. }
             | Self::RequestTimeout { .. } => "invalid_request_error",
             Self::NotFound { .. } => "not_found_error",
+            Self::Unauthorized { .. } | Self::ModelNotFound(_) => "invalid_request_error",
             Self::MethodNotAllowed { .. } => "method_not_allowed_error",
             Self::NoHealthyReplica => "service_unavailable_error",
             Self::Upstream { .. } => "upstream_error",
             Self::Timeout { .. } => "timeout_error",
             _ => "internal_error",
+        }
+    }
+
+    /// OpenAI-style string `code` where OpenAI has one; other errors use the HTTP status.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized { .. } => Some("invalid_api_key"),
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            _ => None,
         }
     }
 }

@@ -4,17 +4,23 @@
 //! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
 //! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
 
+pub mod access_log;
+pub mod admin;
 pub mod api;
+pub mod auth;
 mod body;
 pub mod config;
+pub mod discovery;
 pub mod dispatch;
 pub mod error;
 mod health;
 mod membership;
 pub mod metrics;
+pub mod models;
 pub mod policy;
 pub mod prompt_key;
 pub mod proxy;
+pub mod reload;
 pub mod replicas;
 pub mod request;
 pub mod scrape;

@@ -5,7 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use router::config::{Config, ConfigOverrides, LogFormat, PolicyName};
-use tracing_subscriber::EnvFilter;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
 /// Prefix-aware reverse proxy for OpenAI-compatible LLM servers (vLLM, SGLang).
 ///
@@ -70,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         policy: cli.policy,
         log_level: cli.log_level.clone(),
     };
+    let overrides_for_reload = overrides.clone();
     if let Some(Command::CheckConfig) = cli.command {
         let (config, sources) = Config::load_with_sources(&cli.config, &overrides)?;
         println!(
@@ -80,44 +82,74 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(&cli.config, &overrides)?;
-    init_logging(&config)?;
+    let log_level = init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, cli.config, overrides_for_reload, log_level))
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
-        _ => EnvFilter::try_new(&config.logging.level),
+/// Sets a new log filter on reload (unless `RUST_LOG` is set, which always wins).
+type LevelHook = Box<dyn Fn(&router::config::LoggingConfig) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(config: &Config) -> anyhow::Result<LevelHook> {
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = match &from_env {
+        Some(env) => EnvFilter::try_new(env),
+        None => EnvFilter::try_new(&config.logging.level),
     }
     .with_context(|| format!("invalid log filter `{}`", config.logging.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.logging.format {
-        LogFormat::Full => builder.init(),
-        LogFormat::Compact => builder.compact().init(),
-    }
-    Ok(())
+    let (filter, handle) = reload::Layer::new(filter);
+    let output = match config.logging.format {
+        LogFormat::Full => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Compact => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    Ok(Box::new(move |logging| {
+        if from_env.is_some() {
+            return Ok(());
+        }
+        let filter = EnvFilter::try_new(&logging.level)
+            .map_err(|e| format!("invalid log filter `{}`: {e}", logging.level))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    path: PathBuf,
+    overrides: ConfigOverrides,
+    log_level: LevelHook,
+) -> anyhow::Result<()> {
     let server = router::start(config).await?;
     println!("router listening on {}", server.url());
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    server.shutdown().await;
-    Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for ctrl-c")?,
-        _ = term.recv() => {}
+    let reload = server.watch_config(path, overrides);
+    reload.on_logging(log_level);
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => {
+                result.context("waiting for ctrl-c")?;
+                break;
+            }
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                // The outcome is logged and counted by the reloader.
+                let _ = reload.reload().await;
+            }
+        }
     }
+    tracing::info!("shutting down: readiness 503, then draining");
+    drop(reload);
+    server.shutdown().await;
     Ok(())
 }

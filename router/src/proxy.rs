@@ -32,6 +32,8 @@ pub struct UpstreamRequest {
 pub struct Proxy {
     client: Client<HttpConnector, Full<Bytes>>,
     first_byte: Duration,
+    /// `Authorization` sent on the router's own GETs (model lists, probes, scrapes).
+    own_authorization: Option<http::HeaderValue>,
 }
 
 impl Proxy {
@@ -48,7 +50,14 @@ impl Proxy {
         Self {
             client,
             first_byte: Duration::from_millis(timeouts.first_byte_ms),
+            own_authorization: None,
         }
+    }
+
+    /// The same client, sending `authorization` on its own GETs (`auth.upstream.api_key`).
+    pub fn with_authorization(mut self, authorization: Option<http::HeaderValue>) -> Self {
+        self.own_authorization = authorization;
+        self
     }
 
     /// Sends `request` to `replica` and waits for the response head (not the body).
@@ -100,7 +109,11 @@ impl Proxy {
     ) -> Result<(u16, Bytes), String> {
         use http_body_util::BodyExt;
         let uri = replica.uri_for(path).map_err(|e| e.to_string())?;
-        let request = Request::get(uri)
+        let mut request = Request::get(uri);
+        if let Some(value) = &self.own_authorization {
+            request = request.header(header::AUTHORIZATION, value.clone());
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let fetch = async {

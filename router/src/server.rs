@@ -1,6 +1,14 @@
 //! Starting and stopping the router: binds, wires the pieces, serves with graceful drain.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::serve::ListenerExt;
 use tokio::{
@@ -11,7 +19,9 @@ use tokio::{
 
 use crate::{
     Config, Error,
+    admin::AdminState,
     api::{self, AppState},
+    auth::Auth,
     config::PolicyName,
     dispatch::Dispatcher,
     health::AbortOnDrop,
@@ -20,6 +30,7 @@ use crate::{
     policy::{self, PrefixIndex},
     prompt_key::PromptKeys,
     proxy::Proxy,
+    reload::{LiveLimits, ReloadHandle, ReloadMetrics, Reloader, SwapPolicy},
     replicas::{ReplicaChange, ReplicaSet},
     scrape::{ScrapeMetrics, Scraper},
 };
@@ -32,7 +43,12 @@ pub struct RouterServer {
     changes: mpsc::Sender<ReplicaChange>,
     replicas: Arc<ReplicaSet>,
     drain: Duration,
+    unready: Duration,
+    shutting_down: Arc<AtomicBool>,
+    reloader: Arc<Reloader>,
+    watch: Duration,
     _membership: AbortOnDrop,
+    _discovery: Vec<AbortOnDrop>,
     _scraper: AbortOnDrop,
 }
 
@@ -51,9 +67,17 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     } else {
         PromptKeys::default()
     };
-    let policy = policy::build(&config.policy, index.clone())?;
+    let swap = Arc::new(SwapPolicy::new(policy::build(
+        &config.policy,
+        index.clone(),
+    )?));
+    let policy: Arc<dyn policy::Policy> = swap.clone();
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
-    let proxy = Proxy::new(&config.timeouts);
+    let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
+    let admin_index = index.clone();
+    let reload_index = index.clone();
+    let auth = Auth::new(&config.auth, metrics.registry())?;
+    let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let scraper = Scraper {
         replicas: Arc::clone(&replicas),
         proxy: proxy.clone(),
@@ -64,17 +88,27 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         metrics: ScrapeMetrics::new(metrics.registry())?,
     }
     .spawn();
+    let (changes, changes_rx) = mpsc::channel(64);
+    let mut discovery = Vec::new();
+    if let Some(dns) = &config.discovery.dns {
+        discovery.push(crate::discovery::dns::spawn(dns.clone(), changes.clone()));
+    }
+    if let Some(k8s) = &config.discovery.kubernetes {
+        discovery.push(crate::discovery::k8s::spawn(k8s.clone(), changes.clone()));
+    }
     let mut membership = Membership {
         replicas: Arc::clone(&replicas),
         policy: Arc::clone(&policy),
         proxy: proxy.clone(),
         health: config.health.clone(),
         probes: HashMap::new(),
+        models: config.models.clone(),
+        tasks: HashMap::new(),
+        feedback: Some(changes.downgrade()),
     };
     for spec in &config.replicas {
         membership.apply(ReplicaChange::Upsert(spec.clone()));
     }
-    let (changes, changes_rx) = mpsc::channel(64);
     let membership = AbortOnDrop(tokio::spawn(membership.run(changes_rx)));
 
     let listener = TcpListener::bind(config.listen)
@@ -97,9 +131,32 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
     });
+    let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
+    let reloader = Arc::new(Reloader {
+        current: parking_lot::Mutex::new(config.clone()),
+        changes: changes.clone(),
+        replicas: Arc::clone(&replicas),
+        policy: swap,
+        index: parking_lot::Mutex::new(reload_index),
+        limits: Arc::clone(&limits),
+        auth: auth.clone(),
+        metrics: reload_metrics,
+        logging: parking_lot::Mutex::new(None),
+    });
+    reloader.set_hash(&config);
+    let admin = config.admin.token.as_deref().map(|token| AdminState {
+        token: token.into(),
+        replicas: Arc::clone(&replicas),
+        changes: changes.clone(),
+        index: admin_index,
+    });
+    let shutting_down = Arc::new(AtomicBool::new(false));
     let app = api::app(AppState {
         dispatcher,
-        max_body_bytes: config.limits.max_body_bytes,
+        limits,
+        auth,
+        admin,
+        shutting_down: Arc::clone(&shutting_down),
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -124,7 +181,12 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         changes,
         replicas,
         drain: Duration::from_millis(config.timeouts.shutdown_drain_ms),
+        unready: Duration::from_millis(config.timeouts.shutdown_unready_ms),
+        shutting_down,
+        reloader,
+        watch: Duration::from_millis(config.reload.watch_ms),
         _membership: membership,
+        _discovery: discovery,
         _scraper: scraper,
     })
 }
@@ -145,13 +207,37 @@ impl RouterServer {
         self.changes.clone()
     }
 
+    /// Reloads the config from `path` (with `overrides`) when asked and when the file changes
+    /// (every `reload.watch_ms`); drop the handle to stop watching.
+    pub fn watch_config(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        overrides: crate::config::ConfigOverrides,
+    ) -> ReloadHandle {
+        ReloadHandle::new(
+            Arc::clone(&self.reloader),
+            path.into(),
+            overrides,
+            self.watch,
+        )
+    }
+
     /// The live replica set.
     pub fn replicas(&self) -> &Arc<ReplicaSet> {
         &self.replicas
     }
 
-    /// Stops accepting, waits up to the drain timeout for in-flight requests, then stops.
+    /// Turns `/readiness` to 503, keeps serving for `timeouts.shutdown_unready_ms`, then stops
+    /// accepting and waits up to the drain timeout for in-flight requests, then stops.
     pub async fn shutdown(self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        if !self.unready.is_zero() {
+            tracing::info!(
+                unready_ms = self.unready.as_millis() as u64,
+                "readiness is 503; still serving"
+            );
+            tokio::time::sleep(self.unready).await;
+        }
         let _ = self.stop.send(());
         let mut serve = self.serve;
         if tokio::time::timeout(self.drain, &mut serve).await.is_err() {

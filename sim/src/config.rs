@@ -137,6 +137,12 @@ pub struct SimConfig {
     /// Seed of the random generator used by fault injection.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Address to bind (any loopback address such as 127.0.0.2 works for tests of DNS discovery).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Require `Authorization: Bearer KEY` on `/v1` routes, 401 otherwise (vLLM `--api-key`).
+    #[arg(long, env = "VLLM_API_KEY")]
+    pub api_key: Option<String>,
     /// Fault knobs.
     #[command(flatten)]
     pub faults: FaultConfig,

@@ -77,7 +77,7 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
     config.validate().map_err(SimError::Config)?;
     let metrics = Arc::new(Metrics::new(&config)?);
     let faults = Arc::new(Faults::new(&config.faults, config.seed));
-    let requested = SocketAddr::from(([127, 0, 0, 1], config.port));
+    let requested = SocketAddr::new(config.host, config.port);
     let delay = Duration::from_millis(config.faults.startup_delay_ms);
     let listen_late = !delay.is_zero() && config.faults.startup_mode == StartupMode::ListenLate;
     let (listener, addr) = if listen_late {

@@ -125,6 +125,10 @@ impl Config {
             self.scrape.check(),
             self.prefix.check(),
             self.policy.cost.check(),
+            self.auth.check(),
+            self.admin.check(),
+            self.models.check(),
+            self.discovery.check(),
         ];
         if let Some(Err((key, reason))) = checks.into_iter().find(Result::is_err) {
             return Err(bad(key, reason));

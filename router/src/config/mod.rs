@@ -45,6 +45,21 @@ pub struct Config {
     /// Prompt keys (bytes or tokens) and the per-replica prefix tree.
     #[serde(default)]
     pub prefix: crate::prompt_key::PrefixConfig,
+    /// Client API keys and the `Authorization` header sent to replicas.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// The admin API (off unless a token is set).
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    /// Model groups learnt from each replica's `/v1/models`.
+    #[serde(default)]
+    pub models: crate::models::ModelsConfig,
+    /// Config file watching for hot reload.
+    #[serde(default)]
+    pub reload: crate::reload::ReloadConfig,
+    /// Replica discovery from DNS or Kubernetes EndpointSlices.
+    #[serde(default)]
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -181,6 +196,9 @@ pub struct TimeoutConfig {
     pub idle_ms: u64,
     /// How long shutdown waits for in-flight requests to finish.
     pub shutdown_drain_ms: u64,
+    /// On shutdown, how long `/readiness` answers 503 before the listener closes (lets a load
+    /// balancer stop sending first).
+    pub shutdown_unready_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -190,6 +208,7 @@ impl Default for TimeoutConfig {
             first_byte_ms: 120_000,
             idle_ms: 60_000,
             shutdown_drain_ms: 10_000,
+            shutdown_unready_ms: 0,
         }
     }
 }
@@ -232,6 +251,8 @@ pub enum LogFormat {
     Full,
     /// Shorter single lines.
     Compact,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Logging settings used by the binary.

@@ -2,6 +2,7 @@
 
 mod health_state;
 mod load;
+mod serving;
 mod set;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,6 +11,7 @@ use http::uri::{Authority, Scheme};
 
 pub use health_state::HealthState;
 pub use load::{LoadGuard, ReplicaLoad};
+pub use serving::Serving;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
 
 use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
@@ -38,6 +40,8 @@ pub struct Replica {
     /// Health state machine.
     pub health: HealthState,
     pub(crate) metrics: ReplicaMetrics,
+    /// Model groups and draining (admin API, discovery).
+    pub serving: Serving,
 }
 
 impl Replica {
@@ -63,6 +67,7 @@ impl Replica {
             load: ReplicaLoad::default(),
             health: HealthState::default(),
             metrics,
+            serving: Serving::default(),
         })
     }
 

@@ -18,6 +18,8 @@ pub enum ReplicaChange {
     Upsert(ReplicaSpec),
     /// Remove the replica with this name.
     Remove(String),
+    /// Stop sending new requests to the named replica, then remove it once idle.
+    Drain(String),
 }
 
 /// What applying a change did, so hooks (health tasks, policies) can follow.
@@ -29,6 +31,8 @@ pub enum MembershipEvent {
     Updated(Arc<Replica>),
     /// A replica left.
     Removed(Arc<Replica>),
+    /// A replica started draining.
+    Draining(Arc<Replica>),
 }
 
 /// An immutable view of the set, cheap to load on every request.
@@ -96,6 +100,7 @@ impl ReplicaSet {
                     let existing = &replicas[pos];
                     if existing.url() == spec.url.trim_end_matches('/') {
                         existing.set_weight(spec.weight);
+                        existing.serving.set_draining(false);
                         return Ok(vec![MembershipEvent::Updated(existing.clone())]);
                     }
                     let removed = replicas.remove(pos);
@@ -114,6 +119,14 @@ impl ReplicaSet {
                 let removed = replicas.remove(pos);
                 self.metrics.forget_replica(removed.name());
                 events.push(MembershipEvent::Removed(removed));
+            }
+            ReplicaChange::Drain(name) => {
+                return Ok(old
+                    .by_name(&name)
+                    .filter(|r| !r.serving.set_draining(true))
+                    .map(|r| MembershipEvent::Draining(Arc::clone(r)))
+                    .into_iter()
+                    .collect());
             }
         }
         self.current.store(Arc::new(Snapshot { replicas }));

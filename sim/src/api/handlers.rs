@@ -148,3 +148,22 @@ pub(crate) async fn set_faults(State(s): Shared, body: Bytes) -> Result<Response
 pub(crate) async fn not_found() -> ApiError {
     ApiError::status(StatusCode::NOT_FOUND, "Not Found")
 }
+
+/// With `--api-key` set, `/v1` routes need `Authorization: Bearer KEY` (401 otherwise), as in vLLM.
+pub(crate) async fn require_api_key(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(key) = &state.config.api_key {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if presented != Some(format!("Bearer {key}").as_str()) {
+            return ApiError::status(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+        }
+    }
+    next.run(request).await
+}

@@ -38,6 +38,10 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(handlers::completions))
         .route("/v1/chat/completions", post(handlers::chat))
         .route("/v1/models", get(handlers::models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            handlers::require_api_key,
+        ))
         .route("/health", get(handlers::health))
         .route("/ping", get(handlers::health))
         .route("/version", get(handlers::version))
