@@ -125,6 +125,20 @@ pub enum Error {
         /// Which timeout fired.
         kind: UpstreamErrorKind,
     },
+    /// The admission queue (or the request's priority class) is full.
+    #[error("admission queue full; retry after {retry_after_s} s")]
+    QueueFull {
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_s: u64,
+    },
+    /// The request waited its class's maximum time in the admission queue.
+    #[error("waited {waited_ms} ms in the admission queue without a free replica")]
+    QueueTimeout {
+        /// How long it waited.
+        waited_ms: u64,
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_s: u64,
+    },
     /// Metrics registry failure (duplicate or invalid family).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -142,6 +156,8 @@ impl Error {
             Self::NoHealthyReplica => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config { .. }
             | Self::ConfigFile { .. }
             | Self::Bind { .. }
@@ -161,7 +177,19 @@ impl Error {
             Self::NoHealthyReplica => "service_unavailable_error",
             Self::Upstream { .. } => "upstream_error",
             Self::Timeout { .. } => "timeout_error",
+            Self::QueueFull { .. } => "rate_limit_error",
+            Self::QueueTimeout { .. } => "service_unavailable_error",
             _ => "internal_error",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, for errors that should carry one.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Self::QueueFull { retry_after_s } | Self::QueueTimeout { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
 //! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
 
+pub mod admission;
 pub mod api;
 mod body;
 pub mod config;

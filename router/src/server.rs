@@ -11,6 +11,7 @@ use tokio::{
 
 use crate::{
     Config, Error,
+    admission::{Admission, AdmissionMetrics},
     api::{self, AppState},
     config::PolicyName,
     dispatch::Dispatcher,
@@ -87,6 +88,15 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         addr: config.listen,
         source,
     })?;
+    let admission = Admission::new(
+        config.queue.clone(),
+        config.caps.clone(),
+        AdmissionMetrics::new(metrics.registry())?,
+    );
+    admission.spawn_cap_updates(
+        Arc::clone(&replicas),
+        Duration::from_millis(config.caps.adaptive.interval_ms),
+    );
     let dispatcher = Arc::new(Dispatcher {
         replicas: Arc::clone(&replicas),
         policy,
@@ -96,6 +106,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         health: config.health.clone(),
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
+        admission,
     });
     let app = api::app(AppState {
         dispatcher,

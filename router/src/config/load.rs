@@ -111,6 +111,8 @@ impl Config {
             self.scrape.check(),
             self.prefix.check(),
             self.policy.cost.check(),
+            self.queue.check(),
+            self.caps.check(),
         ];
         if let Some(Err((key, reason))) = checks.into_iter().find(Result::is_err) {
             return Err(bad(key, reason));

@@ -42,6 +42,12 @@ pub struct Config {
     /// Prompt keys (bytes or tokens) and the per-replica prefix tree.
     #[serde(default)]
     pub prefix: crate::prompt_key::PrefixConfig,
+    /// The admission queue: order, bounds and priorities of requests waiting for a replica.
+    #[serde(default)]
+    pub queue: crate::admission::QueueConfig,
+    /// Per-replica concurrency caps (none, static or adaptive).
+    #[serde(default)]
+    pub caps: crate::admission::CapsConfig,
 }
 
 fn default_listen() -> SocketAddr {
