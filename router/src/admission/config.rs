@@ -250,7 +250,8 @@ impl Default for AdaptiveConfig {
 }
 
 impl CapsConfig {
-    /// Checks the values serde cannot; returns the offending key and why.
+    /// Checks the values serde cannot (the `adaptive` ones in adaptive mode only); returns the
+    /// offending key and why.
     pub fn check(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, reason: &str| Err((format!("caps.{key}"), reason.to_owned()));
         let a = &self.adaptive;
@@ -259,6 +260,9 @@ impl CapsConfig {
         }
         if self.max_prompt_tokens == Some(0) {
             return bad("max_prompt_tokens", "must be greater than 0");
+        }
+        if self.mode != CapsMode::Adaptive {
+            return Ok(());
         }
         if a.min_requests == 0 || a.min_requests > self.max_requests {
             return bad(
