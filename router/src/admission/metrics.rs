@@ -60,6 +60,11 @@ impl AdmissionMetrics {
             ),
             &["replica", "kind"],
         )?;
+        // The usual class and every rejection reason show from the start, at 0.
+        queue_length.with_label_values(&["0"]).set(0);
+        for reason in ["queue_full", "queue_timeout", "disconnected"] {
+            rejected.with_label_values(&["0", reason]).reset();
+        }
         registry.register(Box::new(queue_length.clone()))?;
         registry.register(Box::new(queue_wait.clone()))?;
         registry.register(Box::new(admitted.clone()))?;
