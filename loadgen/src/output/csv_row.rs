@@ -113,6 +113,7 @@ pub fn columns(s: &RunSummary) -> Result<Vec<(String, String)>> {
         opt(r.map(|r| r.generation_tokens)),
     );
     push("replica_successes", opt(r.map(|r| r.successes)));
+    push("replica_preemptions", opt(r.map(|r| r.preemptions)));
     push("replica_ttft_ms", opt(r.and_then(|r| r.means_ms.ttft)));
     push("replica_tpot_ms", opt(r.and_then(|r| r.means_ms.tpot)));
     push("replica_e2e_ms", opt(r.and_then(|r| r.means_ms.e2e)));
