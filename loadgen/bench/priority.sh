@@ -11,18 +11,20 @@
 #   3. the comparisons against the issue's targets, from the CSV.
 # Usage (from the repository root): loadgen/bench/priority.sh [OUT_DIR]
 # Environment: SIM_SPEEDUP (default 1), SIM_BLOCKS (3000), SIM_SEQS (64), CAP_REQUESTS (16),
-# NUM_PROMPTS (1000).
+# NUM_PROMPTS (1000), DATASET (the ShareGPT file), LG (a built loadgen: skips the build).
 set -euo pipefail
 OUT=${1:-results/priority}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 mkdir -p "$OUT"
-cargo build --release -q -p loadgen
-LG="${CARGO_TARGET_DIR:-target}/release/loadgen"
+if [ -z "${LG:-}" ]; then
+  cargo build --release -q -p loadgen
+  LG="${CARGO_TARGET_DIR:-target}/release/loadgen"
+fi
 WAIT_MS=60000
 COMMON=(sweep --policies cost --seed 0 --disable-progress
   --num-prompts "${NUM_PROMPTS:-1000}" --priority-mix 0:0.5,1:0.5
-  --dataset-path ../shared/data/sharegpt_long_convos.json --max-conversations 400
+  --dataset-path "${DATASET:-../shared/data/sharegpt_long_convos.json}" --max-conversations 400
   --min-output-len 10 --max-output-len 200
   --sim-speedup "${SIM_SPEEDUP:-1}" --sim-num-gpu-blocks "${SIM_BLOCKS:-3000}"
   --sim-max-num-seqs "${SIM_SEQS:-64}"

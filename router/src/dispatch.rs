@@ -64,9 +64,16 @@ impl Dispatcher {
         let mut tried: Vec<ReplicaId> = Vec::new();
         let mut last_error: Option<Error> = None;
         // Waits while every replica is at its cap; the permit is held like the load guard.
-        let mut permit = (self.admission)
+        let admitted = (self.admission)
             .admit_request(&self.replicas.snapshot(), parsed, &mut upstream)
-            .await?;
+            .await;
+        let mut permit = match admitted {
+            Ok(permit) => permit,
+            Err(error) => {
+                self.count_request("none", error.status());
+                return Err(error);
+            }
+        };
         for attempt in 0..=self.retry.max_retries {
             let snapshot = self.replicas.snapshot();
             let healthy: Vec<_> = snapshot

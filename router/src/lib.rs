@@ -2,7 +2,8 @@
 //!
 //! Layers, one concern per module: [`config`] (figment), [`api`] (routes and errors), [`proxy`]
 //! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
-//! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
+//! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries),
+//! [`admission`] (priority queue and per-replica caps, no HTTP).
 
 pub mod admission;
 pub mod api;
