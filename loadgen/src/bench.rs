@@ -44,6 +44,10 @@ pub struct BenchConfig {
     pub label: String,
     /// Router policy, when the caller started the router.
     pub policy: Option<String>,
+    /// Router admission-queue policy, when the caller set one.
+    pub queue_policy: Option<String>,
+    /// Router replica caps mode, when the caller set one.
+    pub caps: Option<String>,
     /// Goodput objectives.
     pub slo: Slo,
     /// Replica base URLs to scrape before and after.
@@ -79,6 +83,8 @@ impl Default for BenchConfig {
             stream: true,
             label: String::new(),
             policy: None,
+            queue_policy: None,
+            caps: None,
             slo: Slo::default(),
             replica_urls: Vec::new(),
             tokenizer: None,
@@ -221,6 +227,8 @@ pub async fn run_benchmark(cfg: &BenchConfig, cancel: CancellationToken) -> Resu
         params: RunParams {
             label: cfg.label.clone(),
             policy: cfg.policy.clone(),
+            queue_policy: cfg.queue_policy.clone(),
+            caps: cfg.caps.clone(),
             base_url: cfg.base_url.clone(),
             endpoint: cfg.endpoint.as_str().into(),
             model,

@@ -259,6 +259,8 @@ impl WorkloadArgs {
             stream: !self.disable_stream,
             label: self.label.clone(),
             policy: None,
+            queue_policy: None,
+            caps: None,
             slo: Slo {
                 ttft_ms: self.slo_ttft_ms,
                 tpot_ms: self.slo_tpot_ms,
@@ -291,6 +293,23 @@ pub struct SweepArgs {
     /// Request rates to run each policy at (comma separated; "inf" allowed).
     #[arg(long, value_delimiter = ',', default_value = "25,50,100")]
     pub request_rates: Vec<RequestRate>,
+    /// Router admission-queue policies to compare (fcfs, priority, priority_round_robin; comma
+    /// separated). Unset: the router's default (or --router-config's).
+    #[arg(long, value_delimiter = ',')]
+    pub queue_policies: Vec<String>,
+    /// Router replica caps to compare (none, static, adaptive; comma separated). Unset: the
+    /// router's default (or --router-config's).
+    #[arg(long, value_delimiter = ',')]
+    pub caps: Vec<String>,
+    /// Requests in flight per replica for `--caps static` (and the ceiling of `adaptive`).
+    #[arg(long, default_value_t = 32)]
+    pub cap_requests: u32,
+    /// Turns per priority class under `priority_round_robin`, e.g. `0:3,1:1`.
+    #[arg(long)]
+    pub queue_weights: Option<String>,
+    /// Longest wait in the router queue, milliseconds (503 beyond).
+    #[arg(long)]
+    pub queue_max_wait_ms: Option<u64>,
     /// Number of simulated replicas to start (ignored with --replica-urls).
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,

@@ -46,6 +46,8 @@ pub async fn demo_command(args: &DemoArgs, cancel: CancellationToken) -> Result<
     }
     let plan = SweepPlan {
         policies,
+        schedulers: Vec::new(),
+        admission: Default::default(),
         rates: vec![args.request_rate],
         bench: BenchConfig {
             dataset: DatasetConfig {

@@ -31,6 +31,9 @@ pub struct RequestRecord {
     pub chunks: u64,
     /// The replica named by the `x-routed-to` response header.
     pub routed_to: Option<String>,
+    /// Milliseconds the router held the request in its admission queue (`x-queue-wait-ms`).
+    #[serde(default)]
+    pub queue_wait_ms: Option<f64>,
     /// Generated text, kept only when a tokenizer will count it.
     #[serde(skip)]
     pub generated: String,

@@ -110,6 +110,7 @@ const QUEUE: &[&str] = &[
 ];
 const PREFILL: &[&str] = &["vllm:request_prefill_time_seconds"];
 const DECODE: &[&str] = &["vllm:request_decode_time_seconds"];
+const PREEMPTIONS: &[&str] = &["vllm:num_preemptions_total", "vllm:num_preemptions"];
 
 /// What one replica did during the run (counter deltas; histogram means in milliseconds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +127,9 @@ pub struct ReplicaDelta {
     pub generation_tokens: f64,
     /// Requests finished.
     pub successes: f64,
+    /// Running requests preempted (KV cache full), `vllm:num_preemptions_total`.
+    #[serde(default)]
+    pub preemptions: f64,
     /// Mean latencies of the requests finished during the run, by vLLM histogram.
     pub means_ms: HistogramMeans,
 }
@@ -159,6 +163,9 @@ pub struct ReplicaMetrics {
     pub generation_tokens: f64,
     /// Requests finished by all replicas.
     pub successes: f64,
+    /// Preemptions on all replicas.
+    #[serde(default)]
+    pub preemptions: f64,
     /// Prompt tokens per second.
     pub prompt_tokens_per_s: f64,
     /// Generated tokens per second.
@@ -206,6 +213,7 @@ pub fn replica_metrics(
             prompt_tokens: delta(b, a, PROMPT),
             generation_tokens: delta(b, a, GENERATION),
             successes: delta(b, a, SUCCESS),
+            preemptions: delta(b, a, PREEMPTIONS),
             means_ms: HistogramMeans {
                 ttft: hist_mean(b, a, TTFT),
                 tpot: hist_mean(b, a, TPOT),
@@ -236,6 +244,7 @@ pub fn replica_metrics(
         prompt_tokens: sum(|r| r.prompt_tokens),
         generation_tokens: sum(|r| r.generation_tokens),
         successes: sum(|r| r.successes),
+        preemptions: sum(|r| r.preemptions),
         prompt_tokens_per_s: rate(sum(|r| r.prompt_tokens)),
         generation_tokens_per_s: rate(sum(|r| r.generation_tokens)),
         successes_per_s: rate(sum(|r| r.successes)),

@@ -44,6 +44,12 @@ pub struct RunParams {
     pub slo_ttft_ms: Option<f64>,
     /// TPOT objective for goodput, ms.
     pub slo_tpot_ms: Option<f64>,
+    /// Router admission-queue policy, when loadgen started the router with one (sweep).
+    #[serde(default)]
+    pub queue_policy: Option<String>,
+    /// Router replica caps (`none`, `static`, `adaptive`), when loadgen set them (sweep).
+    #[serde(default)]
+    pub caps: Option<String>,
 }
 
 /// Prefill and generation split derived from a prefill-only baseline run.

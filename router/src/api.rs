@@ -93,7 +93,13 @@ impl IntoResponse for Error {
         let body = json!({
             "error": { "message": self.to_string(), "type": self.error_type(), "code": code }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ use http::{HeaderValue, Response};
 
 use crate::{
     Error,
+    admission::Admission,
     body::{InFlight, TrackedBody},
     config::{HealthConfig, RetryConfig},
     error::UpstreamErrorKind,
@@ -45,6 +46,8 @@ pub struct Dispatcher {
     pub idle_timeout: Duration,
     /// How prompt keys are made (bytes, or tokens off the async threads).
     pub keys: PromptKeys,
+    /// The admission queue and replica caps.
+    pub admission: Admission,
 }
 
 impl Dispatcher {
@@ -52,7 +55,7 @@ impl Dispatcher {
     pub async fn dispatch(
         &self,
         parsed: &ParsedRequest,
-        upstream: UpstreamRequest,
+        mut upstream: UpstreamRequest,
         request_id: &str,
     ) -> Result<Response<Body>, Error> {
         let route = parsed.route_request();
@@ -60,12 +63,23 @@ impl Dispatcher {
         let policy_name = self.policy.name();
         let mut tried: Vec<ReplicaId> = Vec::new();
         let mut last_error: Option<Error> = None;
+        // Waits while every replica is at its cap; the permit is held like the load guard.
+        let admitted = (self.admission)
+            .admit_request(&self.replicas.snapshot(), parsed, &mut upstream)
+            .await;
+        let mut permit = match admitted {
+            Ok(permit) => permit,
+            Err(error) => {
+                self.count_request("none", error.status());
+                return Err(error);
+            }
+        };
         for attempt in 0..=self.retry.max_retries {
             let snapshot = self.replicas.snapshot();
             let healthy: Vec<_> = snapshot
                 .all()
                 .iter()
-                .filter(|r| r.is_healthy() && !tried.contains(&r.id()))
+                .filter(|r| r.is_healthy() && !tried.contains(&r.id()) && permit.has_room(r.id()))
                 .filter(|r| r.serving.accepts(parsed.model.as_deref()))
                 .collect();
             if healthy.is_empty() {
@@ -104,6 +118,7 @@ impl Dispatcher {
                 None => tokens,
             };
             let prefill = parsed.stream.then_some(prefill);
+            permit.bind(replica.id());
             let mut guard = LoadGuard::acquire_with_prefill(Arc::clone(&replica), tokens, prefill);
             guard.predict_first_byte(decision.predicted_ttft_s);
             self.policy.on_dispatch(&route, replica.id());
@@ -146,7 +161,8 @@ impl Dispatcher {
                         request_id: request_id.to_owned(),
                     };
                     let body = TrackedBody::new(incoming, self.idle_timeout, in_flight);
-                    return Ok(Response::from_parts(parts, Body::new(body)));
+                    let response = Response::from_parts(parts, Body::new(body));
+                    return Ok(crate::admission::hold(response, permit));
                 }
                 Err(error) => {
                     drop(guard);

@@ -136,6 +136,20 @@ pub enum Error {
     /// No replica serves the requested model.
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
+    /// The admission queue (or the request's priority class) is full.
+    #[error("admission queue full; retry after {retry_after_s} s")]
+    QueueFull {
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_s: u64,
+    },
+    /// The request waited its class's maximum time in the admission queue.
+    #[error("waited {waited_ms} ms in the admission queue without a free replica")]
+    QueueTimeout {
+        /// How long it waited.
+        waited_ms: u64,
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_s: u64,
+    },
     /// Metrics registry failure (duplicate or invalid family).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -155,6 +169,8 @@ impl Error {
             Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config { .. }
             | Self::ConfigFile { .. }
             | Self::Bind { .. }
@@ -175,6 +191,8 @@ impl Error {
             Self::NoHealthyReplica => "service_unavailable_error",
             Self::Upstream { .. } => "upstream_error",
             Self::Timeout { .. } => "timeout_error",
+            Self::QueueFull { .. } => "rate_limit_error",
+            Self::QueueTimeout { .. } => "service_unavailable_error",
             _ => "internal_error",
         }
     }
@@ -184,6 +202,16 @@ impl Error {
         match self {
             Self::Unauthorized { .. } => Some("invalid_api_key"),
             Self::ModelNotFound(_) => Some("model_not_found"),
+            _ => None,
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, for errors that should carry one.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Self::QueueFull { retry_after_s } | Self::QueueTimeout { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
             _ => None,
         }
     }

@@ -2,10 +2,12 @@
 //!
 //! Layers, one concern per module: [`config`] (figment), [`api`] (routes and errors), [`proxy`]
 //! (forwarding), [`replicas`] (set, health, load), [`policy`] (one file per policy),
-//! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries).
+//! [`metrics`] (own registry), [`dispatch`] (admission, pick, load counting, retries),
+//! [`admission`] (priority queue and per-replica caps, no HTTP).
 
 pub mod access_log;
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod auth;
 mod body;

@@ -20,6 +20,7 @@ use tokio::{
 use crate::{
     Config, Error,
     admin::AdminState,
+    admission::{Admission, AdmissionMetrics},
     api::{self, AppState},
     auth::Auth,
     config::PolicyName,
@@ -121,6 +122,15 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         addr: config.listen,
         source,
     })?;
+    let admission = Admission::new(
+        config.queue.clone(),
+        config.caps.clone(),
+        AdmissionMetrics::new(metrics.registry())?,
+    );
+    admission.spawn_cap_updates(
+        Arc::clone(&replicas),
+        Duration::from_millis(config.caps.adaptive.interval_ms),
+    );
     let dispatcher = Arc::new(Dispatcher {
         replicas: Arc::clone(&replicas),
         policy,
@@ -130,6 +140,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         health: config.health.clone(),
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
+        admission,
     });
     let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
     let reloader = Arc::new(Reloader {

@@ -93,8 +93,13 @@ async fn traffic(router: &RouterServer, n: usize) {
 #[tokio::test]
 async fn every_series_the_dashboard_queries_is_exported() {
     let sims = start_sims(2, SimConfig::zero_delay()).await;
-    // The default policy over two live replicas: routing decisions and scraped load.
-    let cost = start_router(&router_yaml(&sims, "cost", "scrape:\n  interval_ms: 50\n")).await;
+    // The default policy over two live replicas: routing decisions, scraped load, static caps.
+    let cost = start_router(&router_yaml(
+        &sims,
+        "cost",
+        "scrape:\n  interval_ms: 50\ncaps:\n  mode: static\n",
+    ))
+    .await;
     wait_until(
         std::time::Duration::from_secs(5),
         "both replicas scraped",

@@ -160,6 +160,8 @@ async fn sweep_runs_every_policy_and_rate_into_one_csv() {
     let csv = dir.path().join("sweep.csv");
     let plan = SweepPlan {
         policies: vec!["round_robin".into(), "power_of_two".into()],
+        schedulers: Vec::new(),
+        admission: Default::default(),
         rates: vec![RequestRate::Infinite, RequestRate::PerSecond(400.0)],
         bench: small_bench(16),
         router_base: None,

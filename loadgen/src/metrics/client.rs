@@ -68,6 +68,10 @@ pub struct ClientMetrics {
     pub itl_ms: Stats,
     /// End-to-end latency.
     pub e2e_ms: Stats,
+    /// Time the router held requests in its admission queue (`x-queue-wait-ms`), over the
+    /// completed requests that reported it.
+    #[serde(default)]
+    pub queue_wait_ms: Stats,
     /// Requests meeting every SLO, when an SLO is set.
     pub good_requests: Option<u64>,
     /// Requests meeting every SLO per second, when an SLO is set.
@@ -101,6 +105,7 @@ pub fn client_metrics(records: &[RequestRecord], duration_s: f64, slo: Slo) -> C
     let tpots: Vec<f64> = ok.iter().filter_map(|r| r.tpot()).collect();
     let itls: Vec<f64> = ok.iter().flat_map(|r| r.itl.iter().copied()).collect();
     let e2es: Vec<f64> = ok.iter().map(|r| r.e2e).collect();
+    let waits: Vec<f64> = ok.iter().filter_map(|r| r.queue_wait_ms).collect();
     let good = slo
         .is_set()
         .then(|| records.iter().filter(|r| slo.met_by(r)).count() as u64);
@@ -120,6 +125,7 @@ pub fn client_metrics(records: &[RequestRecord], duration_s: f64, slo: Slo) -> C
         tpot_ms: Stats::of(&tpots).scaled(1000.0),
         itl_ms: Stats::of(&itls).scaled(1000.0),
         e2e_ms: Stats::of(&e2es).scaled(1000.0),
+        queue_wait_ms: Stats::of(&waits),
         good_requests: good,
         goodput: good.map(|g| per_s(g as f64)),
     }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::Stats;
-use crate::summary::RunSummary;
+use crate::summary::{RunParams, RunSummary};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -42,34 +42,37 @@ fn stats_cols(cols: &mut Vec<(String, String)>, name: &str, s: &Stats) {
     }
 }
 
+/// The parameter columns of a run: names and order are `RunParams`'s serde fields, so a new
+/// parameter is one field there (`None` is an empty cell).
+pub fn param_columns(p: &RunParams) -> Result<Vec<(String, String)>> {
+    let csv_err = |reason: String| Error::Csv {
+        path: "<run parameters>".into(),
+        reason,
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(p).map_err(|e| csv_err(e.to_string()))?;
+    let bytes = w.into_inner().map_err(|e| csv_err(e.to_string()))?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    let header = r.headers().map_err(|e| csv_err(e.to_string()))?.clone();
+    let row = r
+        .records()
+        .next()
+        .ok_or_else(|| csv_err("no row".into()))?
+        .map_err(|e| csv_err(e.to_string()))?;
+    Ok(header
+        .iter()
+        .zip(row.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
 /// The CSV columns of `s`, in order: parameters, then metrics.
-pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
-    let p = &s.params;
+pub fn columns(s: &RunSummary) -> Result<Vec<(String, String)>> {
     let m = &s.client;
-    let mut c: Vec<(String, String)> = Vec::with_capacity(96);
+    let mut c: Vec<(String, String)> = Vec::with_capacity(110);
+    c.extend(param_columns(&s.params)?);
     let mut push = |k: &str, v: String| c.push((k.to_string(), v));
-    push("label", p.label.clone());
-    push("policy", p.policy.clone().unwrap_or_default());
-    push("base_url", p.base_url.clone());
-    push("endpoint", p.endpoint.clone());
-    push("model", p.model.clone());
-    push("dataset", p.dataset.clone());
-    push("num_prompts", p.num_prompts.to_string());
     push("groups", s.groups.to_string());
-    push("request_rate", p.request_rate.clone());
-    push("burstiness", num(p.burstiness));
-    push(
-        "max_concurrency",
-        p.max_concurrency.map(|v| v.to_string()).unwrap_or_default(),
-    );
-    push("min_output_len", p.min_output_len.to_string());
-    push("max_output_len", p.max_output_len.to_string());
-    push("stream", p.stream.to_string());
-    push("ignore_eos", p.ignore_eos.to_string());
-    push("seed", p.seed.to_string());
-    push("priority_mix", p.priority_mix.clone().unwrap_or_default());
-    push("slo_ttft_ms", opt(p.slo_ttft_ms));
-    push("slo_tpot_ms", opt(p.slo_tpot_ms));
     push("token_source", s.token_source.clone());
     push("started_at", s.started_at.to_string());
     push("interrupted", s.interrupted.to_string());
@@ -96,6 +99,7 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
         ("tpot_ms", &m.tpot_ms),
         ("itl_ms", &m.itl_ms),
         ("e2e_ms", &m.e2e_ms),
+        ("queue_wait_ms", &m.queue_wait_ms),
     ] {
         stats_cols(&mut c, name, st);
     }
@@ -109,6 +113,7 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
         opt(r.map(|r| r.generation_tokens)),
     );
     push("replica_successes", opt(r.map(|r| r.successes)));
+    push("replica_preemptions", opt(r.map(|r| r.preemptions)));
     push("replica_ttft_ms", opt(r.and_then(|r| r.means_ms.ttft)));
     push("replica_tpot_ms", opt(r.and_then(|r| r.means_ms.tpot)));
     push("replica_e2e_ms", opt(r.and_then(|r| r.means_ms.e2e)));
@@ -144,11 +149,18 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
             let m = &c.metrics;
             let fields = [
                 ("completed", m.completed as f64),
+                ("failed", m.failed as f64),
                 ("ttft_mean", m.ttft_ms.mean),
+                ("ttft_p50", m.ttft_ms.median),
+                ("ttft_p95", m.ttft_ms.p95),
                 ("ttft_p99", m.ttft_ms.p99),
                 ("e2e_mean", m.e2e_ms.mean),
                 ("e2e_p99", m.e2e_ms.p99),
                 ("tpot_mean", m.tpot_ms.mean),
+                ("queue_wait_mean", m.queue_wait_ms.mean),
+                ("queue_wait_p99", m.queue_wait_ms.p99),
+                ("request_throughput", m.request_throughput),
+                ("output_throughput", m.output_throughput),
             ];
             let v = fields
                 .iter()
@@ -171,7 +183,7 @@ pub fn columns(s: &RunSummary) -> Vec<(String, String)> {
         "generation_throughput_tok_s",
         opt(pf.map(|p| p.generation_throughput_tok_s)),
     );
-    c
+    Ok(c)
 }
 
 fn encode(pairs: impl Iterator<Item = (String, String)>) -> String {
@@ -207,7 +219,7 @@ pub fn decode_nested(cell: &str) -> Vec<(String, HashMap<String, f64>)> {
 /// Appends `s` as one row to `path`, writing the header first when the file is new or empty.
 /// Appending to a file with a different header is an error (start a new file).
 pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
-    let cols = columns(s);
+    let cols = columns(s)?;
     let header: Vec<&str> = cols.iter().map(|(k, _)| k.as_str()).collect();
     let csv_err = |reason: String| Error::Csv {
         path: path.to_path_buf(),
@@ -299,8 +311,12 @@ mod tests {
 
     #[test]
     fn params_come_first_and_cells_round_trip() {
-        let cols = columns(&summary());
+        let cols = columns(&summary()).unwrap();
         assert_eq!(cols[0].0, "label");
+        assert!(
+            cols.iter().any(|c| c.0 == "queue_policy"),
+            "every RunParams field is a column"
+        );
         let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
         let params_end = names.iter().position(|n| *n == "token_source").unwrap();
         let metrics_start = names.iter().position(|n| *n == "duration_s").unwrap();

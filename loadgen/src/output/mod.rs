@@ -4,6 +4,6 @@ mod csv_row;
 mod jsonl;
 mod table;
 
-pub use csv_row::{append_csv, columns, decode_map, decode_nested, read_csv};
+pub use csv_row::{append_csv, columns, decode_map, decode_nested, param_columns, read_csv};
 pub use jsonl::{append_jsonl, read_last_summary};
 pub use table::{render_comparison, render_run};

@@ -64,19 +64,35 @@ fn num(cells: &HashMap<String, String>, k: &str) -> Option<f64> {
     cells.get(k).and_then(|v| v.parse().ok())
 }
 
+/// What routed and admitted a run's requests: `policy`, then `queue <policy>` and `caps <mode>`
+/// when the run set them, joined by " / " (empty when none is known).
+fn scheduler(policy: &str, queue: &str, caps: &str) -> String {
+    let queue = (!queue.is_empty()).then(|| format!("queue {queue}"));
+    let caps = (!caps.is_empty()).then(|| format!("caps {caps}"));
+    [
+        Some(policy.to_owned()).filter(|p| !p.is_empty()),
+        queue,
+        caps,
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" / ")
+}
+
 fn parse_row(cells: &HashMap<String, String>) -> Row {
     let text = |k: &str| cells.get(k).cloned().unwrap_or_default();
-    let name = [text("label"), text("policy"), text("base_url")]
+    let scheduler = scheduler(&text("policy"), &text("queue_policy"), &text("caps"));
+    let name = [text("label"), scheduler.clone(), text("base_url")]
         .into_iter()
         .find(|s| !s.is_empty())
         .unwrap_or_else(|| "run".into());
-    let policy = text("policy");
     let rate_label = text("request_rate");
     Row {
-        group: if policy.is_empty() {
+        group: if scheduler.is_empty() {
             name.clone()
         } else {
-            policy
+            scheduler
         },
         name,
         rate: if rate_label == "inf" {

@@ -277,17 +277,42 @@ pub(super) fn priority_charts(
             })
             .collect()
     };
-    for (stem, name, field) in [
-        ("ttft", "TTFT", "ttft_mean"),
-        ("e2e", "E2E latency", "e2e_mean"),
+    for (stem, name, field, unit) in [
+        ("ttft", "Mean TTFT", "ttft_mean", "ms"),
+        ("ttft_p99", "P99 TTFT", "ttft_p99", "ms"),
+        ("e2e", "Mean E2E latency", "e2e_mean", "ms"),
+        (
+            "queue_wait",
+            "Mean router queue wait",
+            "queue_wait_mean",
+            "ms",
+        ),
+        (
+            "queue_wait_p99",
+            "P99 router queue wait",
+            "queue_wait_p99",
+            "ms",
+        ),
+        (
+            "throughput",
+            "Request throughput",
+            "request_throughput",
+            "req/s",
+        ),
     ] {
+        let vals: Vec<(String, Vec<Option<f64>>)> = series(field);
+        if vals.iter().all(|(_, v)| v.iter().all(Option::is_none)) {
+            continue;
+        }
         let b = Bars {
-            title: format!("Mean {name} by priority class"),
-            y_label: "ms".into(),
+            title: format!("{name} by priority class"),
+            y_label: unit.into(),
             categories: labels.to_vec(),
-            series: series(field),
+            series: vals,
         };
-        let note = "Lower priority values are served first by vLLM's priority scheduling.";
+        let note = "Lower priority values are served first by vLLM's priority scheduling and \
+                    by the router's `priority` queue; `priority_round_robin` gives each class \
+                    weighted turns. Queue wait is the router's `x-queue-wait-ms`.";
         figs.add(
             &b,
             &format!("{stem}_by_priority"),

@@ -109,6 +109,8 @@ mod tests {
             };
             m.metrics.ttft_ms.mean = 10.0 + p as f64 * 5.0;
             m.metrics.e2e_ms.mean = 100.0 + p as f64 * 50.0;
+            m.metrics.queue_wait_ms.mean = 5.0 + p as f64 * 20.0;
+            m.metrics.request_throughput = rate * 0.45;
             s.per_priority.push(m);
         }
         s
@@ -140,6 +142,8 @@ mod tests {
             "replicas_over_time_3",
             "ttft_by_priority",
             "e2e_by_priority",
+            "queue_wait_by_priority",
+            "throughput_by_priority",
         ];
         for stem in stems {
             for ext in ["png", "svg"] {
@@ -165,6 +169,30 @@ mod tests {
             html.contains("power_of_two @ 25"),
             "rows labelled with their rate"
         );
+    }
+
+    #[test]
+    fn runs_are_grouped_by_policy_queue_policy_and_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("results.csv");
+        for queue in ["fcfs", "priority"] {
+            let mut s = run("cost", 50.0, 1.0);
+            s.params.queue_policy = Some(queue.into());
+            s.params.caps = Some("adaptive".into());
+            append_csv(&csv, &s).unwrap();
+        }
+        let rows = data::load(&csv).unwrap();
+        let groups: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
+        assert_eq!(
+            groups,
+            [
+                "cost / queue fcfs / caps adaptive",
+                "cost / queue priority / caps adaptive"
+            ]
+        );
+        let index = write_report(&csv, &dir.path().join("report")).unwrap();
+        let html = std::fs::read_to_string(index).unwrap();
+        assert!(html.contains("cost / queue priority / caps adaptive"));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use tokio::time::Instant;
 
 /// Response header naming the replica the router picked.
 pub const ROUTED_TO_HEADER: &str = "x-routed-to";
+/// Response header with the router's admission-queue wait in milliseconds.
+pub(crate) const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
 
 /// One request to send.
 pub(crate) struct Call<'a> {
@@ -32,6 +34,7 @@ struct Progress {
     text: String,
     usage: Option<(u64, u64)>,
     routed_to: Option<String>,
+    queue_wait_ms: Option<f64>,
     detail: Option<String>,
 }
 
@@ -119,6 +122,7 @@ impl Call<'_> {
             has_usage,
             chunks: p.chunks,
             routed_to: p.routed_to,
+            queue_wait_ms: p.queue_wait_ms,
             error_detail,
             generated: p.text,
             ..RequestRecord::default()
@@ -138,6 +142,11 @@ impl Call<'_> {
             .get(ROUTED_TO_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
+        p.queue_wait_ms = resp
+            .headers()
+            .get(QUEUE_WAIT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             p.detail = resp.text().await.ok().map(|t| error_message(&t));

@@ -129,6 +129,8 @@ impl Config {
             self.admin.check(),
             self.models.check(),
             self.discovery.check(),
+            self.queue.check(),
+            self.caps.check(),
         ];
         if let Some(Err((key, reason))) = checks.into_iter().find(Result::is_err) {
             return Err(bad(key, reason));

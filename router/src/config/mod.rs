@@ -60,6 +60,12 @@ pub struct Config {
     /// Replica discovery from DNS or Kubernetes EndpointSlices.
     #[serde(default)]
     pub discovery: crate::discovery::DiscoveryConfig,
+    /// The admission queue: order, bounds and priorities of requests waiting for a replica.
+    #[serde(default)]
+    pub queue: crate::admission::QueueConfig,
+    /// Per-replica concurrency caps (none, static or adaptive).
+    #[serde(default)]
+    pub caps: crate::admission::CapsConfig,
 }
 
 fn default_listen() -> SocketAddr {

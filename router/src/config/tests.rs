@@ -237,3 +237,42 @@ fn sources_name_file_environment_flag_or_default() {
     // The annotated output is still the same config.
     assert_eq!(Config::from_yaml_str(&yaml).unwrap(), config);
 }
+
+#[test]
+fn queue_and_caps_sections_parse_and_bad_values_name_their_key() {
+    let yaml = "queue:\n  policy: priority_round_robin\n  route_priority:\n    /v1/completions: 1\n  \
+                classes:\n    - priority: 0\n      weight: 3\n      max_wait_ms: 500\n\
+                caps:\n  mode: adaptive\n  max_requests: 32\n";
+    let config = Config::from_yaml_str(yaml).unwrap();
+    assert_eq!(
+        config.queue.policy,
+        crate::admission::QueuePolicy::PriorityRoundRobin
+    );
+    assert_eq!((config.queue.weight(0), config.queue.weight(1)), (3, 1));
+    assert_eq!(
+        (config.queue.max_wait_ms(0), config.queue.max_wait_ms(1)),
+        (500, 60_000)
+    );
+    assert_eq!(config.queue.route_priority["/v1/completions"], 1);
+    assert_eq!(config.caps.mode, crate::admission::CapsMode::Adaptive);
+    let cases = [
+        ("queue:\n  max_length: 0\n", "queue.max_length"),
+        (
+            "queue:\n  classes:\n    - priority: 1\n    - priority: 1\n",
+            "queue.classes[1].priority",
+        ),
+        ("queue:\n  policy: lifo\n", "queue.policy"),
+        (
+            "caps:\n  mode: adaptive\n  adaptive:\n    kv_low: 0.95\n",
+            "caps.adaptive.kv_low",
+        ),
+        (
+            "caps:\n  mode: adaptive\n  max_requests: 2\n",
+            "caps.adaptive.min_requests",
+        ),
+    ];
+    for (yaml, want_key) in cases {
+        let (_, key, _) = config_error(yaml);
+        assert_eq!(key, want_key, "{yaml}");
+    }
+}

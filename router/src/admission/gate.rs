@@ -1,0 +1,491 @@
+//! The gate: a request waits here for a permit while every healthy replica is at its cap; a
+//! freed slot goes to the head of the queue, whose dispatcher then routes it over the replicas
+//! with room. No HTTP: the dispatcher turns rejections into responses.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio::{sync::oneshot, time::Instant};
+
+use super::{
+    caps::{Cap, CapController, Pressure, Step},
+    config::{CapsConfig, CapsMode, QueueConfig},
+    metrics::{AdmissionMetrics, priority_label},
+    queue::WaitQueue,
+};
+use crate::replicas::ReplicaId;
+
+/// Why a request got no permit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The queue (or the request's class) is at its maximum length.
+    Full {
+        /// Seconds the client should wait before retrying.
+        retry_after_s: u64,
+    },
+    /// The request waited its class's maximum wait without a replica slot.
+    Timeout {
+        /// How long it waited.
+        waited: Duration,
+        /// Seconds the client should wait before retrying.
+        retry_after_s: u64,
+    },
+}
+
+/// The admission gate, shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct Admission {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    queue: QueueConfig,
+    caps: CapsConfig,
+    metrics: AdmissionMetrics,
+    state: Mutex<State>,
+}
+
+/// One waiting request.
+struct Waiter {
+    tokens: u64,
+    grant: oneshot::Sender<()>,
+}
+
+/// What the gate knows of one replica: health, what its permits hold, and its cap.
+struct Slot {
+    name: String,
+    healthy: bool,
+    requests: u32,
+    tokens: u64,
+    cap: CapController,
+}
+
+impl Slot {
+    fn fits(&self, tokens: u64) -> bool {
+        self.healthy && self.cap.cap().fits(self.requests, self.tokens, tokens)
+    }
+}
+
+struct State {
+    queue: WaitQueue<Waiter>,
+    /// Permits granted and not yet bound to a replica: at most one at a time, so the replicas
+    /// with room seen by its dispatcher are not taken by another one meanwhile.
+    reserved: usize,
+    slots: HashMap<ReplicaId, Slot>,
+}
+
+impl State {
+    fn room_for(&self, tokens: u64) -> bool {
+        self.slots.values().any(|s| s.fits(tokens))
+    }
+
+    /// With no healthy replica the gate lets requests through: the dispatcher answers 503 at
+    /// once instead of holding them for the whole wait.
+    fn none_healthy(&self) -> bool {
+        !self.slots.values().any(|s| s.healthy)
+    }
+}
+
+impl Admission {
+    /// A gate with `queue` ordering and bounds and `caps` per replica, counting into `metrics`.
+    pub fn new(queue: QueueConfig, caps: CapsConfig, metrics: AdmissionMetrics) -> Self {
+        let state = State {
+            queue: WaitQueue::new(queue.policy),
+            reserved: 0,
+            slots: HashMap::new(),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                queue,
+                caps,
+                metrics,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// Whether replicas have caps (otherwise every request is admitted at once).
+    pub fn enabled(&self) -> bool {
+        self.shared.caps.mode != CapsMode::None
+    }
+
+    /// The queue settings.
+    pub fn queue_config(&self) -> &QueueConfig {
+        &self.shared.queue
+    }
+
+    /// Brings the gate's replicas in line with `replicas` (id, name, healthy): new ones get a
+    /// cap, gone ones are forgotten. Waiters are admitted if that made room.
+    pub fn sync_replicas<'a>(
+        &self,
+        replicas: impl IntoIterator<Item = (ReplicaId, &'a str, bool)>,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        let mut seen = Vec::new();
+        for (id, name, healthy) in replicas {
+            seen.push(id);
+            let slot = st.slots.entry(id).or_insert_with(|| {
+                let slot = Slot {
+                    name: name.to_owned(),
+                    healthy,
+                    requests: 0,
+                    tokens: 0,
+                    cap: CapController::new(&shared.caps),
+                };
+                shared.publish_cap(&slot);
+                slot
+            });
+            slot.healthy = healthy;
+        }
+        let gone: Vec<ReplicaId> = st
+            .slots
+            .keys()
+            .filter(|id| !seen.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(slot) = st.slots.remove(&id) {
+                for kind in ["requests", "prompt_tokens"] {
+                    let _ = shared.metrics.cap.remove_label_values(&[&slot.name, kind]);
+                }
+            }
+        }
+        shared.pump(&mut st);
+    }
+
+    /// Feeds replica `id`'s latest signals to its cap (`None`: no fresh scrape); waiters are
+    /// admitted if the cap grew.
+    pub fn observe(&self, id: ReplicaId, pressure: Option<Pressure>) -> Option<Step> {
+        if !self.enabled() {
+            return None;
+        }
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        let slot = st.slots.get_mut(&id)?;
+        let step = slot.cap.observe(pressure);
+        shared.publish_cap(slot);
+        shared.pump(&mut st);
+        Some(step)
+    }
+
+    /// The cap in force on replica `id`, if known.
+    pub fn cap(&self, id: ReplicaId) -> Option<Cap> {
+        let st = self.shared.state.lock();
+        st.slots.get(&id).map(|s| s.cap.cap())
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.shared.state.lock().queue.len()
+    }
+
+    /// Waits for a permit for a request of `priority` and `tokens` estimated prompt tokens.
+    /// Dropping the future (client gone) leaves the queue at once.
+    pub async fn admit(&self, priority: i64, tokens: u64) -> Result<Permit, Rejection> {
+        let arrived = Instant::now();
+        let shared = &self.shared;
+        if !self.enabled() {
+            return Ok(self.granted(priority, tokens, arrived, false));
+        }
+        let label = priority_label(priority);
+        let (seq, rx) = {
+            let mut st = shared.state.lock();
+            let free = st.reserved == 0 && st.queue.is_empty();
+            if free && (st.room_for(tokens) || st.none_healthy()) {
+                st.reserved += 1;
+                drop(st);
+                return Ok(self.granted(priority, tokens, arrived, true));
+            }
+            let class_full = shared
+                .queue
+                .class_max_length(priority)
+                .is_some_and(|max| st.queue.class_len(priority) >= max);
+            if st.queue.len() >= shared.queue.max_length || class_full {
+                drop(st);
+                shared.reject(&label, "queue_full");
+                return Err(Rejection::Full {
+                    retry_after_s: shared.queue.retry_after_s,
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            let seq = st.queue.push(priority, Waiter { tokens, grant: tx });
+            shared
+                .metrics
+                .queue_length
+                .with_label_values(&[&label])
+                .inc();
+            (seq, rx)
+        };
+        let mut leave = Leave {
+            shared: Arc::clone(shared),
+            priority,
+            seq,
+            armed: true,
+        };
+        let deadline = arrived + Duration::from_millis(shared.queue.max_wait_ms(priority));
+        let outcome = tokio::time::timeout_at(deadline, rx).await;
+        leave.armed = false;
+        match outcome {
+            Ok(_) => Ok(self.granted(priority, tokens, arrived, true)),
+            Err(_) => {
+                let mut st = shared.state.lock();
+                if st.queue.remove(priority, seq).is_none() {
+                    // Granted just as the wait ran out: take it.
+                    drop(st);
+                    return Ok(self.granted(priority, tokens, arrived, true));
+                }
+                drop(st);
+                shared
+                    .metrics
+                    .queue_length
+                    .with_label_values(&[&label])
+                    .dec();
+                shared.reject(&label, "queue_timeout");
+                Err(Rejection::Timeout {
+                    waited: arrived.elapsed(),
+                    retry_after_s: shared.queue.retry_after_s,
+                })
+            }
+        }
+    }
+
+    fn granted(&self, priority: i64, tokens: u64, arrived: Instant, reserved: bool) -> Permit {
+        let waited = arrived.elapsed();
+        let label = priority_label(priority);
+        let m = &self.shared.metrics;
+        m.admitted.with_label_values(&[&label]).inc();
+        m.queue_wait
+            .with_label_values(&[&label])
+            .observe(waited.as_secs_f64());
+        Permit {
+            shared: reserved.then(|| Arc::clone(&self.shared)),
+            held: Held::Reserved,
+            tokens,
+            priority,
+            waited,
+        }
+    }
+}
+
+/// A handle on the gate that does not keep it alive (background tasks).
+pub(crate) struct WeakAdmission(Weak<Shared>);
+
+impl WeakAdmission {
+    /// The gate, if it still exists.
+    pub(crate) fn upgrade(&self) -> Option<Admission> {
+        self.0.upgrade().map(|shared| Admission { shared })
+    }
+}
+
+impl Admission {
+    /// A handle that does not keep the gate alive.
+    pub(crate) fn downgrade(&self) -> WeakAdmission {
+        WeakAdmission(Arc::downgrade(&self.shared))
+    }
+}
+
+impl Shared {
+    /// Hands freed room to the head of the queue, one unbound permit at a time.
+    fn pump(&self, st: &mut State) {
+        let weight = |p: i64| self.queue.weight(p);
+        while st.reserved == 0 {
+            let Some(head) = st.queue.peek(&weight) else {
+                return;
+            };
+            if !st.room_for(head.tokens) && !st.none_healthy() {
+                return;
+            }
+            let Some((priority, waiter)) = st.queue.pop(&weight) else {
+                return;
+            };
+            self.metrics
+                .queue_length
+                .with_label_values(&[&priority_label(priority)])
+                .dec();
+            // If the waiter's future is being dropped right now, the send fails; the reservation
+            // is counted anyway and its `Leave` (or its timeout branch) hands it back.
+            let _ = waiter.grant.send(());
+            st.reserved += 1;
+        }
+    }
+
+    fn reject(&self, label: &str, reason: &str) {
+        self.metrics
+            .rejected
+            .with_label_values(&[label, reason])
+            .inc();
+    }
+
+    fn publish_cap(&self, slot: &Slot) {
+        let cap = slot.cap.cap();
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.metrics
+            .cap
+            .with_label_values(&[&slot.name, "requests"])
+            .set(clamp(u64::from(cap.requests)));
+        let tokens = cap.prompt_tokens.map_or(-1, clamp);
+        self.metrics
+            .cap
+            .with_label_values(&[&slot.name, "prompt_tokens"])
+            .set(tokens);
+    }
+
+    /// Gives back what a permit held (a reservation or a replica slot) and admits the next.
+    fn release(&self, held: Held, tokens: u64) {
+        let mut st = self.state.lock();
+        match held {
+            Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
+            Held::Bound(id) => {
+                if let Some(slot) = st.slots.get_mut(&id) {
+                    slot.requests = slot.requests.saturating_sub(1);
+                    slot.tokens = slot.tokens.saturating_sub(tokens);
+                }
+            }
+            Held::Released => return,
+        }
+        self.pump(&mut st);
+    }
+}
+
+/// Takes a waiter out of the queue if its future is dropped while it waits (client gone), or
+/// hands back a permit granted to it that it never took.
+struct Leave {
+    shared: Arc<Shared>,
+    priority: i64,
+    seq: u64,
+    armed: bool,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let shared = &self.shared;
+        let mut st = shared.state.lock();
+        if st.queue.remove(self.priority, self.seq).is_some() {
+            drop(st);
+            let label = priority_label(self.priority);
+            shared
+                .metrics
+                .queue_length
+                .with_label_values(&[&label])
+                .dec();
+            shared.reject(&label, "disconnected");
+        } else {
+            st.reserved = st.reserved.saturating_sub(1);
+            shared.pump(&mut st);
+        }
+    }
+}
+
+/// What a permit holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Granted, not yet on a replica.
+    Reserved,
+    /// Counted against a replica's cap.
+    Bound(ReplicaId),
+    /// Nothing (no caps, or given back).
+    Released,
+}
+
+/// The right to send one request: first a reservation, then a slot on the replica it is bound
+/// to. Held like the load guard, until the response ends; dropping it frees the slot.
+pub struct Permit {
+    shared: Option<Arc<Shared>>,
+    held: Held,
+    tokens: u64,
+    priority: i64,
+    waited: Duration,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("held", &self.held)
+            .field("priority", &self.priority)
+            .field("waited", &self.waited)
+            .finish()
+    }
+}
+
+impl Permit {
+    /// A permit that holds nothing (no caps, or tests).
+    pub fn free(priority: i64) -> Self {
+        Self {
+            shared: None,
+            held: Held::Released,
+            tokens: 0,
+            priority,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The filter the dispatcher applies to candidates: whether replica `id` has room for
+    /// this request (always true without caps, and for the replica it is already bound to).
+    pub fn has_room(&self, id: ReplicaId) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        if self.held == Held::Bound(id) {
+            return true;
+        }
+        let st = shared.state.lock();
+        st.slots.get(&id).is_none_or(|s| s.fits(self.tokens))
+    }
+
+    /// Counts the request against replica `id` (moving it there on a retry).
+    pub fn bind(&mut self, id: ReplicaId) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if self.held == Held::Bound(id) {
+            return;
+        }
+        let mut st = shared.state.lock();
+        match self.held {
+            Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
+            Held::Bound(old) => {
+                if let Some(slot) = st.slots.get_mut(&old) {
+                    slot.requests = slot.requests.saturating_sub(1);
+                    slot.tokens = slot.tokens.saturating_sub(self.tokens);
+                }
+            }
+            Held::Released => {}
+        }
+        if let Some(slot) = st.slots.get_mut(&id) {
+            slot.requests += 1;
+            slot.tokens = slot.tokens.saturating_add(self.tokens);
+        }
+        self.held = Held::Bound(id);
+        shared.pump(&mut st);
+    }
+
+    /// How long the request waited in the queue.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The request's priority.
+    pub fn priority(&self) -> i64 {
+        self.priority
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let held = std::mem::replace(&mut self.held, Held::Released);
+        if let Some(shared) = &self.shared {
+            shared.release(held, self.tokens);
+        }
+    }
+}

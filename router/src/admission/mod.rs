@@ -1,0 +1,172 @@
+//! Priority admission: a queue in front of dispatch and per-replica concurrency caps.
+//!
+//! [`queue`] orders waiting requests (`fcfs`, `priority`, `priority_round_robin`), [`caps`]
+//! holds each replica's cap (static, or adaptive on scraped KV usage and waiting queue),
+//! [`gate`] hands out [`Permit`]s when a replica has room, [`priority`] finds a request's
+//! priority. This file is the glue to the request path: the one call the dispatcher makes, the
+//! response body that holds the permit, and the task that feeds caps from the scrapes.
+
+pub mod caps;
+pub mod config;
+pub mod gate;
+pub mod metrics;
+pub mod priority;
+pub mod queue;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Response};
+use http_body::{Frame, SizeHint};
+
+pub use caps::{Cap, Pressure};
+pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy};
+pub use gate::{Admission, Permit, Rejection};
+pub use metrics::AdmissionMetrics;
+
+use crate::{
+    Error,
+    policy::Endpoint,
+    proxy::UpstreamRequest,
+    replicas::{ReplicaSet, Snapshot},
+    request::ParsedRequest,
+};
+
+/// Response header with the milliseconds the request waited in the admission queue.
+pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
+
+impl Admission {
+    /// The dispatcher's one call: finds the request's priority (forwarding it in the body when
+    /// it came from the header or a default), then waits for a permit. Queue full is a 429,
+    /// waited too long a 503, both with `Retry-After`.
+    pub async fn admit_request(
+        &self,
+        snapshot: &Snapshot,
+        parsed: &ParsedRequest,
+        upstream: &mut UpstreamRequest,
+    ) -> Result<Permit, Error> {
+        let path = upstream
+            .path_and_query
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        let (priority, source) = priority::resolve(
+            self.queue_config(),
+            parsed.priority,
+            &upstream.headers,
+            path,
+        );
+        if source == priority::Source::Elsewhere
+            && priority != 0
+            && parsed.endpoint != Endpoint::Other
+        {
+            upstream.body = priority::with_priority(&upstream.body, priority);
+            upstream.headers.remove(http::header::CONTENT_LENGTH);
+        }
+        self.sync_snapshot(snapshot);
+        self.admit(priority, parsed.prompt_tokens as u64)
+            .await
+            .map_err(|rejection| match rejection {
+                Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
+                Rejection::Timeout {
+                    waited,
+                    retry_after_s,
+                } => Error::QueueTimeout {
+                    waited_ms: waited.as_millis() as u64,
+                    retry_after_s,
+                },
+            })
+    }
+
+    /// Tells the gate which replicas exist and which are healthy.
+    pub fn sync_snapshot(&self, snapshot: &Snapshot) {
+        if self.enabled() {
+            self.sync_replicas(
+                snapshot
+                    .all()
+                    .iter()
+                    .map(|r| (r.id(), r.name(), r.is_healthy())),
+            );
+        }
+    }
+
+    /// Starts the task that, every `caps.adaptive.interval_ms`, syncs the replicas and feeds
+    /// each cap the replica's latest fresh scrape. It ends when the gate is dropped.
+    pub fn spawn_cap_updates(&self, replicas: Arc<ReplicaSet>, interval: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let gate = self.downgrade();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(gate) = gate.upgrade() else {
+                    return;
+                };
+                let snapshot = replicas.snapshot();
+                gate.sync_snapshot(&snapshot);
+                let now = Instant::now();
+                for replica in snapshot.all() {
+                    let pressure = replica.load.scraped.fresh(now).map(|s| Pressure {
+                        kv_usage: s.load.kv_usage,
+                        waiting: s.load.waiting,
+                        kv_capacity_tokens: s.load.kv_capacity_tokens(),
+                    });
+                    gate.observe(replica.id(), pressure);
+                }
+            }
+        });
+    }
+}
+
+/// `response` with `x-queue-wait-ms` set and a body that holds `permit` until it ends.
+pub fn hold(response: Response<Body>, permit: Permit) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    if let Ok(v) = HeaderValue::from_str(&permit.waited().as_millis().to_string()) {
+        parts.headers.insert(QUEUE_WAIT_HEADER, v);
+    }
+    Response::from_parts(
+        parts,
+        Body::new(PermitBody {
+            inner: body,
+            _permit: permit,
+        }),
+    )
+}
+
+/// A response body that keeps the request's replica slot until it ends or is dropped.
+struct PermitBody {
+    inner: Body,
+    _permit: Permit,
+}
+
+impl http_body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

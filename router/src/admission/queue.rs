@@ -1,0 +1,216 @@
+//! The waiting line itself: which waiting entry goes next under `fcfs`, `priority` or
+//! `priority_round_robin`. Pure data, no time and no I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::config::QueuePolicy;
+
+/// One priority class: its entries in arrival order and its round-robin credit.
+#[derive(Debug)]
+struct Class<T> {
+    entries: VecDeque<(u64, T)>,
+    credit: i64,
+}
+
+/// Waiting entries grouped by priority class, popped in the order of the queue policy.
+#[derive(Debug)]
+pub struct WaitQueue<T> {
+    policy: QueuePolicy,
+    classes: BTreeMap<i64, Class<T>>,
+    next_seq: u64,
+    len: usize,
+}
+
+impl<T> WaitQueue<T> {
+    /// An empty queue ordered by `policy`.
+    pub fn new(policy: QueuePolicy) -> Self {
+        Self {
+            policy,
+            classes: BTreeMap::new(),
+            next_seq: 0,
+            len: 0,
+        }
+    }
+
+    /// Entries waiting, all classes together.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries of `priority` waiting.
+    pub fn class_len(&self, priority: i64) -> usize {
+        self.classes.get(&priority).map_or(0, |c| c.entries.len())
+    }
+
+    /// Appends `item` to its class; returns its ticket for [`WaitQueue::remove`].
+    pub fn push(&mut self, priority: i64, item: T) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.classes
+            .entry(priority)
+            .or_insert_with(|| Class {
+                entries: VecDeque::new(),
+                credit: 0,
+            })
+            .entries
+            .push_back((seq, item));
+        self.len += 1;
+        seq
+    }
+
+    /// The class whose head goes next. Round robin is smooth weighted round robin over the
+    /// classes that wait: each turn every class gains its weight and the richest (ties: the
+    /// lower priority value) is served and pays the sum of the weights.
+    fn next_class(&self, weight: &impl Fn(i64) -> u32) -> Option<i64> {
+        match self.policy {
+            QueuePolicy::Priority => self.classes.keys().next().copied(),
+            QueuePolicy::Fcfs => self
+                .classes
+                .iter()
+                .filter_map(|(p, c)| c.entries.front().map(|(seq, _)| (*seq, *p)))
+                .min()
+                .map(|(_, p)| p),
+            QueuePolicy::PriorityRoundRobin => self
+                .classes
+                .iter()
+                .map(|(p, c)| (c.credit + i64::from(weight(*p)), std::cmp::Reverse(*p)))
+                .max()
+                .map(|(_, std::cmp::Reverse(p))| p),
+        }
+    }
+
+    /// The entry that goes next, without removing it.
+    pub fn peek(&self, weight: &impl Fn(i64) -> u32) -> Option<&T> {
+        let class = self.next_class(weight)?;
+        self.classes
+            .get(&class)?
+            .entries
+            .front()
+            .map(|(_, item)| item)
+    }
+
+    /// Removes and returns the entry that goes next, with its priority.
+    pub fn pop(&mut self, weight: &impl Fn(i64) -> u32) -> Option<(i64, T)> {
+        let chosen = self.next_class(weight)?;
+        if self.policy == QueuePolicy::PriorityRoundRobin {
+            let total: i64 = self.classes.keys().map(|p| i64::from(weight(*p))).sum();
+            for (p, class) in &mut self.classes {
+                class.credit += i64::from(weight(*p));
+            }
+            if let Some(class) = self.classes.get_mut(&chosen) {
+                class.credit -= total;
+            }
+        }
+        let class = self.classes.get_mut(&chosen)?;
+        let (_, item) = class.entries.pop_front()?;
+        if class.entries.is_empty() {
+            self.classes.remove(&chosen);
+        }
+        self.len -= 1;
+        Some((chosen, item))
+    }
+
+    /// Removes the entry with ticket `seq` (a waiter that left), if it still waits.
+    pub fn remove(&mut self, priority: i64, seq: u64) -> Option<T> {
+        let class = self.classes.get_mut(&priority)?;
+        let at = class.entries.iter().position(|(s, _)| *s == seq)?;
+        let (_, item) = class.entries.remove(at)?;
+        if class.entries.is_empty() {
+            self.classes.remove(&priority);
+        }
+        self.len -= 1;
+        Some(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(q: &mut WaitQueue<&'static str>, weight: impl Fn(i64) -> u32) -> Vec<&'static str> {
+        std::iter::from_fn(|| q.pop(&weight).map(|(_, x)| x)).collect()
+    }
+
+    fn filled(policy: QueuePolicy) -> WaitQueue<&'static str> {
+        let mut q = WaitQueue::new(policy);
+        for (p, x) in [(1, "a1"), (0, "b0"), (1, "c1"), (0, "d0"), (2, "e2")] {
+            q.push(p, x);
+        }
+        q
+    }
+
+    #[test]
+    fn fcfs_ignores_priority() {
+        let mut q = filled(QueuePolicy::Fcfs);
+        assert_eq!(q.len(), 5);
+        assert_eq!(drain(&mut q, |_| 1), ["a1", "b0", "c1", "d0", "e2"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn priority_is_strict_and_fcfs_within_a_class() {
+        let mut q = filled(QueuePolicy::Priority);
+        assert_eq!(q.peek(&|_| 1), Some(&"b0"));
+        assert_eq!(drain(&mut q, |_| 1), ["b0", "d0", "a1", "c1", "e2"]);
+    }
+
+    #[test]
+    fn round_robin_serves_each_class_its_weighted_share() {
+        let mut q = WaitQueue::new(QueuePolicy::PriorityRoundRobin);
+        for i in 0..300 {
+            q.push(i % 3, i);
+        }
+        let weight = |p: i64| [3, 2, 1][p as usize];
+        let mut served = [0usize; 3];
+        for _ in 0..60 {
+            let (p, _) = q.pop(&weight).unwrap();
+            served[p as usize] += 1;
+        }
+        assert_eq!(served, [30, 20, 10], "shares 3:2:1 while all classes wait");
+        let mut last_turn = [0usize; 3];
+        for turn in 0..60 {
+            let (p, _) = q.pop(&weight).unwrap();
+            last_turn[p as usize] = turn;
+        }
+        assert!(
+            last_turn[2] >= 54,
+            "the lightest class is served all along, not after the others: {last_turn:?}"
+        );
+    }
+
+    #[test]
+    fn round_robin_never_starves_the_lowest_class_under_a_flood() {
+        let mut q = WaitQueue::new(QueuePolicy::PriorityRoundRobin);
+        q.push(5, 0);
+        let weight = |p: i64| if p == 0 { 10 } else { 1 };
+        let mut turns = 0;
+        loop {
+            // Class 0 is refilled before every turn: it always waits.
+            q.push(0, 1);
+            turns += 1;
+            if q.pop(&weight).unwrap().0 == 5 {
+                break;
+            }
+            assert!(turns <= 11, "class 5 waited more than one round");
+        }
+    }
+
+    #[test]
+    fn remove_takes_a_waiter_out_wherever_it_is() {
+        let mut q = WaitQueue::new(QueuePolicy::Priority);
+        let a = q.push(0, "a");
+        let b = q.push(0, "b");
+        let c = q.push(1, "c");
+        assert_eq!(q.remove(0, b), Some("b"));
+        assert_eq!(q.remove(0, b), None, "only once");
+        assert_eq!(q.remove(1, c), Some("c"));
+        assert_eq!((q.len(), q.class_len(0), q.class_len(1)), (1, 1, 0));
+        assert_eq!(q.remove(0, a), Some("a"));
+        assert!(q.is_empty() && q.peek(&|_| 1).is_none());
+    }
+}

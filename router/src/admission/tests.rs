@@ -1,0 +1,272 @@
+//! The gate under paused time: ordering under each policy, bounds, waits, disconnects, caps.
+
+use std::time::Duration;
+
+use super::{
+    Admission, AdmissionMetrics, CapsConfig, CapsMode, Permit, Pressure, QueueConfig, QueuePolicy,
+    Rejection,
+    config::{AdaptiveConfig, ClassConfig},
+};
+use crate::replicas::ReplicaId;
+
+const R0: ReplicaId = ReplicaId(0);
+const R1: ReplicaId = ReplicaId(1);
+
+fn gate(policy: QueuePolicy, max_requests: u32, replicas: u32) -> Admission {
+    gate_with(
+        QueueConfig {
+            policy,
+            ..QueueConfig::default()
+        },
+        CapsConfig {
+            mode: CapsMode::Static,
+            max_requests,
+            ..CapsConfig::default()
+        },
+        replicas,
+    )
+}
+
+fn gate_with(queue: QueueConfig, caps: CapsConfig, replicas: u32) -> Admission {
+    let g = Admission::new(queue, caps, AdmissionMetrics::unregistered());
+    let names: Vec<String> = (0..replicas).map(|i| format!("r{i}")).collect();
+    g.sync_replicas(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (ReplicaId(i as u32), n.as_str(), true)),
+    );
+    g
+}
+
+/// Admits and binds to the first replica with room, as the dispatcher does.
+async fn take(g: &Admission, priority: i64) -> Permit {
+    let mut p = g.admit(priority, 10).await.expect("admitted");
+    let id = [R0, R1]
+        .into_iter()
+        .find(|id| p.has_room(*id))
+        .expect("room");
+    p.bind(id);
+    p
+}
+
+/// Lets every runnable task run (time is paused: nothing else moves).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fcfs_serves_in_arrival_order() {
+    let order = [1, 0, 2, 0, 1];
+    let served = served_in_turn(QueuePolicy::Fcfs, &[], &order).await;
+    assert_eq!(served, order);
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_is_strict_then_fcfs() {
+    let served = served_in_turn(QueuePolicy::Priority, &[], &[1, 0, 2, 0, 1]).await;
+    assert_eq!(served, [0, 0, 1, 1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_gives_the_low_class_its_share() {
+    let order: Vec<i64> = (0..8).map(|_| 0).chain((0..8).map(|_| 1)).collect();
+    let served = served_in_turn(QueuePolicy::PriorityRoundRobin, &[(0, 3), (1, 1)], &order).await;
+    let first_eight = &served[..8];
+    let ones = first_eight.iter().filter(|p| **p == 1).count();
+    assert_eq!(
+        ones, 2,
+        "class 1 gets 1 turn in 4 while class 0 waits: {served:?}"
+    );
+    assert_eq!(served.len(), 16);
+}
+
+/// Queues one request per priority in `order` behind a full replica (cap 1), then frees the
+/// slot and ends each admitted request in turn; returns the priorities in the order served.
+async fn served_in_turn(policy: QueuePolicy, weights: &[(i64, u32)], order: &[i64]) -> Vec<i64> {
+    let queue = QueueConfig {
+        policy,
+        classes: weights
+            .iter()
+            .map(|&(priority, weight)| ClassConfig {
+                priority,
+                weight,
+                ..ClassConfig::default()
+            })
+            .collect(),
+        ..QueueConfig::default()
+    };
+    let caps = CapsConfig {
+        mode: CapsMode::Static,
+        max_requests: 1,
+        ..CapsConfig::default()
+    };
+    let g = gate_with(queue, caps, 1);
+    let blocker = take(&g, 0).await;
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(i64, tokio::sync::oneshot::Sender<()>)>();
+    for &p in order {
+        let (g, tx) = (g.clone(), tx.clone());
+        tokio::spawn(async move {
+            let permit = take(&g, p).await;
+            let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+            tx.send((p, end_tx)).ok();
+            end_rx.await.ok();
+            drop(permit);
+        });
+        settle().await;
+    }
+    assert_eq!(g.waiting(), order.len(), "all wait behind the blocker");
+    drop(blocker);
+    let mut served = vec![];
+    for _ in order {
+        let (p, end) = rx.recv().await.expect("next admitted");
+        settle().await;
+        assert!(rx.try_recv().is_err(), "one slot: one request at a time");
+        served.push(p);
+        end.send(()).ok();
+    }
+    assert_eq!(g.waiting(), 0);
+    served
+}
+
+#[tokio::test(start_paused = true)]
+async fn caps_bound_each_replica_and_a_freed_slot_admits_the_head() {
+    let g = gate(QueuePolicy::Fcfs, 2, 2);
+    let mut held = vec![];
+    for _ in 0..4 {
+        held.push(take(&g, 0).await);
+    }
+    assert!(!held[0].has_room(R1) || !held[0].has_room(R0));
+    let g2 = g.clone();
+    let waiter = tokio::spawn(async move { take(&g2, 0).await });
+    settle().await;
+    assert_eq!(g.waiting(), 1, "both replicas full: the fifth waits");
+    assert!(!waiter.is_finished());
+    held.remove(0);
+    settle().await;
+    assert!(waiter.is_finished(), "the freed slot went to the waiter");
+    assert_eq!(g.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_queue_is_rejected_at_once_and_long_waits_time_out() {
+    let queue = QueueConfig {
+        max_length: 2,
+        max_wait_ms: 5_000,
+        retry_after_s: 3,
+        classes: vec![ClassConfig {
+            priority: 0,
+            max_wait_ms: Some(1_000),
+            ..ClassConfig::default()
+        }],
+        ..QueueConfig::default()
+    };
+    let caps = CapsConfig {
+        mode: CapsMode::Static,
+        max_requests: 1,
+        ..CapsConfig::default()
+    };
+    let g = gate_with(queue, caps, 1);
+    let _blocker = take(&g, 0).await;
+    let (g0, g1) = (g.clone(), g.clone());
+    let short = tokio::spawn(async move { g0.admit(0, 1).await.map(|_| ()) });
+    let long = tokio::spawn(async move { g1.admit(1, 1).await.map(|_| ()) });
+    settle().await;
+    assert_eq!(
+        g.admit(1, 1).await.map(|_| ()),
+        Err(Rejection::Full { retry_after_s: 3 })
+    );
+    let started = tokio::time::Instant::now();
+    let short = short.await.expect("task");
+    assert!(
+        matches!(short, Err(Rejection::Timeout { retry_after_s: 3, waited }) if waited >= Duration::from_secs(1)),
+        "{short:?}"
+    );
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_001),
+        "class 0's own bound"
+    );
+    let long = long.await.expect("task");
+    assert!(
+        matches!(long, Err(Rejection::Timeout { waited, .. }) if waited >= Duration::from_secs(5)),
+        "{long:?}"
+    );
+    assert_eq!(g.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiter_leaves_the_queue_at_once() {
+    let g = gate(QueuePolicy::Fcfs, 1, 1);
+    let blocker = take(&g, 0).await;
+    let g2 = g.clone();
+    let gone = tokio::spawn(async move { g2.admit(0, 1).await.map(|_| ()) });
+    let g3 = g.clone();
+    let next = tokio::spawn(async move { take(&g3, 0).await });
+    settle().await;
+    assert_eq!(g.waiting(), 2);
+    gone.abort();
+    settle().await;
+    assert_eq!(g.waiting(), 1, "removed without waiting for a slot");
+    drop(blocker);
+    settle().await;
+    assert!(next.is_finished(), "the slot went to the one still waiting");
+    drop(next.await.expect("task"));
+    // Everything given back: a fresh request is admitted at once.
+    let p = take(&g, 0).await;
+    assert_eq!(g.waiting(), 0);
+    drop(p);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_caps_admits_everything_and_no_healthy_replica_is_not_held() {
+    let g = gate_with(QueueConfig::default(), CapsConfig::default(), 1);
+    let permits: Vec<_> = futures_util::future::join_all((0..100).map(|_| g.admit(0, 1))).await;
+    assert!(permits.iter().all(Result::is_ok));
+    let g = gate(QueuePolicy::Fcfs, 1, 1);
+    g.sync_replicas([(R0, "r0", false)]);
+    let p = g.admit(0, 1).await;
+    assert!(p.is_ok(), "the dispatcher answers 503 itself");
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_cap_shrinks_then_lets_waiters_in_as_it_grows() {
+    let caps = CapsConfig {
+        mode: CapsMode::Adaptive,
+        max_requests: 8,
+        adaptive: AdaptiveConfig {
+            min_requests: 1,
+            smoothing: 1.0,
+            decrease_factor: 0.5,
+            increase_step: 1,
+            ..AdaptiveConfig::default()
+        },
+        ..CapsConfig::default()
+    };
+    let g = gate_with(QueueConfig::default(), caps, 1);
+    let hot = Some(Pressure {
+        kv_usage: Some(0.99),
+        waiting: 0.0,
+        kv_capacity_tokens: None,
+    });
+    for _ in 0..4 {
+        g.observe(R0, hot);
+    }
+    assert_eq!(g.cap(R0).map(|c| c.requests), Some(1));
+    let _one = take(&g, 0).await;
+    let g2 = g.clone();
+    let waiter = tokio::spawn(async move { take(&g2, 0).await });
+    settle().await;
+    assert_eq!(g.waiting(), 1);
+    let cool = Some(Pressure {
+        kv_usage: Some(0.1),
+        waiting: 0.0,
+        kv_capacity_tokens: None,
+    });
+    g.observe(R0, cool);
+    settle().await;
+    assert_eq!(g.cap(R0).map(|c| c.requests), Some(2));
+    assert!(waiter.is_finished(), "the grown cap admitted the waiter");
+}

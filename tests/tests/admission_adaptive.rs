@@ -1,0 +1,115 @@
+//! Adaptive caps through real sockets: the cap follows vllm-sim's scraped waiting queue and
+//! KV usage down, and grows back when the pressure is gone.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+use std::time::Duration;
+
+use prefix_router_tests::{
+    SimConfig, completion_body, metric_sum, metric_value, post_json, router_metrics, router_yaml,
+    start_router, start_sims, wait_in_flight_zero, wait_until,
+};
+use router::RouterServer;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn cap(router: &RouterServer) -> f64 {
+    let text = router_metrics(router).await;
+    metric_value(
+        &text,
+        "router_replica_cap",
+        &[("replica", "r0"), ("kind", "requests")],
+    )
+    .unwrap_or(-1.0)
+}
+
+/// Adaptive caps stepping every 50 ms on scrapes every 50 ms; `waiting` is the replica queue
+/// length (high, low) that shrinks / lets grow the cap.
+fn adaptive(waiting: (f64, f64)) -> String {
+    format!(
+        "caps:\n  mode: adaptive\n  max_requests: 16\n  adaptive:\n    min_requests: 2\n    \
+         interval_ms: 50\n    waiting_high: {}\n    waiting_low: {}\n    kv_high: 0.8\n    \
+         kv_low: 0.5\nscrape:\n  interval_ms: 50\n",
+        waiting.0, waiting.1
+    )
+}
+
+/// Sends `n` streaming requests of `prompt` and `max_tokens` in the background.
+fn flood(
+    router: &RouterServer,
+    n: usize,
+    prompt: &str,
+    max_tokens: u32,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let url = format!("{}/v1/completions", router.url());
+            let body = completion_body(prompt, max_tokens, false);
+            tokio::spawn(async move {
+                post_json(&reqwest::Client::new(), url, &body)
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect()
+}
+
+async fn shrinks_then_recovers(sim: SimConfig, prompt: &str, waiting: (f64, f64)) {
+    let sims = start_sims(1, sim).await;
+    let router = start_router(&router_yaml(&sims, "round_robin", &adaptive(waiting))).await;
+    wait_until(PATIENCE, "cap starts at its maximum", || async {
+        cap(&router).await == 16.0
+    })
+    .await;
+    let requests = flood(&router, 16, prompt, 40);
+    wait_until(PATIENCE, "cap shrinks under pressure", || async {
+        cap(&router).await < 16.0
+    })
+    .await;
+    for r in requests {
+        assert_eq!(
+            r.await.unwrap(),
+            200,
+            "queued requests are served, not dropped"
+        );
+    }
+    wait_until(
+        PATIENCE,
+        "cap grows back once the pressure is gone",
+        || async { cap(&router).await == 16.0 },
+    )
+    .await;
+    wait_in_flight_zero(&router, &["r0"]).await;
+    let text = router_metrics(&router).await;
+    assert_eq!(metric_sum(&text, "router_queue_length", &[]), 0.0);
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn cap_follows_the_replica_waiting_queue() {
+    // Two sequences at a time: the rest of a burst waits in the replica's queue.
+    let mut sim = SimConfig::zero_delay();
+    sim.max_num_seqs = 2;
+    sim.decode_base_ms = 20.0;
+    shrinks_then_recovers(sim, "a short prompt", (1.0, 0.2)).await;
+}
+
+#[tokio::test]
+async fn cap_follows_the_replica_kv_usage() {
+    // 40 blocks of 16 tokens: a few long prompts fill the KV cache past kv_high. The waiting
+    // thresholds are out of reach, so only KV usage can move the cap.
+    let mut sim = SimConfig::zero_delay();
+    sim.num_gpu_blocks = 40;
+    sim.max_num_seqs = 64;
+    sim.decode_base_ms = 20.0;
+    shrinks_then_recovers(
+        sim,
+        &"many words in a long prompt ".repeat(20),
+        (1e6, 1e6 - 1.0),
+    )
+    .await;
+}
