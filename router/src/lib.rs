@@ -10,6 +10,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 mod health;
+pub mod kv;
 mod membership;
 pub mod metrics;
 pub mod policy;

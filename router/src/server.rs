@@ -34,6 +34,7 @@ pub struct RouterServer {
     drain: Duration,
     _membership: AbortOnDrop,
     _scraper: AbortOnDrop,
+    _kv_events: Option<AbortOnDrop>,
 }
 
 /// Validates `config`, binds `config.listen`, adds the static replicas, starts health checks
@@ -53,6 +54,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     };
     let policy = policy::build(&config.policy, index.clone())?;
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
+    let kv_events = crate::kv::spawn(&config, index.as_deref(), &replicas, &metrics)?;
     let proxy = Proxy::new(&config.timeouts);
     let scraper = Scraper {
         replicas: Arc::clone(&replicas),
@@ -126,6 +128,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         drain: Duration::from_millis(config.timeouts.shutdown_drain_ms),
         _membership: membership,
         _scraper: scraper,
+        _kv_events: kv_events,
     })
 }
 
