@@ -101,6 +101,7 @@ impl KvEventsConfig {
 #[derive(Debug)]
 pub struct KvControl {
     drop_bits: AtomicU64,
+    next_seq: AtomicU64,
     /// PUB endpoint, `tcp://127.0.0.1:PORT`.
     pub endpoint: String,
     /// Replay endpoint, if any.
@@ -117,6 +118,11 @@ impl KvControl {
     /// The fraction of messages dropped on the wire.
     pub fn drop_fraction(&self) -> f64 {
         f64::from_bits(self.drop_bits.load(Ordering::Relaxed))
+    }
+
+    /// The sequence number the next batch will carry (so `next_seq - 1` is the last sent).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
     }
 }
 
@@ -175,6 +181,7 @@ impl KvPublisher {
         .map_err(|e| SimError::Config(format!("kv events: {e}")))?;
         let control = Arc::new(KvControl {
             drop_bits: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
             endpoint: endpoint(publisher.local_addr().port()),
             replay_endpoint: publisher.replay_addr().map(|a| endpoint(a.port())),
         });
@@ -303,6 +310,7 @@ impl KvPublisher {
         let deliver = drop <= 0.0 || self.rng.random::<f64>() >= drop;
         self.publisher.publish(self.seq, payload, deliver);
         self.seq += 1;
+        self.control.next_seq.store(self.seq, Ordering::Release);
     }
 
     /// An engine restart: sequence back to 0, nothing buffered, nothing known (the engine
@@ -312,6 +320,7 @@ impl KvPublisher {
         self.pending.clear();
         self.last_stored = None;
         self.seq = 0;
+        self.control.next_seq.store(0, Ordering::Release);
         self.publisher.clear_buffer();
     }
 }

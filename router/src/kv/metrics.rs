@@ -19,6 +19,8 @@ pub struct KvMetrics {
     pub state: IntGaugeVec,
     /// `router_kv_blocks{replica}`: engine blocks the index knows the replica holds.
     pub blocks: IntGaugeVec,
+    /// `router_kv_event_seq{replica}`: sequence number of the last batch applied.
+    pub seq: IntGaugeVec,
 }
 
 impl KvMetrics {
@@ -63,6 +65,10 @@ impl KvMetrics {
                 "router_kv_blocks",
                 "Blocks the precise index holds for a replica",
             )?,
+            seq: gauge(
+                "router_kv_event_seq",
+                "Sequence number of the last KV-event batch applied per replica",
+            )?,
         })
     }
 
@@ -76,5 +82,6 @@ impl KvMetrics {
         }
         let _ = self.state.remove_label_values(&[replica]);
         let _ = self.blocks.remove_label_values(&[replica]);
+        let _ = self.seq.remove_label_values(&[replica]);
     }
 }

@@ -147,6 +147,10 @@ impl Stream {
             .blocks
             .with_label_values(&[&self.name])
             .set(cur.ingestor.blocks() as i64);
+        self.metrics
+            .seq
+            .with_label_values(&[&self.name])
+            .set(i64::try_from(seq).unwrap_or(i64::MAX));
     }
 
     async fn run(self) {

@@ -54,6 +54,7 @@ pub(crate) async fn set_kv_events(
         "endpoint": kv.endpoint,
         "replay_endpoint": kv.replay_endpoint,
         "drop_fraction": kv.drop_fraction(),
+        "next_seq": kv.next_seq(),
     }))
     .into_response())
 }
