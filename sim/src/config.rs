@@ -101,7 +101,7 @@ pub struct SimConfig {
     pub faults: FaultConfig,
     /// KV-cache event publishing (vLLM's `--kv-events-config`).
     #[command(flatten)]
-    pub kv_events: crate::kv_publish::KvEventsConfig,
+    pub kv_events: Box<crate::kv_publish::KvEventsConfig>,
 }
 
 /// Parses an empty command line so that `Default` and the CLI defaults are one source of truth.

@@ -80,7 +80,7 @@ pub struct KvEventsConfig {
 
 impl Default for KvEventsConfig {
     fn default() -> Self {
-        crate::SimConfig::default().kv_events
+        *crate::SimConfig::default().kv_events
     }
 }
 

@@ -16,12 +16,12 @@ const LONG: Duration = Duration::from_secs(20);
 fn config(num_gpu_blocks: usize, encoding: KvEncoding) -> SimConfig {
     SimConfig {
         num_gpu_blocks,
-        kv_events: KvEventsConfig {
+        kv_events: Box::new(KvEventsConfig {
             kv_events_port: Some(0),
             kv_events_replay_port: Some(0),
             kv_events_encoding: encoding,
             ..KvEventsConfig::default()
-        },
+        }),
         ..SimConfig::zero_delay()
     }
 }

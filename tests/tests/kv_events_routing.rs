@@ -32,11 +32,11 @@ fn write_tokenizer(dir: &Path) -> PathBuf {
 async fn sims_with_events(n: usize, blocks: usize) -> Vec<SimServer> {
     let config = SimConfig {
         num_gpu_blocks: blocks,
-        kv_events: KvEventsConfig {
+        kv_events: Box::new(KvEventsConfig {
             kv_events_port: Some(0),
             kv_events_replay_port: Some(0),
             ..KvEventsConfig::default()
-        },
+        }),
         ..SimConfig::zero_delay()
     };
     start_sims(n, config).await

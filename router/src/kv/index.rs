@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use crate::replicas::ReplicaId;
 
 /// Parent of a prompt's first block.
-pub(crate) const ROOT: u64 = 0x5eed_0f_b10c_5u64;
+pub(crate) const ROOT: u64 = 0x05ee_d0fb_10c5_u64;
 
 fn mix(h: u64, v: u64) -> u64 {
     let h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
