@@ -30,6 +30,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// The precise index from KV events, for the readiness detail (None when off).
+    pub kv_events: Option<Arc<crate::kv::PreciseIndex>>,
 }
 
 /// The router's axum application.
@@ -246,7 +248,17 @@ async fn health() -> Response {
 async fn readiness(State(state): State<AppState>) -> Response {
     let snapshot = state.dispatcher.replicas.snapshot();
     let healthy = snapshot.healthy_count();
-    let body = json!({ "ready": healthy > 0, "healthy_replicas": healthy, "replicas": snapshot.all().len() });
+    let mut body = json!({ "ready": healthy > 0, "healthy_replicas": healthy, "replicas": snapshot.all().len() });
+    if let Some(kv) = &state.kv_events {
+        // Which replicas the precise index answers for; the others route on the approximate
+        // tree (never silently on an empty index).
+        body["kv_events"] = snapshot
+            .all()
+            .iter()
+            .map(|r| (r.name().to_owned(), Value::from(kv.state(r.id()).as_str())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     let status = if healthy > 0 {
         StatusCode::OK
     } else {

@@ -55,6 +55,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     let policy = policy::build(&config.policy, index.clone())?;
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
     let kv_events = crate::kv::spawn(&config, index.as_deref(), &replicas, &metrics)?;
+    let precise = index.as_ref().and_then(|i| i.precise().cloned());
     let proxy = Proxy::new(&config.timeouts);
     let scraper = Scraper {
         replicas: Arc::clone(&replicas),
@@ -101,6 +102,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     });
     let app = api::app(AppState {
         dispatcher,
+        kv_events: precise,
         max_body_bytes: config.limits.max_body_bytes,
     });
     let listener = listener.tap_io(|tcp| {

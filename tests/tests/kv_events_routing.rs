@@ -302,6 +302,19 @@ async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
         "r0's stream is down, and says so"
     );
     assert_eq!(state(&router, "r1").await, None, "r1 has no stream at all");
+    let ready: Value = client
+        .get(format!("{}/readiness", router.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["kv_events"],
+        json!({"r0": "down", "r1": "down"}),
+        "{ready}"
+    );
     router.shutdown().await;
 }
 
