@@ -145,7 +145,7 @@ fn decode_map_event(r: &mut Reader<'_>, n: usize) -> Result<KvEvent, KvEventsErr
     // vLLM writes "type" first; accept it anywhere by reading fields into a holder per tag.
     let mut event: Option<Partial> = None;
     let mut early = 0usize;
-    let start_fields = r.clone_pos();
+    let start_fields = r.position();
     for _ in 0..n {
         if r.string()? == "type" {
             event = Some(Partial::new(r.string()?)?);
@@ -159,7 +159,7 @@ fn decode_map_event(r: &mut Reader<'_>, n: usize) -> Result<KvEvent, KvEventsErr
     };
     if early > 0 {
         // Rare: fields before "type". Re-read them now that the tag is known.
-        let resume = r.clone_pos();
+        let resume = r.position();
         r.set_pos(start_fields);
         for _ in 0..early {
             let key = r.string()?;

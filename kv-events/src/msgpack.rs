@@ -39,11 +39,11 @@ impl<'a> Reader<'a> {
     }
 
     /// The read position.
-    pub(crate) fn clone_pos(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
-    /// Moves the read position back to one returned by [`Reader::clone_pos`].
+    /// Moves the read position back to one returned by [`Reader::position`].
     pub(crate) fn set_pos(&mut self, pos: usize) {
         self.pos = pos.min(self.buf.len());
     }
