@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -58,6 +59,8 @@ struct Shared {
     version: ReplayVersion,
     peers: Mutex<Vec<Peer>>,
     buffer: Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>,
+    /// Connections that have sent at least one subscription.
+    subscribed: Arc<AtomicUsize>,
 }
 
 /// A bound publisher; dropping it closes its sockets.
@@ -99,6 +102,7 @@ impl Publisher {
             buffer_steps: config.buffer_steps,
             version: config.replay_version,
             peers: Mutex::new(Vec::new()),
+            subscribed: Arc::new(AtomicUsize::new(0)),
             buffer: Mutex::new(VecDeque::new()),
         });
         let mut tasks = JoinSet::new();
@@ -130,11 +134,10 @@ impl Publisher {
         self.replay_addr
     }
 
-    /// Subscribers currently connected.
-    pub fn subscribers(&self) -> usize {
-        let mut peers = self.shared.peers.lock();
-        peers.retain(|p| !p.tx.is_closed());
-        peers.len()
+    /// Live count of connected subscribers that have subscribed (messages published from
+    /// then on reach them): ZMQ drops what is published before a subscription arrives.
+    pub fn subscribed(&self) -> Arc<AtomicUsize> {
+        self.shared.subscribed.clone()
     }
 
     /// Buffers batch `seq` for replay and, when `deliver`, sends it to every subscriber whose
@@ -209,13 +212,23 @@ async fn serve_subscriber(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut w = BufWriter::with_capacity(64 << 10, w);
+    let counted = Counted {
+        counter: shared.subscribed.clone(),
+        on: std::cell::Cell::new(false),
+    };
     loop {
         tokio::select! {
             incoming = zmtp::read(&mut r, &peer) => match incoming {
-                Ok(Some(Incoming::Subscribe(p))) => prefixes.lock().push(p),
+                Ok(Some(Incoming::Subscribe(p))) => {
+                    prefixes.lock().push(p);
+                    counted.set();
+                }
                 Ok(Some(Incoming::Cancel(p))) => prefixes.lock().retain(|x| *x != p),
                 Ok(Some(Incoming::Message(m))) => match zmtp::as_subscription(&m) {
-                    Some(Incoming::Subscribe(p)) => prefixes.lock().push(p),
+                    Some(Incoming::Subscribe(p)) => {
+                        prefixes.lock().push(p);
+                        counted.set();
+                    }
                     Some(Incoming::Cancel(p)) => prefixes.lock().retain(|x| *x != p),
                     _ => {}
                 },
@@ -230,6 +243,28 @@ async fn serve_subscriber(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
                 }
                 if w.flush().await.is_err() { return; }
             }
+        }
+    }
+}
+
+/// Counts a connection in `subscribed` from its first subscription until it ends.
+struct Counted {
+    counter: Arc<AtomicUsize>,
+    on: std::cell::Cell<bool>,
+}
+
+impl Counted {
+    fn set(&self) {
+        if !self.on.replace(true) {
+            self.counter.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.on.get() {
+            self.counter.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
@@ -102,6 +102,7 @@ impl KvEventsConfig {
 pub struct KvControl {
     drop_bits: AtomicU64,
     next_seq: AtomicU64,
+    subscribed: Arc<AtomicUsize>,
     /// PUB endpoint, `tcp://127.0.0.1:PORT`.
     pub endpoint: String,
     /// Replay endpoint, if any.
@@ -118,6 +119,11 @@ impl KvControl {
     /// The fraction of messages dropped on the wire.
     pub fn drop_fraction(&self) -> f64 {
         f64::from_bits(self.drop_bits.load(Ordering::Relaxed))
+    }
+
+    /// Subscribers whose subscription has arrived (what is published before is lost to them).
+    pub fn subscribers(&self) -> usize {
+        self.subscribed.load(Ordering::Acquire)
     }
 
     /// The sequence number the next batch will carry (so `next_seq - 1` is the last sent).
@@ -182,6 +188,7 @@ impl KvPublisher {
         let control = Arc::new(KvControl {
             drop_bits: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
+            subscribed: publisher.subscribed(),
             endpoint: endpoint(publisher.local_addr().port()),
             replay_endpoint: publisher.replay_addr().map(|a| endpoint(a.port())),
         });

@@ -126,6 +126,13 @@ async fn run(routers_n: usize, bypass: f64, sessions: u32, blocks: usize, precis
             })
             .await;
         }
+        for s in &sims {
+            let kv = s.kv_events().unwrap();
+            wait_until(Duration::from_secs(30), "subscribed", || async {
+                kv.subscribers() >= routers_n
+            })
+            .await;
+        }
     }
     let urls: Arc<Vec<String>> = Arc::new(routers.iter().map(|r| r.url()).collect());
     let sim_urls: Arc<Vec<String>> = Arc::new(sims.iter().map(|s| s.url()).collect());

@@ -86,6 +86,18 @@ async fn state(router: &RouterServer, replica: &str) -> Option<f64> {
     )
 }
 
+/// Waits until each replica has `n` subscriptions in place (ZMQ drops what is published
+/// before a subscription arrives).
+async fn wait_subscribed(sims: &[SimServer], n: usize) {
+    for sim in sims {
+        let kv = sim.kv_events().expect("events on");
+        wait_until(PATIENCE, "subscriptions reach the replica", || async {
+            kv.subscribers() >= n
+        })
+        .await;
+    }
+}
+
 async fn wait_live(router: &RouterServer, replicas: &[&str]) {
     for r in replicas {
         wait_until(PATIENCE, &format!("{r}'s event stream live"), || async {
@@ -143,16 +155,40 @@ fn index(name: &str) -> usize {
     name.trim_start_matches('r').parse().unwrap()
 }
 
-#[tokio::test]
-async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router() {
+/// Two replicas of `blocks` cache blocks publishing events (with replay), a router subscribed
+/// to both, streams live.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    sims: Vec<SimServer>,
+    router: RouterServer,
+    client: reqwest::Client,
+}
+
+async fn cluster(blocks: usize) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let tok = write_tokenizer(dir.path());
-    // 24 blocks of cache each: two 20-block prompts sent straight to a replica evict the rest.
-    let sims = sims_with_events(2, 24).await;
+    let sims = sims_with_events(2, blocks).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
-    let client = reqwest::Client::new();
+    wait_subscribed(&sims, 1).await;
+    Cluster {
+        _dir: dir,
+        sims,
+        router,
+        client: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router() {
+    // 24 blocks of cache each: two 20-block prompts sent straight to a replica evict the rest.
+    let Cluster {
+        _dir,
+        sims,
+        router,
+        client,
+    } = cluster(24).await;
 
     let p = ids(1000, 160);
     let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
@@ -192,13 +228,12 @@ async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router(
 
 #[tokio::test]
 async fn a_gap_triggers_a_replay_that_recovers_the_lost_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
-    let sims = sims_with_events(2, 256).await;
-    let eps: Vec<_> = sims.iter().map(sockets).collect();
-    let router = start_router(&yaml(&sims, &eps, &tok)).await;
-    wait_live(&router, &["r0", "r1"]).await;
-    let client = reqwest::Client::new();
+    let Cluster {
+        _dir,
+        sims,
+        router,
+        client,
+    } = cluster(256).await;
     let kv = sims[1].kv_events().unwrap();
     direct(&client, &sims[1], &ids(1, 32)).await;
     caught_up(&router, &sims[1], "r1").await;
@@ -241,13 +276,12 @@ async fn a_gap_triggers_a_replay_that_recovers_the_lost_batch() {
 
 #[tokio::test]
 async fn a_restarted_replica_is_cleared() {
-    let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
-    let sims = sims_with_events(2, 256).await;
-    let eps: Vec<_> = sims.iter().map(sockets).collect();
-    let router = start_router(&yaml(&sims, &eps, &tok)).await;
-    wait_live(&router, &["r0", "r1"]).await;
-    let client = reqwest::Client::new();
+    let Cluster {
+        _dir,
+        sims,
+        router,
+        client,
+    } = cluster(256).await;
     let p = ids(3000, 64);
     let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
     let sim = &sims[index(&owner)];
@@ -328,6 +362,7 @@ async fn two_router_instances_agree_on_residency_through_events() {
     let b = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&a, &["r0", "r1", "r2"]).await;
     wait_live(&b, &["r0", "r1", "r2"]).await;
+    wait_subscribed(&sims, 2).await;
     let client = reqwest::Client::new();
     for k in 0..6u32 {
         let p = ids(100_000 + k * 1000, 80);
@@ -357,6 +392,7 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
         .collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
+    wait_subscribed(&sims, 1).await;
     let client = reqwest::Client::new();
     direct(&client, &sims[0], &ids(1, 32)).await;
     caught_up(&router, &sims[0], "r0").await;
