@@ -15,6 +15,7 @@ mod encode;
 mod error;
 pub mod frames;
 pub mod hash;
+pub mod idmap;
 mod msgpack;
 mod publish;
 mod subscribe;

@@ -4,13 +4,13 @@
 //! default seed and an optional replay socket. Fault knobs drop a fraction of the messages on
 //! the wire (they stay replayable) and restart the sequence as an engine restart would.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use kv_events::hash::{self, BlockDigest, DEFAULT_SEED};
+use kv_events::idmap::IdMap;
 use kv_events::{
     BlockHash, BlockRemoved, BlockStored, EventBatch, KvEvent, Layout, Medium, Publisher,
     PublisherConfig, ReplayVersion, encode_batch,
@@ -141,7 +141,7 @@ pub(crate) struct KvPublisher {
     block_size: u32,
     none: BlockDigest,
     /// Digest of every block the cache holds, by the engine's own hash.
-    digests: HashMap<u64, BlockDigest>,
+    digests: IdMap<BlockDigest>,
     pending: Vec<KvEvent>,
     /// Engine hash of the last block appended to the pending `BlockStored`, to extend it.
     last_stored: Option<u64>,
@@ -203,7 +203,7 @@ impl KvPublisher {
             form: cfg.kv_events_hash,
             block_size: block_size as u32,
             none: hash::none_hash(DEFAULT_SEED),
-            digests: HashMap::new(),
+            digests: IdMap::default(),
             pending: Vec::new(),
             last_stored: None,
             seq: 0,

@@ -6,12 +6,12 @@
 //! replicas holding it in GPU or CPU memory (from events), and replicas it was just sent to
 //! (`Sent`, counted as held for `sent_window` and then expired).
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use dashmap::DashMap;
+use kv_events::idmap::IdBuildHasher;
 
 use crate::replicas::ReplicaId;
 
@@ -41,27 +41,6 @@ pub(crate) fn block_key(parent: u64, namespace: u64, tokens: &[u32]) -> u64 {
     }
     finish(h ^ tokens.len() as u64)
 }
-
-/// Hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// Map keyed by an already-mixed 64-bit hash.
-pub(crate) type IdMap<V> = std::collections::HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// Where a replica holds a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +97,7 @@ impl StreamState {
 /// subscriber tasks.
 #[derive(Debug)]
 pub struct PreciseIndex {
-    blocks: DashMap<u64, Vec<Hold>, BuildHasherDefault<IdHasher>>,
+    blocks: DashMap<u64, Vec<Hold>, IdBuildHasher>,
     states: DashMap<u32, Arc<AtomicU8>>,
     block_size: usize,
     sent_window_ms: u32,

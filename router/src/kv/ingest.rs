@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use kv_events::idmap::IdMap;
 use kv_events::{BlockStored, EventBatch, ExtraKey, KvEvent, Medium};
 
-use super::index::{IdMap, PreciseIndex, ROOT, Tier, block_key};
+use super::index::{PreciseIndex, ROOT, Tier, block_key};
 use crate::replicas::ReplicaId;
 
 /// What applying a batch did.

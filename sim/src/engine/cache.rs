@@ -1,28 +1,9 @@
 //! KV-cache block pool with prefix caching: blocks carry chained hashes, unpinned blocks stay
 //! cached and are evicted least-recently-freed first.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
-/// Hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+use kv_events::idmap::IdMap;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct BlockMeta {
