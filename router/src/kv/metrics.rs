@@ -21,6 +21,9 @@ pub struct KvMetrics {
     pub blocks: IntGaugeVec,
     /// `router_kv_event_seq{replica}`: sequence number of the last batch applied.
     pub seq: IntGaugeVec,
+    /// `router_kv_skipped_blocks_total{replica}`: stored blocks that could not be placed (a
+    /// parent stored before the router listened, or a block size other than `prefix.block_size`).
+    pub skipped: IntCounterVec,
 }
 
 impl KvMetrics {
@@ -65,6 +68,11 @@ impl KvMetrics {
                 "router_kv_blocks",
                 "Blocks the precise index holds for a replica",
             )?,
+            skipped: counter(
+                "router_kv_skipped_blocks_total",
+                "Stored blocks the precise index could not place (unknown parent or block size)",
+                &["replica"],
+            )?,
             seq: gauge(
                 "router_kv_event_seq",
                 "Sequence number of the last KV-event batch applied per replica",
@@ -83,5 +91,6 @@ impl KvMetrics {
         let _ = self.state.remove_label_values(&[replica]);
         let _ = self.blocks.remove_label_values(&[replica]);
         let _ = self.seq.remove_label_values(&[replica]);
+        let _ = self.skipped.remove_label_values(&[replica]);
     }
 }

@@ -63,6 +63,12 @@ impl Stream {
                     .received
                     .with_label_values(&[&self.name])
                     .inc_by(batch.events.len() as u64);
+                if done.skipped > 0 {
+                    self.metrics
+                        .skipped
+                        .with_label_values(&[&self.name])
+                        .inc_by(done.skipped);
+                }
             }
             Err(e) => {
                 tracing::warn!(replica = %self.name, seq, error = %e, "undecodable KV event batch")
