@@ -43,6 +43,8 @@ pub struct AppState {
     pub(crate) admin: Option<admin::AdminState>,
     /// Set when shutdown begins: `/readiness` answers 503 from then on.
     pub shutting_down: Arc<AtomicBool>,
+    /// The precise index from KV events, for the readiness detail (None when off).
+    pub kv_events: Option<Arc<crate::kv::PreciseIndex>>,
 }
 
 /// The router's axum application.
@@ -303,7 +305,17 @@ async fn readiness(State(state): State<AppState>) -> Response {
     let healthy = snapshot.healthy_count();
     let stopping = state.shutting_down.load(Ordering::Relaxed);
     let ready = healthy > 0 && !stopping;
-    let body = json!({ "ready": ready, "healthy_replicas": healthy, "replicas": snapshot.all().len(), "shutting_down": stopping });
+    let mut body = json!({ "ready": ready, "healthy_replicas": healthy, "replicas": snapshot.all().len(), "shutting_down": stopping });
+    if let Some(kv) = &state.kv_events {
+        // Which replicas the precise index answers for; the others route on the approximate
+        // tree (never silently on an empty index).
+        body["kv_events"] = snapshot
+            .all()
+            .iter()
+            .map(|r| (r.name().to_owned(), Value::from(kv.state(r.id()).as_str())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod error;
 mod health;
+pub mod kv;
 mod membership;
 pub mod metrics;
 pub mod models;

@@ -51,6 +51,7 @@ pub struct RouterServer {
     _membership: AbortOnDrop,
     _discovery: Vec<AbortOnDrop>,
     _scraper: AbortOnDrop,
+    _kv_events: Option<AbortOnDrop>,
 }
 
 /// Validates `config`, binds `config.listen`, adds the static replicas, starts health checks
@@ -74,6 +75,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     )?));
     let policy: Arc<dyn policy::Policy> = swap.clone();
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
+    let kv_events = crate::kv::spawn(&config, index.as_deref(), &replicas, &metrics)?;
+    let precise = index.as_ref().and_then(|i| i.precise().cloned());
     let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
     let admin_index = index.clone();
     let reload_index = index.clone();
@@ -168,6 +171,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         auth,
         admin,
         shutting_down: Arc::clone(&shutting_down),
+        kv_events: precise,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -199,6 +203,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         _membership: membership,
         _discovery: discovery,
         _scraper: scraper,
+        _kv_events: kv_events,
     })
 }
 

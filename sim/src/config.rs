@@ -146,6 +146,9 @@ pub struct SimConfig {
     /// Fault knobs.
     #[command(flatten)]
     pub faults: FaultConfig,
+    /// KV-cache event publishing (vLLM's `--kv-events-config`).
+    #[command(flatten)]
+    pub kv_events: Box<crate::kv_publish::KvEventsConfig>,
 }
 
 /// Parses an empty command line so that `Default` and the CLI defaults are one source of truth.
@@ -273,7 +276,7 @@ impl SimConfig {
                 self.faults.fail_status
             ));
         }
-        Ok(())
+        self.kv_events.validate()
     }
 
     /// Longest prompt + output a request may ask for: the model length, capped by KV capacity.

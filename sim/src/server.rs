@@ -5,6 +5,7 @@ use crate::config::{SimConfig, StartupMode};
 use crate::engine::{CostModel, EngineHandle, Scheduler};
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::kv_publish::{KvControl, KvPublisher};
 use crate::metrics::Metrics;
 use axum::Router;
 use hyper::server::conn::http1;
@@ -29,6 +30,8 @@ pub struct SimServer {
     shutdown: watch::Sender<bool>,
     serve_task: Option<JoinHandle<()>>,
     engine_task: JoinHandle<()>,
+    engine: EngineHandle,
+    kv: Option<Arc<KvControl>>,
 }
 
 impl SimServer {
@@ -45,6 +48,17 @@ impl SimServer {
     /// Runtime fault knobs of this replica.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// KV-event endpoints and knobs, when `--kv-events-port` is set.
+    pub fn kv_events(&self) -> Option<&KvControl> {
+        self.kv.as_deref()
+    }
+
+    /// Simulates an engine restart for KV-event consumers: the cache is emptied without an
+    /// event and the event sequence starts again from 0. False if the engine has stopped.
+    pub async fn kv_restart(&self) -> bool {
+        self.engine.kv_restart().await
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 2 s), then stops the engine.
@@ -99,13 +113,16 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
     if !delay.is_zero() && !listen_late {
         faults.set_ready_at(Instant::now() + delay);
     }
-    let scheduler = Scheduler::new(&config, metrics.clone());
+    let kv = KvPublisher::bind(&config.kv_events, config.block_size, config.seed).await?;
+    let kv_control = kv.as_ref().map(KvPublisher::control);
+    let scheduler = Scheduler::new(&config, metrics.clone()).with_kv_events(kv);
     let (engine, engine_task) = EngineHandle::spawn(scheduler, CostModel::new(&config));
     let state = Arc::new(AppState {
         model: Arc::from(config.served_model()),
         config: Arc::new(config),
-        engine,
+        engine: engine.clone(),
         faults: faults.clone(),
+        kv: kv_control.clone(),
         metrics,
         next_id: AtomicU64::new(0),
         nonce: u64::from(addr.port()) << 32 | u64::from(std::process::id()),
@@ -129,6 +146,8 @@ pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
         shutdown,
         serve_task: Some(serve_task),
         engine_task,
+        engine,
+        kv: kv_control,
     })
 }
 
@@ -144,11 +163,19 @@ pub async fn start_replicas(config: SimConfig, n: usize) -> Result<Vec<SimServer
                 SimError::Config(format!("port {} + {i} is above 65535", config.port))
             })?
         };
-        let cfg = SimConfig {
+        let mut cfg = SimConfig {
             port,
             seed: config.seed.wrapping_add(i as u64),
             ..config.clone()
         };
+        let offset = |p: Option<u16>| match p {
+            Some(p) if p != 0 => u16::try_from(usize::from(p) + i)
+                .map(Some)
+                .map_err(|_| SimError::Config(format!("KV events port {p} + {i} is above 65535"))),
+            other => Ok(other),
+        };
+        cfg.kv_events.kv_events_port = offset(config.kv_events.kv_events_port)?;
+        cfg.kv_events.kv_events_replay_port = offset(config.kv_events.kv_events_replay_port)?;
         servers.push(start(cfg).await?);
     }
     Ok(servers)

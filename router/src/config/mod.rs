@@ -84,6 +84,9 @@ pub struct ReplicaSpec {
     /// Relative share of traffic for weighted policies (>= 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The replica's KV-cache event sockets (with `prefix.kv_events.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_events: Option<crate::kv::ReplicaKvEvents>,
 }
 
 fn default_weight() -> u32 {
@@ -97,6 +100,7 @@ impl ReplicaSpec {
             url: url.into(),
             name: None,
             weight: 1,
+            kv_events: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The prefix index shared by the prefix policies and the scraper: one radix-tree tenant per
 //! replica, keyed on bytes or on token ids, each tenant capped near its replica's KV capacity.
 
+use std::sync::Arc;
+
 use radix_tree::{RadixTree, TenantId};
 
 use super::PromptKey;
-use crate::{prompt_key::PrefixConfig, replicas::ReplicaId};
+use crate::{kv::PreciseIndex, prompt_key::PrefixConfig, replicas::ReplicaId};
 
 enum Tree {
     Bytes(RadixTree<u8>),
@@ -18,6 +20,9 @@ pub struct PrefixIndex {
     block_size: usize,
     cap_override: Option<u64>,
     fallback_cap: u64,
+    /// Token mode with `prefix.kv_events`: what the replicas' events confirm. It answers for
+    /// replicas whose stream is live; the tree answers for the others.
+    precise: Option<Arc<PreciseIndex>>,
 }
 
 impl std::fmt::Debug for PrefixIndex {
@@ -46,13 +51,27 @@ impl PrefixIndex {
         } else {
             Tree::Bytes(RadixTree::new())
         };
+        let kv = &config.kv_events;
+        let precise = (config.tokenizer.is_some() && kv.enabled).then(|| {
+            Arc::new(PreciseIndex::new(
+                config.block_size.max(1),
+                kv.sent_window_ms,
+                kv.cpu_hit_weight,
+            ))
+        });
         Self {
             tree,
+            precise,
             bytes_per_token: config.bytes_per_token.max(0.1),
             block_size: config.block_size.max(1),
             cap_override: config.tenant_cap_tokens,
             fallback_cap: config.fallback_cap_tokens,
         }
+    }
+
+    /// The precise index fed by KV events, if enabled.
+    pub fn precise(&self) -> Option<&Arc<PreciseIndex>> {
+        self.precise.as_ref()
     }
 
     /// Whether keys are token ids.
@@ -89,7 +108,7 @@ impl PrefixIndex {
         } else {
             1
         };
-        found
+        let mut out: Vec<(ReplicaId, u64)> = found
             .tenants()
             .iter()
             .map(|m| {
@@ -100,7 +119,21 @@ impl PrefixIndex {
                 )
             })
             .filter(|(_, tokens)| *tokens > 0)
-            .collect()
+            .collect();
+        if let (Some(precise), PromptKey::Tokens(ids)) = (&self.precise, key) {
+            // Replicas with a live event stream: what they confirmed (and what was just sent
+            // to them) replaces the tree's guess.
+            out.retain(|(r, _)| !precise.is_live(*r));
+            out.extend(
+                precise
+                    .matches(self.cut(ids))
+                    .into_iter()
+                    .map(|(r, tokens)| (r, tokens.floor() as u64))
+                    .filter(|(_, tokens)| *tokens > 0),
+            );
+            out.sort_by_key(|(r, _)| r.0);
+        }
+        out
     }
 
     /// Records that `key` was sent to `replica`.
@@ -118,6 +151,9 @@ impl PrefixIndex {
             (Tree::Tokens(tree), PromptKey::Tokens(ids)) if ids.len() >= self.block_size => {
                 self.ensure_cap(t);
                 tree.insert(self.cut(ids), t);
+                if let Some(precise) = &self.precise {
+                    precise.record_sent(replica, self.cut(ids));
+                }
             }
             _ => {}
         }

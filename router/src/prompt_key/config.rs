@@ -22,6 +22,8 @@ pub struct PrefixConfig {
     pub fallback_cap_tokens: u64,
     /// Milliseconds a replica may stay unhealthy before the tree forgets what it holds.
     pub unhealthy_grace_ms: u64,
+    /// The precise index from the replicas' KV-cache events (token mode only).
+    pub kv_events: crate::kv::KvEventsConfig,
 }
 
 impl Default for PrefixConfig {
@@ -33,6 +35,7 @@ impl Default for PrefixConfig {
             tenant_cap_tokens: None,
             fallback_cap_tokens: 1_000_000,
             unhealthy_grace_ms: 30_000,
+            kv_events: crate::kv::KvEventsConfig::default(),
         }
     }
 }
@@ -53,6 +56,12 @@ impl PrefixConfig {
         if self.fallback_cap_tokens == 0 {
             return bad("fallback_cap_tokens", "must be greater than 0");
         }
-        Ok(())
+        if self.kv_events.enabled && self.tokenizer.is_none() {
+            return bad(
+                "kv_events.enabled",
+                "needs token mode (prefix.tokenizer): events carry token ids",
+            );
+        }
+        self.kv_events.check()
     }
 }

@@ -4,6 +4,7 @@ mod error;
 mod format;
 mod generate;
 mod handlers;
+mod kv_admin;
 mod stream;
 mod types;
 
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     pub(crate) model: Arc<str>,
     pub(crate) engine: EngineHandle,
     pub(crate) faults: Arc<Faults>,
+    /// KV-event knobs, when publishing.
+    pub(crate) kv: Option<Arc<crate::kv_publish::KvControl>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) next_id: AtomicU64,
     pub(crate) nonce: u64,
@@ -51,6 +54,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             "/admin/faults",
             get(handlers::get_faults).post(handlers::set_faults),
         )
+        .route("/admin/kv_events", post(kv_admin::set_kv_events))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

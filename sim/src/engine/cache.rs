@@ -1,28 +1,9 @@
 //! KV-cache block pool with prefix caching: blocks carry chained hashes, unpinned blocks stay
 //! cached and are evicted least-recently-freed first.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
-/// Hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+use kv_events::idmap::IdMap;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct BlockMeta {
@@ -39,6 +20,8 @@ pub(crate) struct BlockPool {
     free: BTreeMap<u64, u32>,
     next_tick: u64,
     cached: IdMap<u32>,
+    /// Hashes evicted since the last [`BlockPool::take_evicted`], when tracking (KV events).
+    evicted: Option<Vec<u64>>,
 }
 
 impl BlockPool {
@@ -49,6 +32,7 @@ impl BlockPool {
             free: BTreeMap::new(),
             next_tick: 0,
             cached: IdMap::default(),
+            evicted: None,
         };
         for id in 0..num_blocks {
             pool.push_free(id as u32);
@@ -113,6 +97,9 @@ impl BlockPool {
             if let Some(h) = meta.hash.take() {
                 if self.cached.get(&h) == Some(&id) {
                     self.cached.remove(&h);
+                    if let Some(evicted) = &mut self.evicted {
+                        evicted.push(h);
+                    }
                 }
             }
             meta.refs = 1;
@@ -132,21 +119,40 @@ impl BlockPool {
         }
     }
 
-    /// Records that block `id` now holds the content hashed `hash` (first holder wins).
-    pub(crate) fn register(&mut self, id: u32, hash: u64) {
+    /// Records that block `id` now holds the content hashed `hash` (first holder wins);
+    /// true if the content is newly cached.
+    pub(crate) fn register(&mut self, id: u32, hash: u64) -> bool {
         if self.cached.contains_key(&hash) {
-            return;
+            return false;
         }
         let meta = &mut self.blocks[id as usize];
         if meta.hash.is_none() {
             meta.hash = Some(hash);
             self.cached.insert(hash, id);
+            return true;
         }
+        false
+    }
+
+    /// Starts recording evicted hashes (for KV events).
+    pub(crate) fn track_evictions(&mut self) {
+        self.evicted.get_or_insert_with(Vec::new);
+    }
+
+    /// Hashes evicted since the last call (empty unless tracking).
+    pub(crate) fn take_evicted(&mut self) -> Vec<u64> {
+        self.evicted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Forgets all cached content (pinned blocks stay pinned, just unhashed).
     pub(crate) fn reset(&mut self) {
         self.cached.clear();
+        if let Some(evicted) = &mut self.evicted {
+            evicted.clear();
+        }
         for meta in &mut self.blocks {
             meta.hash = None;
         }

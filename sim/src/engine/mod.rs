@@ -116,6 +116,9 @@ pub(crate) enum Command {
     Submit(Box<SeqRequest>),
     /// Drop all cached prefixes; replies when done.
     ResetCache(oneshot::Sender<()>),
+    /// Simulate an engine restart for KV events: cache emptied without an event, event
+    /// sequence back to 0; replies when done.
+    KvRestart(oneshot::Sender<()>),
 }
 
 /// Cheap, cloneable handle to one replica's engine task.
@@ -138,6 +141,15 @@ impl EngineHandle {
     /// Queues a sequence; false if the engine has stopped.
     pub(crate) fn submit(&self, req: SeqRequest) -> bool {
         self.tx.send(Command::Submit(Box::new(req))).is_ok()
+    }
+
+    /// Simulates an engine restart (KV events); false if the engine has stopped.
+    pub(crate) async fn kv_restart(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::KvRestart(tx)).is_err() {
+            return false;
+        }
+        rx.await.is_ok()
     }
 
     /// Clears the prefix cache; false if the engine has stopped.

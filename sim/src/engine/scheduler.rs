@@ -7,6 +7,7 @@ use super::cost::StepWork;
 use super::seq::Seq;
 use super::{Command, SeqRequest, Sink, StreamEvent};
 use crate::config::{SchedulingPolicy, SimConfig};
+use crate::kv_publish::KvPublisher;
 use crate::metrics::{Metrics, secs};
 use crate::tokenizer::{extend_block_hashes, filler_token};
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ pub(crate) struct Scheduler {
     /// When waiting sequences are next checked for disconnected clients.
     next_waiting_reap: Option<Instant>,
     metrics: Arc<Metrics>,
+    /// KV-cache event publisher, when enabled.
+    kv: Option<KvPublisher>,
 }
 
 /// How often the whole waiting queue is checked for disconnected clients.
@@ -46,6 +49,24 @@ impl Scheduler {
             next_arrival: 0,
             next_waiting_reap: None,
             metrics,
+            kv: None,
+        }
+    }
+
+    /// Publishes this scheduler's cache changes as KV events.
+    pub(crate) fn with_kv_events(mut self, kv: Option<KvPublisher>) -> Self {
+        if kv.is_some() {
+            self.pool.track_evictions();
+        }
+        self.kv = kv;
+        self
+    }
+
+    /// Publishes the evictions and stores of the step just done as one batch.
+    fn publish_kv(&mut self) {
+        if let Some(kv) = &mut self.kv {
+            kv.removed(&self.pool.take_evicted());
+            kv.flush();
         }
     }
 
@@ -59,7 +80,19 @@ impl Scheduler {
         match cmd {
             Command::Submit(req) => self.add(*req),
             Command::ResetCache(done) => {
+                self.publish_kv();
                 self.pool.reset();
+                if let Some(kv) = &mut self.kv {
+                    kv.cleared();
+                    kv.flush();
+                }
+                let _ = done.send(());
+            }
+            Command::KvRestart(done) => {
+                self.pool.reset();
+                if let Some(kv) = &mut self.kv {
+                    kv.restart();
+                }
                 let _ = done.send(());
             }
         }
@@ -235,8 +268,14 @@ impl Scheduler {
             seq.computed += n;
             let full = seq.computed / self.block_size;
             while seq.registered < full && seq.registered < seq.hashes.len() {
-                self.pool
-                    .register(seq.blocks[seq.registered], seq.hashes[seq.registered]);
+                let i = seq.registered;
+                if self.pool.register(seq.blocks[i], seq.hashes[i]) {
+                    if let Some(kv) = &mut self.kv {
+                        // Evictions made room for this block: they go out first.
+                        kv.removed(&self.pool.take_evicted());
+                        kv.stored(&seq.hashes, &seq.tokens, i);
+                    }
+                }
                 seq.registered += 1;
             }
             if seq.computed < seq.tokens.len() {
@@ -278,6 +317,9 @@ impl Scheduler {
             }
         }
         self.metrics.generation_tokens.inc_by(generated);
+        // Published before any response is released, so a client that saw its response
+        // knows the step's events are out.
+        self.publish_kv();
         if any_done {
             self.drain_finished(now);
         }
