@@ -17,6 +17,8 @@ pub mod prompt_key;
 pub mod proxy;
 pub mod replicas;
 pub mod request;
+pub mod resilience;
+pub mod retry;
 pub mod scrape;
 mod server;
 

@@ -51,11 +51,26 @@ impl Proxy {
         }
     }
 
+    /// The configured wait for response headers (`timeouts.first_byte_ms`).
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte
+    }
+
     /// Sends `request` to `replica` and waits for the response head (not the body).
     pub async fn send(
         &self,
         replica: &Replica,
         request: &UpstreamRequest,
+    ) -> Result<Response<Incoming>, Error> {
+        self.send_within(replica, request, self.first_byte).await
+    }
+
+    /// As [`Proxy::send`], waiting at most `first_byte` for the response head.
+    pub async fn send_within(
+        &self,
+        replica: &Replica,
+        request: &UpstreamRequest,
+        first_byte: Duration,
     ) -> Result<Response<Incoming>, Error> {
         let upstream = |kind, message: String| Error::Upstream {
             replica: replica.name().to_owned(),
@@ -78,7 +93,7 @@ impl Proxy {
         let outgoing = builder
             .body(Full::new(request.body.clone()))
             .map_err(|e| upstream(UpstreamErrorKind::Protocol, e.to_string()))?;
-        match tokio::time::timeout(self.first_byte, self.client.request(outgoing)).await {
+        match tokio::time::timeout(first_byte, self.client.request(outgoing)).await {
             Err(_) => Err(Error::Timeout {
                 replica: replica.name().to_owned(),
                 kind: UpstreamErrorKind::FirstByteTimeout,

@@ -21,6 +21,7 @@ use crate::{
     prompt_key::PromptKeys,
     proxy::Proxy,
     replicas::{ReplicaChange, ReplicaSet},
+    resilience::Resilience,
     scrape::{ScrapeMetrics, Scraper},
 };
 
@@ -87,6 +88,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         addr: config.listen,
         source,
     })?;
+    let resilience = Resilience::new(&config, &metrics)?;
     let dispatcher = Arc::new(Dispatcher {
         replicas: Arc::clone(&replicas),
         policy,
@@ -96,6 +98,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         health: config.health.clone(),
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
+        resilience,
     });
     let app = api::app(AppState {
         dispatcher,

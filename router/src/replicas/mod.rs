@@ -2,6 +2,7 @@
 
 mod health_state;
 mod load;
+mod outlier;
 mod set;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,6 +11,7 @@ use http::uri::{Authority, Scheme};
 
 pub use health_state::HealthState;
 pub use load::{LoadGuard, ReplicaLoad};
+pub use outlier::OutlierDetector;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
 
 use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
