@@ -225,10 +225,12 @@ impl Body for TrackedBody {
             .and_then(Frame::data_ref)
             .map_or(0, |d| d.len() as u64);
         if first > 0 {
-            hint.set_lower(hint.lower() + first);
+            // Upper first: `set_lower` panics above the current upper bound.
+            let lower = hint.lower() + first;
             if let Some(upper) = hint.upper() {
                 hint.set_upper(upper + first);
             }
+            hint.set_lower(lower);
         }
         if self.mode.sse {
             // An error event may be appended: never promise an exact length.
