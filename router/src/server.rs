@@ -2,7 +2,11 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::serve::ListenerExt;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, oneshot},
@@ -104,21 +108,9 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         dispatcher,
         max_body_bytes: config.limits.max_body_bytes,
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (stop, stop_rx) = oneshot::channel::<()>();
-    let serve = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stop_rx.await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    });
+    let builder = connection_builder(&config);
+    let serve = tokio::spawn(serve(listener, app, builder, stop_rx));
     tracing::info!(%addr, policy = %config.policy.name.as_str(), replicas = config.replicas.len(), "router listening");
     Ok(RouterServer {
         addr,
@@ -130,6 +122,60 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         _membership: membership,
         _scraper: scraper,
     })
+}
+
+/// HTTP/1 and HTTP/2 (prior knowledge) connection settings: a deadline for the request head
+/// (slowloris) and a cap on its size (431 beyond).
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let header_bytes = config.limits.max_header_bytes;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.timeouts.header_read_ms))
+        .max_buf_size(header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts connections until `stop`, then lets open ones finish their requests.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    builder: auto::Builder<TokioExecutor>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 impl RouterServer {
