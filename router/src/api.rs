@@ -162,9 +162,8 @@ async fn read_body(
     let mut collected = Vec::with_capacity(declared.map_or(0, |n| n as usize));
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                Error::InvalidRequest(format!("cannot read request body: {e}"))
-            })?;
+            let frame = frame
+                .map_err(|e| Error::InvalidRequest(format!("cannot read request body: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 if collected.len() + data.len() > limit {
                     return Err(Error::BodyTooLarge { limit });

@@ -1,6 +1,6 @@
 //! Listening, accepting (with the connection-level faults), startup delay and shutdown.
 
-use crate::api::{AppState, app};
+use crate::api::{AppState, CloseConnection, app};
 use crate::config::{SimConfig, StartupMode};
 use crate::engine::{CostModel, EngineHandle, Scheduler};
 use crate::error::SimError;
@@ -177,6 +177,32 @@ async fn listen_after(
     None
 }
 
+/// The app as a hyper service that drops the connection, unanswered, when a handler asks to
+/// (the `close_fraction` fault).
+fn closing_service(
+    router: Router,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::io::Error,
+    Future = impl Future<Output = Result<axum::response::Response, std::io::Error>> + Send,
+> + Clone {
+    let inner = TowerToHyperService::new(router);
+    hyper::service::service_fn(move |request| {
+        let call = hyper::service::Service::call(&inner, request);
+        async move {
+            let response = match call.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if response.extensions().get::<CloseConnection>().is_some() {
+                return Err(std::io::Error::other("connection closed (fault injection)"));
+            }
+            Ok(response)
+        }
+    })
+}
+
 /// Resolves once the flag is true (or its sender is gone).
 async fn raised(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
@@ -209,7 +235,7 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
+                let service = closing_service(router.clone());
                 let mut refuse = refuse.clone();
                 let mut stop = shutdown.clone();
                 conns.spawn(async move {

@@ -7,6 +7,8 @@ mod handlers;
 mod stream;
 mod types;
 
+pub(crate) use error::CloseConnection;
+
 use crate::config::SimConfig;
 use crate::engine::EngineHandle;
 use crate::faults::Faults;

@@ -49,6 +49,8 @@ pub(crate) struct StreamSpec {
     pub(crate) finish: FinishKind,
     /// Abort the connection after this many `data:` events (fault injection).
     pub(crate) cut_after: Option<usize>,
+    /// Go silent after this many `data:` events (fault injection).
+    pub(crate) stall_after: Option<usize>,
 }
 
 struct State {
@@ -116,6 +118,10 @@ impl State {
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         if self.done {
             return None;
+        }
+        if self.spec.stall_after.is_some_and(|n| self.events >= n) {
+            // Silent until the client gives up (the body is dropped with the connection).
+            std::future::pending::<()>().await;
         }
         if self.abort || self.cut_reached() {
             self.done = true;
