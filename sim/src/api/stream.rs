@@ -73,6 +73,9 @@ impl State {
 
     /// Writes one event unless the cut point is reached.
     fn emit(&mut self, buf: &mut Vec<u8>, write: impl FnOnce(&Formatter<'_>, &mut Vec<u8>)) {
+        if self.spec.stall_after.is_some_and(|n| self.events >= n) {
+            return;
+        }
         if self.cut_reached() {
             self.abort = true;
             return;
@@ -116,12 +119,12 @@ impl State {
 
     /// Next body frame: `None` ends the body, `Err` aborts the connection.
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
-        if self.done {
-            return None;
-        }
         if self.spec.stall_after.is_some_and(|n| self.events >= n) {
             // Silent until the client gives up (the body is dropped with the connection).
             std::future::pending::<()>().await;
+        }
+        if self.done {
+            return None;
         }
         if self.abort || self.cut_reached() {
             self.done = true;
