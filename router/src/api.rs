@@ -140,7 +140,7 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
 /// sending, reads the answer instead of a connection reset (a lingering close).
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 /// Longest such lingering read.
-const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(10);
 
 /// Collects the body up to `limit` bytes within `timeout` (413 beyond, checked early from
 /// Content-Length; 408 when the client is too slow).
