@@ -65,7 +65,8 @@ run() {
   local n=$((clients * secs * 8 / 60))
   probe_health "$work/done-$label" "$work/health-$label.txt" & local prober=$!
   local peak=0
-  ( while [[ ! -e $work/done-$label ]]; do rss $router_pid >> "$work/rss-$label.txt"; echo >> "$work/rss-$label.txt"; sleep 1; done ) &
+  : > "$work/rss-$label.txt"
+  ( while [[ ! -e $work/done-$label ]]; do echo "$(rss $router_pid)" >> "$work/rss-$label.txt"; sleep 1; done ) &
   "$BIN/loadgen" --base-url http://127.0.0.1:18800 --dataset-name random --random-input-len 256 \
     --random-output-len 64 --num-prompts "$n" --request-rate inf --max-concurrency "$clients" \
     --request-timeout-secs 120 --disable-progress --disable-oracle \
@@ -78,6 +79,9 @@ run() {
   grep -E "Successful requests|Failed requests|failed:|Benchmark duration|Request throughput|Mean TTFT|P99 TTFT" \
     "$work/loadgen-$label.txt" || tail -20 "$work/loadgen-$label.txt"
   echo "/health during the run: $(percentiles "$work/health-$label.txt")"
+  # Idle upstream keep-alive connections close after the pool's 90 s idle timeout.
+  sleep "${IDLE_WAIT:-95}"
+  echo "after ${IDLE_WAIT:-95}s idle: rss_mb=$(rss $router_pid) fds=$(fds $router_pid) in_flight=$(in_flight)"
   kill $router_pid $sim_pid 2>/dev/null || true
   wait $router_pid $sim_pid 2>/dev/null || true
 }

@@ -67,9 +67,20 @@ impl Drop for SimServer {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| SimError::Bind { addr, source })
+    listen(addr).map_err(|source| SimError::Bind { addr, source })
+}
+
+/// Binds with a deep accept backlog (uvicorn's is 2048): thousands of clients connecting at
+/// once must not lose SYNs (a 1 s retransmit each). The kernel caps it at `somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 /// Starts one replica on `127.0.0.1:{config.port}` (port 0 = ephemeral).
@@ -165,7 +176,7 @@ async fn listen_after(
         _ = raised(&mut shutdown) => return None,
     }
     for _ in 0..50 {
-        match TcpListener::bind(addr).await {
+        match listen(addr) {
             Ok(l) => return Some(l),
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "late bind failed, retrying");
