@@ -79,9 +79,10 @@ run() {
   grep -E "Successful requests|Failed requests|failed:|Benchmark duration|Request throughput|Mean TTFT|P99 TTFT" \
     "$work/loadgen-$label.txt" || tail -20 "$work/loadgen-$label.txt"
   echo "/health during the run: $(percentiles "$work/health-$label.txt")"
-  # Idle upstream keep-alive connections close after the pool's 90 s idle timeout.
-  sleep "${IDLE_WAIT:-95}"
-  echo "after ${IDLE_WAIT:-95}s idle: rss_mb=$(rss $router_pid) fds=$(fds $router_pid) in_flight=$(in_flight)"
+  # Idle upstream keep-alive connections close after the pool's 90 s idle timeout (reaped on a
+  # 90 s tick, so up to 180 s).
+  sleep "${IDLE_WAIT:-190}"
+  echo "after ${IDLE_WAIT:-190}s idle: rss_mb=$(rss $router_pid) fds=$(fds $router_pid) in_flight=$(in_flight)"
   kill $router_pid $sim_pid 2>/dev/null || true
   wait $router_pid $sim_pid 2>/dev/null || true
 }

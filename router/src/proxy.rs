@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioTimer},
 };
 
 use crate::{Error, config::TimeoutConfig, error::UpstreamErrorKind, replicas::Replica};
@@ -41,7 +41,10 @@ impl Proxy {
         connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        // The pool timer is what closes idle connections after the idle timeout; without it
+        // they stay open (one per peak concurrent request) until reused.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(connector);

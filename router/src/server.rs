@@ -83,9 +83,9 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     let membership = AbortOnDrop(tokio::spawn(membership.run(changes_rx)));
 
     let listener = listen(config.listen).map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind {
         addr: config.listen,
         source,
