@@ -59,7 +59,12 @@ fn message() -> impl Strategy<Value = Value> {
         any_json(),
     ];
     (
-        prop_oneof![Just("system"), Just("user"), Just("assistant"), ".{0,8}"],
+        prop_oneof![
+            Just("system".to_owned()),
+            Just("user".to_owned()),
+            Just("assistant".to_owned()),
+            ".{0,8}",
+        ],
         content,
     )
         .prop_map(|(role, content)| json!({ "role": role, "content": content }))
