@@ -186,7 +186,8 @@ pub struct TimeoutConfig {
     /// From sending a streaming request to receiving response headers (vLLM sends them before
     /// generating): past it the request is re-sent elsewhere, so a stalled replica costs this.
     pub stream_first_byte_ms: u64,
-    /// Longest time a client may take to send its request headers (slowloris guard).
+    /// Longest time a client may take to send its request headers (slowloris guard); also how
+    /// long an idle keep-alive connection waits for its next request (uvicorn's is 5 s).
     pub header_read_ms: u64,
     /// Longest pause between two chunks of a response body, and longest wait for a request body.
     pub idle_ms: u64,

@@ -17,6 +17,11 @@ pub struct OutlierConfig {
     pub max_ejection_ms: u64,
     /// Most replicas ejected at once, as a percentage of the fleet (at least one may be).
     pub max_ejection_percent: u32,
+    /// Also eject a replica whose failures over its last `min_requests` answers reach this
+    /// percentage while its peers' failure rate is under half of it (0 turns this off).
+    pub failure_percent: u32,
+    /// Answers per replica in one failure-rate window.
+    pub min_requests: u32,
 }
 
 impl Default for OutlierConfig {
@@ -27,6 +32,8 @@ impl Default for OutlierConfig {
             base_ejection_ms: 2_000,
             max_ejection_ms: 60_000,
             max_ejection_percent: 50,
+            failure_percent: 25,
+            min_requests: 20,
         }
     }
 }
@@ -41,10 +48,17 @@ impl OutlierConfig {
             ),
             ("outlier.base_ejection_ms", self.base_ejection_ms),
             ("outlier.max_ejection_ms", self.max_ejection_ms),
+            ("outlier.min_requests", u64::from(self.min_requests)),
         ] {
             if value == 0 {
                 return Err((key.to_owned(), "must be greater than 0".to_owned()));
             }
+        }
+        if self.failure_percent > 100 {
+            return Err((
+                "outlier.failure_percent".to_owned(),
+                format!("must be within 0..=100, got {}", self.failure_percent),
+            ));
         }
         if self.max_ejection_percent > 100 {
             return Err((

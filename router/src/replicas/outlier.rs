@@ -21,6 +21,27 @@ struct State {
     /// Ejections in a row without a recovery in between: the back-off multiplier.
     streak: u32,
     until: Option<Instant>,
+    /// Answers and failures in the current failure-rate window.
+    window: u32,
+    window_failures: u32,
+    /// Failure rate of the last complete window, percent.
+    last_rate: Option<u32>,
+}
+
+impl State {
+    /// Counts one answer; returns the window's failure percentage when it completes.
+    fn count(&mut self, failed: bool, size: u32) -> Option<u32> {
+        self.window += 1;
+        self.window_failures += u32::from(failed);
+        if self.window < size {
+            return None;
+        }
+        let rate = self.window_failures * 100 / self.window;
+        self.window = 0;
+        self.window_failures = 0;
+        self.last_rate = Some(rate);
+        Some(rate)
+    }
 }
 
 /// Ejects replicas that keep failing; cheap to ask on every request.
@@ -77,9 +98,8 @@ impl OutlierDetector {
             return;
         }
         let mut states = self.states.lock();
-        let Some(state) = states.get_mut(&replica.id()) else {
-            return;
-        };
+        let state = states.entry(replica.id()).or_default();
+        let _ = state.count(false, self.config.min_requests);
         state.failures = 0;
         state.successes = state.successes.saturating_add(1);
         if state.successes >= self.config.consecutive_failures {
@@ -106,9 +126,28 @@ impl OutlierDetector {
             return None;
         }
         state.failures = state.failures.saturating_add(1);
-        if state.failures < self.config.consecutive_failures {
+        let rate = state.count(true, self.config.min_requests);
+        let streak = state.failures >= self.config.consecutive_failures;
+        let outlier_rate = rate.is_some_and(|rate| {
+            let threshold = self.config.failure_percent;
+            threshold > 0 && rate >= threshold && {
+                let id = replica.id();
+                let peers: Vec<u32> = states
+                    .iter()
+                    .filter(|(k, _)| **k != id)
+                    .filter_map(|(_, s)| s.last_rate)
+                    .collect();
+                // The first window to complete has no peers to compare with: no verdict.
+                !peers.is_empty() && {
+                    let mean = peers.iter().sum::<u32>() / peers.len() as u32;
+                    mean * 2 < rate
+                }
+            }
+        });
+        if !streak && !outlier_rate {
             return None;
         }
+        let state = states.entry(replica.id()).or_default();
         let cap = u64::from(self.config.max_ejection_percent) * fleet as u64;
         if (ejected_now as u64) * 100 >= cap {
             return None;
@@ -135,7 +174,8 @@ impl OutlierDetector {
         tracing::warn!(
             replica = %replica.name(),
             ejection_ms = length.as_millis() as u64,
-            "replica ejected after consecutive failures"
+            outlier_rate,
+            "replica ejected (consecutive failures or failure rate above its peers)"
         );
         Some(length)
     }
@@ -201,6 +241,54 @@ mod tests {
             d.record_failure(&r[0], 4),
             Some(Duration::from_millis(2500))
         );
+    }
+
+    #[test]
+    fn a_failure_rate_well_above_the_peers_ejects() {
+        let r = replicas(4);
+        let config = OutlierConfig {
+            consecutive_failures: 100,
+            min_requests: 10,
+            failure_percent: 25,
+            ..OutlierConfig::default()
+        };
+        let d = OutlierDetector::new(config, &Registry::new()).unwrap();
+        for peer in &r[1..] {
+            for _ in 0..10 {
+                d.record_success(peer);
+            }
+        }
+        // 3 failures in 10 answers (never 100 in a row) against clean peers.
+        let mut ejected = None;
+        for i in 0..10 {
+            if i % 3 == 0 {
+                ejected = ejected.or(d.record_failure(&r[0], 4));
+            } else {
+                d.record_success(&r[0]);
+            }
+        }
+        assert!(ejected.is_some() || d.is_ejected(&r[0], Instant::now()));
+        // When every replica fails as much, nobody is an outlier.
+        let d = OutlierDetector::new(
+            OutlierConfig {
+                consecutive_failures: 100,
+                min_requests: 10,
+                ..OutlierConfig::default()
+            },
+            &Registry::new(),
+        )
+        .unwrap();
+        for replica in &r {
+            for i in 0..10 {
+                if i % 2 == 0 {
+                    d.record_failure(replica, 4);
+                } else {
+                    d.record_success(replica);
+                }
+            }
+        }
+        let now = Instant::now();
+        assert_eq!(r.iter().filter(|x| d.is_ejected(x, now)).count(), 0);
     }
 
     #[test]
