@@ -241,8 +241,16 @@ fn check_against_model<K: KeyUnit>(ops: Vec<Op<K>>) -> Result<(), TestCaseError>
     Ok(())
 }
 
+/// 300 cases, or `PROPTEST_CASES` when set (`router/bench/fuzz.sh` runs it at scale).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn byte_tree_matches_model(ops in proptest::collection::vec(op_strategy(b'a'..=b'd'), 1..60)) {

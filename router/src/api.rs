@@ -19,7 +19,7 @@ use axum::{
     routing::{any, get, post},
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::{
@@ -188,12 +188,19 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
                 tracing::debug!(request_id, %error, "rejected request");
             }
             crate::access_log::log_refused(&facts, error.status().as_u16(), started);
-            error.into_response()
+            error_response(error, state.dispatcher.resilience.expose_upstream_details)
         }
     }
 }
 
-/// Collects the body up to `limit` bytes (413 beyond, checked early from Content-Length).
+/// Most bytes of an over-limit body read and thrown away after the 413, so the client, still
+/// sending, reads the answer instead of a connection reset (a lingering close).
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+/// Longest such lingering read.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// Collects the body up to `limit` bytes within `timeout` (413 beyond, checked early from
+/// Content-Length; 408 when the client is too slow).
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -205,19 +212,78 @@ async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        linger(body);
         return Err(Error::BodyTooLarge { limit });
     }
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
+    let mut body = body;
+    let mut collected = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Error::InvalidRequest(format!("cannot read request body: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                if collected.len() + data.len() > limit {
+                    return Err(Error::BodyTooLarge { limit });
+                }
+                collected.extend_from_slice(data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(Error::RequestTimeout {
             waited_ms: timeout.as_millis() as u64,
         }),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Ok(Err(e)) => Err(Error::InvalidRequest(format!(
-            "cannot read request body: {e}"
-        ))),
+        Ok(Err(error @ Error::BodyTooLarge { .. })) => {
+            linger(body);
+            Err(error)
+        }
+        Ok(Err(error)) => Err(error),
+        Ok(Ok(())) => Ok(Bytes::from(collected)),
     }
+}
+
+/// Reads and discards the rest of a refused body in the background (bounded in bytes and time).
+fn linger(mut body: Body) {
+    tokio::spawn(async move {
+        let mut seen = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
+}
+
+/// The client's view of `error`: upstream failures lose their detail (which may name internal
+/// addresses) unless `expose` is set; a refused body also closes the connection.
+fn error_response(error: Error, expose: bool) -> Response {
+    let close = matches!(
+        error,
+        Error::BodyTooLarge { .. } | Error::RequestTimeout { .. }
+    );
+    let mut response = match &error {
+        Error::Upstream { kind, .. } | Error::Timeout { kind, .. } if !expose => {
+            let status = error.status();
+            let body = json!({ "error": {
+                "message": error.public_message(*kind),
+                "type": error.error_type(),
+                "code": status.as_u16(),
+            }});
+            (status, Json(body)).into_response()
+        }
+        _ => error.into_response(),
+    };
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A fresh random id shaped like a version-4 UUID.

@@ -1,5 +1,6 @@
 //! The response body streamed back to the client: frames pass through as they arrive, an idle
-//! timeout bounds pauses, and the load guard and metrics are settled on every ending.
+//! timeout bounds pauses, and the load guard and metrics are settled on every ending. A server-
+//! sent event stream that fails mid-way ends with an SSE error event and `[DONE]`, not a reset.
 
 use std::{
     pin::Pin,
@@ -13,7 +14,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use crate::{error::UpstreamErrorKind, metrics::RouterMetrics, replicas::LoadGuard};
+use crate::{
+    error::UpstreamErrorKind,
+    metrics::RouterMetrics,
+    replicas::{LoadGuard, OutlierDetector},
+};
 
 /// Boxed error type of the streamed body.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -22,8 +27,7 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     Complete,
-    UpstreamError,
-    IdleTimeout,
+    Failed(UpstreamErrorKind),
     ClientGone,
 }
 
@@ -33,6 +37,18 @@ pub(crate) struct InFlight {
     pub(crate) started: Instant,
     pub(crate) metrics: Arc<RouterMetrics>,
     pub(crate) request_id: String,
+    /// Told about a body that fails mid-way (with the fleet size), when set.
+    pub(crate) outliers: Option<(Arc<OutlierDetector>, usize)>,
+}
+
+/// How the body is shaped and what a failure inside it becomes.
+pub(crate) struct BodyMode {
+    /// A `text/event-stream` body: failures end it with an SSE error event.
+    pub(crate) sse: bool,
+    /// A frame already read from `inner`, sent first.
+    pub(crate) first: Option<Frame<Bytes>>,
+    /// Put the upstream failure's detail in the error event.
+    pub(crate) expose_details: bool,
 }
 
 /// A replica's response body with timeouts and accounting.
@@ -42,18 +58,75 @@ pub(crate) struct TrackedBody {
     timer: Pin<Box<Sleep>>,
     first_byte_seen: bool,
     in_flight: Option<InFlight>,
+    mode: BodyMode,
+    /// Whether the last data sent ended an SSE event (a blank line), or nothing was sent.
+    at_event_boundary: bool,
 }
 
 impl TrackedBody {
     /// Wraps `inner`; `in_flight` is released when the body ends or is dropped.
-    pub(crate) fn new(inner: Incoming, idle: Duration, in_flight: InFlight) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        idle: Duration,
+        in_flight: InFlight,
+        mode: BodyMode,
+    ) -> Self {
         Self {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             first_byte_seen: false,
             in_flight: Some(in_flight),
+            mode,
+            at_event_boundary: true,
         }
+    }
+
+    /// Bookkeeping of a data frame on its way to the client.
+    fn on_frame(&mut self, frame: &Frame<Bytes>) {
+        let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) else {
+            return;
+        };
+        self.at_event_boundary = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+        if !self.first_byte_seen {
+            self.first_byte_seen = true;
+            if let Some(f) = &mut self.in_flight {
+                f.guard.first_byte();
+                f.guard
+                    .replica()
+                    .metrics
+                    .ttfb
+                    .observe(f.started.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// The upstream body failed (`kind`, `detail`): settles the request, and for an event
+    /// stream returns the error event that ends it cleanly; `None` means abort the body.
+    fn fail(&mut self, kind: UpstreamErrorKind, detail: &str) -> Option<Frame<Bytes>> {
+        self.finish(Ending::Failed(kind));
+        if !self.mode.sse {
+            return None;
+        }
+        let message = if self.mode.expose_details {
+            format!("upstream replica failed mid-stream ({kind}): {detail}")
+        } else {
+            format!("upstream replica failed mid-stream ({kind})")
+        };
+        let event = serde_json::json!({ "error": {
+            "message": message,
+            "type": "upstream_error",
+            "param": null,
+            "code": 502,
+        }});
+        let mut out = Vec::with_capacity(256);
+        if !self.at_event_boundary {
+            out.extend_from_slice(b"\n\n");
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(event.to_string().as_bytes());
+        out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+        Some(Frame::data(Bytes::from(out)))
     }
 
     fn finish(&mut self, ending: Ending) {
@@ -64,8 +137,7 @@ impl TrackedBody {
         let elapsed = done.started.elapsed();
         replica.metrics.duration.observe(elapsed.as_secs_f64());
         let kind = match ending {
-            Ending::UpstreamError => Some(UpstreamErrorKind::Protocol),
-            Ending::IdleTimeout => Some(UpstreamErrorKind::IdleTimeout),
+            Ending::Failed(kind) => Some(kind),
             Ending::Complete | Ending::ClientGone => None,
         };
         if let Some(kind) = kind {
@@ -73,6 +145,9 @@ impl TrackedBody {
                 .upstream_errors
                 .with_label_values(&[replica.name(), kind.as_str()])
                 .inc();
+            if let Some((outliers, fleet)) = &done.outliers {
+                outliers.record_failure(replica, *fleet);
+            }
             tracing::warn!(request_id = %done.request_id, replica = %replica.name(), %kind, "response body failed");
         } else {
             tracing::debug!(
@@ -96,29 +171,29 @@ impl Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(frame) = this.mode.first.take() {
+            this.on_frame(&frame);
+            if this.inner.is_end_stream() {
+                this.finish(Ending::Complete);
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
         if this.in_flight.is_none() {
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if !this.first_byte_seen && frame.data_ref().is_some_and(|d| !d.is_empty()) {
-                    this.first_byte_seen = true;
-                    if let Some(f) = &mut this.in_flight {
-                        f.guard.first_byte();
-                        f.guard
-                            .replica()
-                            .metrics
-                            .ttfb
-                            .observe(f.started.elapsed().as_secs_f64());
-                    }
-                }
+                this.on_frame(&frame);
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.timer.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(Ending::UpstreamError);
-                Poll::Ready(Some(Err(Box::new(e))))
+                let detail = e.to_string();
+                match this.fail(UpstreamErrorKind::Protocol, &detail) {
+                    Some(event) => Poll::Ready(Some(Ok(event))),
+                    None => Poll::Ready(Some(Err(Box::new(e)))),
+                }
             }
             Poll::Ready(None) => {
                 this.finish(Ending::Complete);
@@ -126,9 +201,11 @@ impl Body for TrackedBody {
             }
             Poll::Pending => {
                 if this.timer.as_mut().poll(cx).is_ready() {
-                    this.finish(Ending::IdleTimeout);
                     let message = format!("upstream sent nothing for {} ms", this.idle.as_millis());
-                    return Poll::Ready(Some(Err(message.into())));
+                    return match this.fail(UpstreamErrorKind::IdleTimeout, &message) {
+                        Some(event) => Poll::Ready(Some(Ok(event))),
+                        None => Poll::Ready(Some(Err(message.into()))),
+                    };
                 }
                 Poll::Pending
             }
@@ -136,11 +213,30 @@ impl Body for TrackedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.in_flight.is_none()
+        self.in_flight.is_none() && self.mode.first.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        let first = self
+            .mode
+            .first
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, |d| d.len() as u64);
+        if first > 0 {
+            // Upper first: `set_lower` panics above the current upper bound.
+            let lower = hint.lower() + first;
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + first);
+            }
+            hint.set_lower(lower);
+        }
+        if self.mode.sse {
+            // An error event may be appended: never promise an exact length.
+            hint = SizeHint::new();
+        }
+        hint
     }
 }
 

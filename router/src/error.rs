@@ -178,6 +178,15 @@ impl Error {
         }
     }
 
+    /// What a client is told about an upstream failure of `kind` when details are hidden:
+    /// neither the replica (whose name may be its address) nor the underlying error.
+    pub fn public_message(&self, kind: UpstreamErrorKind) -> String {
+        match self {
+            Self::Timeout { .. } => format!("upstream replica timed out ({kind})"),
+            _ => format!("upstream replica failed ({kind})"),
+        }
+    }
+
     /// OpenAI-style error `type` string.
     pub fn error_type(&self) -> &'static str {
         match self {

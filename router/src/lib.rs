@@ -26,6 +26,8 @@ pub mod proxy;
 pub mod reload;
 pub mod replicas;
 pub mod request;
+pub mod resilience;
+pub mod retry;
 pub mod scrape;
 mod server;
 

@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioTimer},
 };
 
 use crate::{Error, config::TimeoutConfig, error::UpstreamErrorKind, replicas::Replica};
@@ -43,7 +43,10 @@ impl Proxy {
         connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        // The pool timer is what closes idle connections after the idle timeout; without it
+        // they stay open (one per peak concurrent request) until reused.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(connector);
@@ -60,11 +63,26 @@ impl Proxy {
         self
     }
 
+    /// The configured wait for response headers (`timeouts.first_byte_ms`).
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte
+    }
+
     /// Sends `request` to `replica` and waits for the response head (not the body).
     pub async fn send(
         &self,
         replica: &Replica,
         request: &UpstreamRequest,
+    ) -> Result<Response<Incoming>, Error> {
+        self.send_within(replica, request, self.first_byte).await
+    }
+
+    /// As [`Proxy::send`], waiting at most `first_byte` for the response head.
+    pub async fn send_within(
+        &self,
+        replica: &Replica,
+        request: &UpstreamRequest,
+        first_byte: Duration,
     ) -> Result<Response<Incoming>, Error> {
         let upstream = |kind, message: String| Error::Upstream {
             replica: replica.name().to_owned(),
@@ -87,7 +105,7 @@ impl Proxy {
         let outgoing = builder
             .body(Full::new(request.body.clone()))
             .map_err(|e| upstream(UpstreamErrorKind::Protocol, e.to_string()))?;
-        match tokio::time::timeout(self.first_byte, self.client.request(outgoing)).await {
+        match tokio::time::timeout(first_byte, self.client.request(outgoing)).await {
             Err(_) => Err(Error::Timeout {
                 replica: replica.name().to_owned(),
                 kind: UpstreamErrorKind::FirstByteTimeout,

@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use axum::serve::ListenerExt;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, oneshot},
@@ -33,6 +37,7 @@ use crate::{
     proxy::Proxy,
     reload::{LiveLimits, ReloadHandle, ReloadMetrics, Reloader, SwapPolicy},
     replicas::{ReplicaChange, ReplicaSet},
+    resilience::Resilience,
     scrape::{ScrapeMetrics, Scraper},
 };
 
@@ -115,12 +120,10 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     }
     let membership = AbortOnDrop(tokio::spawn(membership.run(changes_rx)));
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen).map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind {
         addr: config.listen,
         source,
@@ -134,6 +137,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         Arc::clone(&replicas),
         Duration::from_millis(config.caps.adaptive.interval_ms),
     );
+    let resilience = Resilience::new(&config, &metrics)?;
     let dispatcher = Arc::new(Dispatcher {
         replicas: Arc::clone(&replicas),
         policy,
@@ -144,6 +148,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
         keys,
         admission,
+        resilience,
     });
     let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
     let reloader = Arc::new(Reloader {
@@ -173,21 +178,9 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         shutting_down: Arc::clone(&shutting_down),
         kv_events: precise,
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let (stop, stop_rx) = oneshot::channel::<()>();
-    let serve = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stop_rx.await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    });
+    let builder = connection_builder(&config);
+    let serve = tokio::spawn(serve(listener, app, builder, stop_rx));
     tracing::info!(%addr, policy = %config.policy.name.as_str(), replicas = config.replicas.len(), "router listening");
     Ok(RouterServer {
         addr,
@@ -205,6 +198,77 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         _scraper: scraper,
         _kv_events: kv_events,
     })
+}
+
+/// Pending-connection queue of the listener: a burst of thousands of clients connecting at once
+/// must not overflow it (a dropped SYN costs the client a 1 s retransmit). The kernel caps it
+/// at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` with address reuse and a deep accept backlog.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// HTTP/1 and HTTP/2 (prior knowledge) connection settings: a deadline for the request head
+/// (slowloris) and a cap on its size (431 beyond).
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let header_bytes = config.limits.max_header_bytes;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.timeouts.header_read_ms))
+        .max_buf_size(header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts connections until `stop`, then lets open ones finish their requests.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    builder: auto::Builder<TokioExecutor>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 impl RouterServer {

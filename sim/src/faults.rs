@@ -21,6 +21,18 @@ pub struct FaultState {
     pub cut_stream_after: Option<usize>,
     /// Close accepted and open connections while true.
     pub refuse_connections: bool,
+    /// Fraction (0..=1) of completion requests held `stall_ms` before any response byte.
+    #[serde(default)]
+    pub stall_fraction: f64,
+    /// How long a request picked by `stall_fraction` is held, milliseconds.
+    #[serde(default)]
+    pub stall_ms: u64,
+    /// Streams go silent (no further bytes, connection kept open) after this many events.
+    #[serde(default)]
+    pub stall_stream_after: Option<usize>,
+    /// Fraction (0..=1) of completion requests whose connection is closed before any byte.
+    #[serde(default)]
+    pub close_fraction: f64,
 }
 
 /// A partial update of [`FaultState`]: the body of `POST /admin/faults` (absent = unchanged).
@@ -46,6 +58,14 @@ pub struct FaultUpdate {
     /// Reset every knob to off before applying the rest.
     #[serde(default)]
     pub clear: bool,
+    /// New fraction of requests held before headers.
+    pub stall_fraction: Option<f64>,
+    /// New hold time of `stall_fraction`, milliseconds.
+    pub stall_ms: Option<u64>,
+    /// New silent point of streams; `0` turns it off.
+    pub stall_stream_after: Option<usize>,
+    /// New fraction of connections closed before any response byte.
+    pub close_fraction: Option<f64>,
 }
 
 /// Live fault knobs of one replica; cheap to check on every request.
@@ -61,16 +81,29 @@ pub struct Faults {
     ready: AtomicBool,
 }
 
+/// Faults applied inside one streaming response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct StreamFaults {
+    /// Abort the connection after this many events.
+    pub(crate) cut_after: Option<usize>,
+    /// Go silent after this many events.
+    pub(crate) stall_after: Option<usize>,
+}
+
 /// What the HTTP layer must do with an incoming completion request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Serve it normally (maybe cutting the stream after `cut` events).
+    /// Serve it normally after `delay`, with the stream faults.
     Serve {
-        /// Cut streams after this many events.
-        cut: Option<usize>,
+        /// Hold the request this long before answering.
+        delay: Option<Duration>,
+        /// Faults inside the stream.
+        stream: StreamFaults,
     },
     /// Answer with this error status.
     Fail(u16),
+    /// Close the connection without answering.
+    Close,
 }
 
 impl Faults {
@@ -82,6 +115,7 @@ impl Faults {
             stall: cfg.stall,
             cut_stream_after: cfg.cut_stream_after,
             refuse_connections: cfg.refuse_connections,
+            ..FaultState::default()
         };
         let faults = Self {
             any: AtomicBool::new(false),
@@ -102,7 +136,12 @@ impl Faults {
     }
 
     fn store(&self, s: FaultState) {
-        let any = s.fail_fraction > 0.0 || s.stall || s.cut_stream_after.is_some();
+        let any = s.fail_fraction > 0.0
+            || s.stall
+            || s.cut_stream_after.is_some()
+            || s.stall_fraction > 0.0
+            || s.stall_stream_after.is_some()
+            || s.close_fraction > 0.0;
         self.stall_tx.send_replace(s.stall);
         self.refuse_tx.send_replace(s.refuse_connections);
         *self.state.lock() = s;
@@ -142,6 +181,26 @@ impl Faults {
         self.modify(|s| s.refuse_connections = refuse);
     }
 
+    /// Holds this fraction (clamped to 0..=1) of completion requests for `hold` before any
+    /// response byte.
+    pub fn set_stall_fraction(&self, fraction: f64, hold: Duration) {
+        self.modify(|s| {
+            s.stall_fraction = clamp_fraction(fraction);
+            s.stall_ms = hold.as_millis() as u64;
+        });
+    }
+
+    /// Makes every stream go silent after `events` events; `None` turns it off.
+    pub fn set_stall_stream_after(&self, events: Option<usize>) {
+        self.modify(|s| s.stall_stream_after = events);
+    }
+
+    /// Closes the connection of this fraction (clamped to 0..=1) of completion requests
+    /// before any response byte.
+    pub fn set_close_fraction(&self, fraction: f64) {
+        self.modify(|s| s.close_fraction = clamp_fraction(fraction));
+    }
+
     /// Turns every knob off.
     pub fn clear(&self) {
         self.modify(|s| {
@@ -154,9 +213,15 @@ impl Faults {
 
     /// Applies an admin update; returns an error message for out-of-range values.
     pub(crate) fn apply(self: &std::sync::Arc<Self>, u: FaultUpdate) -> Result<(), String> {
-        if let Some(f) = u.fail_fraction {
-            if !(0.0..=1.0).contains(&f) {
-                return Err(format!("fail_fraction must be within 0..=1, got {f}"));
+        for (name, value) in [
+            ("fail_fraction", u.fail_fraction),
+            ("stall_fraction", u.stall_fraction),
+            ("close_fraction", u.close_fraction),
+        ] {
+            if let Some(f) = value {
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(format!("{name} must be within 0..=1, got {f}"));
+                }
             }
         }
         if let Some(code) = u.fail_status {
@@ -188,6 +253,18 @@ impl Faults {
             if let Some(r) = u.refuse_connections {
                 s.refuse_connections = r;
             }
+            if let Some(f) = u.stall_fraction {
+                s.stall_fraction = f;
+            }
+            if let Some(ms) = u.stall_ms {
+                s.stall_ms = ms;
+            }
+            if let Some(n) = u.stall_stream_after {
+                s.stall_stream_after = (n > 0).then_some(n);
+            }
+            if let Some(f) = u.close_fraction {
+                s.close_fraction = f;
+            }
         });
         if let (Some(true), Some(ms)) = (u.refuse_connections, u.refuse_for_ms) {
             let me = self.clone();
@@ -202,14 +279,26 @@ impl Faults {
     /// Decides the fate of one completion request (random draw only when failures are on).
     pub(crate) fn verdict(&self) -> Verdict {
         if !self.any.load(Ordering::Acquire) {
-            return Verdict::Serve { cut: None };
+            return Verdict::Serve {
+                delay: None,
+                stream: StreamFaults::default(),
+            };
         }
         let s = self.state.lock().clone();
-        if s.fail_fraction > 0.0 && self.rng.lock().random::<f64>() < s.fail_fraction {
+        let draw = |fraction: f64| fraction > 0.0 && self.rng.lock().random::<f64>() < fraction;
+        if draw(s.close_fraction) {
+            return Verdict::Close;
+        }
+        if draw(s.fail_fraction) {
             return Verdict::Fail(s.fail_status);
         }
+        let delay = draw(s.stall_fraction).then(|| Duration::from_millis(s.stall_ms));
         Verdict::Serve {
-            cut: s.cut_stream_after,
+            delay,
+            stream: StreamFaults {
+                cut_after: s.cut_stream_after,
+                stall_after: s.stall_stream_after,
+            },
         }
     }
 
@@ -241,5 +330,14 @@ impl Faults {
             self.ready.store(true, Ordering::Release);
         }
         ready
+    }
+}
+
+/// A fraction clamped to 0..=1 (NaN is 0).
+fn clamp_fraction(fraction: f64) -> f64 {
+    if fraction.is_nan() {
+        0.0
+    } else {
+        fraction.clamp(0.0, 1.0)
     }
 }

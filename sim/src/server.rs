@@ -1,6 +1,6 @@
 //! Listening, accepting (with the connection-level faults), startup delay and shutdown.
 
-use crate::api::{AppState, app};
+use crate::api::{AppState, CloseConnection, app};
 use crate::config::{SimConfig, StartupMode};
 use crate::engine::{CostModel, EngineHandle, Scheduler};
 use crate::error::SimError;
@@ -81,9 +81,20 @@ impl Drop for SimServer {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| SimError::Bind { addr, source })
+    listen(addr).map_err(|source| SimError::Bind { addr, source })
+}
+
+/// Binds with a deep accept backlog (uvicorn's is 2048): thousands of clients connecting at
+/// once must not lose SYNs (a 1 s retransmit each). The kernel caps it at `somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 /// Starts one replica on `127.0.0.1:{config.port}` (port 0 = ephemeral).
@@ -192,7 +203,7 @@ async fn listen_after(
         _ = raised(&mut shutdown) => return None,
     }
     for _ in 0..50 {
-        match TcpListener::bind(addr).await {
+        match listen(addr) {
             Ok(l) => return Some(l),
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "late bind failed, retrying");
@@ -202,6 +213,32 @@ async fn listen_after(
     }
     tracing::error!(%addr, "could not listen after the startup delay");
     None
+}
+
+/// The app as a hyper service that drops the connection, unanswered, when a handler asks to
+/// (the `close_fraction` fault).
+fn closing_service(
+    router: Router,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::io::Error,
+    Future = impl Future<Output = Result<axum::response::Response, std::io::Error>> + Send,
+> + Clone {
+    let inner = TowerToHyperService::new(router);
+    hyper::service::service_fn(move |request| {
+        let call = hyper::service::Service::call(&inner, request);
+        async move {
+            let response = match call.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if response.extensions().get::<CloseConnection>().is_some() {
+                return Err(std::io::Error::other("connection closed (fault injection)"));
+            }
+            Ok(response)
+        }
+    })
 }
 
 /// Resolves once the flag is true (or its sender is gone).
@@ -236,7 +273,7 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
+                let service = closing_service(router.clone());
                 let mut refuse = refuse.clone();
                 let mut stop = shutdown.clone();
                 conns.spawn(async move {

@@ -97,6 +97,20 @@ async fn released_when_the_client_gives_up_before_the_response_starts() {
     sims.into_iter().next().unwrap().shutdown().await;
 }
 
+/// Reads a streamed body that the router ended early: it must end cleanly with an SSE error
+/// event and `[DONE]`. Returns the body.
+async fn ended_with_error_event(response: reqwest::Response) -> String {
+    let mut stream = response.bytes_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.expect("a clean end of the body, not a reset"));
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.contains("data: {\"error\""), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    body
+}
+
 #[tokio::test]
 async fn released_after_upstream_errors() {
     let sims = start_sims(1, SimConfig::zero_delay()).await;
@@ -110,20 +124,12 @@ async fn released_after_upstream_errors() {
     wait_in_flight_zero(&router, &["r0"]).await;
     sims[0].faults().clear();
 
-    // The replica cuts the stream after 3 events: the client sees a broken body.
+    // The replica cuts the stream after 3 events: the client sees an SSE error event and a
+    // clean end, never a stream that looks complete.
     sims[0].faults().set_cut_stream_after(Some(3));
     let r = post_json(&client, &url, &completion_body("hi", 50, true)).await;
-    let mut stream = r.bytes_stream();
-    let mut broken = false;
-    while let Some(chunk) = stream.next().await {
-        if chunk.is_err() {
-            broken = true;
-        }
-    }
-    assert!(
-        broken,
-        "a cut upstream stream must not look complete to the client"
-    );
+    let body = ended_with_error_event(r).await;
+    assert!(!body.contains("\"finish_reason\":\"length\""), "{body}");
     wait_in_flight_zero(&router, &["r0"]).await;
     let metrics = router_metrics(&router).await;
     assert!(
@@ -144,12 +150,7 @@ async fn released_after_first_byte_and_idle_timeouts() {
     // Streaming: headers come at once, then 400 ms between tokens exceeds the 150 ms idle limit.
     let r = post_json(&client, &url, &completion_body("hi", 20, true)).await;
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut broken = false;
-    while let Some(chunk) = stream.next().await {
-        broken |= chunk.is_err();
-    }
-    assert!(broken, "the idle timeout ends the stream with an error");
+    ended_with_error_event(r).await;
     wait_in_flight_zero(&router, &["r0"]).await;
 
     // Non-streaming: nothing arrives before 20 x 400 ms, far past the first-byte timeout.

@@ -114,6 +114,11 @@ impl Config {
             ("timeouts.connect_ms", self.timeouts.connect_ms),
             ("timeouts.first_byte_ms", self.timeouts.first_byte_ms),
             ("timeouts.idle_ms", self.timeouts.idle_ms),
+            (
+                "timeouts.stream_first_byte_ms",
+                self.timeouts.stream_first_byte_ms,
+            ),
+            ("timeouts.header_read_ms", self.timeouts.header_read_ms),
             ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
         ];
         for (key, value) in positive {
@@ -121,7 +126,14 @@ impl Config {
                 return Err(bad(key.to_owned(), "must be greater than 0".to_owned()));
             }
         }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(bad(
+                "limits.max_header_bytes".to_owned(),
+                "must be at least 8192".to_owned(),
+            ));
+        }
         let checks = [
+            self.outlier.check(),
             self.scrape.check(),
             self.prefix.check(),
             self.policy.cost.check(),

@@ -1,6 +1,7 @@
 //! Router configuration: the YAML schema with defaults (this file) and loading/validation (`load`).
 
 mod load;
+mod reliability;
 mod shorthand;
 mod sources;
 
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use load::ConfigOverrides;
+pub use reliability::{ErrorsConfig, OutlierConfig};
 pub use sources::{Source, Sources};
 
 /// The whole router configuration.
@@ -66,6 +68,12 @@ pub struct Config {
     /// Per-replica concurrency caps (none, static or adaptive).
     #[serde(default)]
     pub caps: crate::admission::CapsConfig,
+    /// Ejection of replicas that keep failing on real traffic.
+    #[serde(default)]
+    pub outlier: OutlierConfig,
+    /// What clients are told about upstream failures.
+    #[serde(default)]
+    pub errors: ErrorsConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -200,8 +208,15 @@ impl Default for HealthConfig {
 pub struct TimeoutConfig {
     /// TCP connect to a replica.
     pub connect_ms: u64,
-    /// From sending the request to receiving response headers.
+    /// From sending a non-streaming request to receiving response headers (vLLM sends them
+    /// with the whole answer, so this bounds generation time).
     pub first_byte_ms: u64,
+    /// From sending a streaming request to receiving response headers (vLLM sends them before
+    /// generating): past it the request is re-sent elsewhere, so a stalled replica costs this.
+    pub stream_first_byte_ms: u64,
+    /// Longest time a client may take to send its request headers (slowloris guard); also how
+    /// long an idle keep-alive connection waits for its next request (uvicorn's is 5 s).
+    pub header_read_ms: u64,
     /// Longest pause between two chunks of a response body, and longest wait for a request body.
     pub idle_ms: u64,
     /// How long shutdown waits for in-flight requests to finish.
@@ -216,6 +231,8 @@ impl Default for TimeoutConfig {
         Self {
             connect_ms: 1000,
             first_byte_ms: 120_000,
+            stream_first_byte_ms: 2_000,
+            header_read_ms: 10_000,
             idle_ms: 60_000,
             shutdown_drain_ms: 10_000,
             shutdown_unready_ms: 0,
@@ -229,27 +246,45 @@ impl Default for TimeoutConfig {
 pub struct LimitsConfig {
     /// Largest accepted request body in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest accepted request head in bytes (431 beyond; at least 8192).
+    pub max_header_bytes: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 8 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
 
-/// Retry budget for requests that failed before any byte reached a replica.
+/// Retries of requests that failed before any response byte reached the client (connect
+/// error, 5xx, connection closed before headers, first-byte timeout); 4xx are never retried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Extra attempts per request, each on a replica not tried yet.
     pub max_retries: u32,
+    /// First back-off before a retry; doubles per attempt, with full jitter.
+    pub backoff_base_ms: u64,
+    /// Longest back-off before a retry.
+    pub backoff_max_ms: u64,
+    /// Retries allowed across the router, as a percentage of requests (on top of `budget_min`).
+    pub budget_percent: u32,
+    /// Retries always allowed however few requests arrived (the budget's floor and burst).
+    pub budget_min: u32,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { max_retries: 2 }
+        Self {
+            max_retries: 2,
+            backoff_base_ms: 10,
+            backoff_max_ms: 200,
+            budget_percent: 20,
+            budget_min: 10,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod health_state;
 mod load;
+mod outlier;
 mod serving;
 mod set;
 
@@ -11,6 +12,7 @@ use http::uri::{Authority, Scheme};
 
 pub use health_state::HealthState;
 pub use load::{LoadGuard, ReplicaLoad};
+pub use outlier::OutlierDetector;
 pub use serving::Serving;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
 

@@ -14,7 +14,13 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// Offending request field, if known.
     pub(crate) param: Option<&'static str>,
+    /// Drop the connection instead of answering (fault injection).
+    pub(crate) close: bool,
 }
+
+/// Response extension telling the accept loop to drop the connection unanswered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CloseConnection;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -37,6 +43,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             param: None,
+            close: false,
         }
     }
 
@@ -54,6 +61,18 @@ impl ApiError {
             status,
             message: message.into(),
             param: None,
+            close: false,
+        }
+    }
+
+    /// No answer at all: the connection is closed before any byte (fault injection).
+    pub(crate) fn close_connection() -> Self {
+        Self {
+            close: true,
+            ..Self::status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "connection closed (fault injection)",
+            )
         }
     }
 
@@ -87,12 +106,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if self.close {
+            response.extensions_mut().insert(CloseConnection);
+        }
+        response
     }
 }
 

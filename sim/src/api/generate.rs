@@ -6,6 +6,7 @@ use super::format::Kind;
 use super::stream::{Meta, StreamSpec, sse_body};
 use super::types::Job;
 use crate::engine::{SeqRequest, Sink};
+use crate::faults::StreamFaults;
 use crate::tokenizer::{adapter_block_hashes, block_hashes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -86,7 +87,7 @@ impl AppState {
         kind: Kind,
         mut job: Job,
         arrival: Instant,
-        cut_after: Option<usize>,
+        faults: StreamFaults,
     ) -> Result<Response, ApiError> {
         let meta = self.meta(kind, job.lora.as_deref());
         let choices = job.lengths.len() * job.n;
@@ -103,7 +104,8 @@ impl AppState {
                 n: job.n,
                 include_usage: job.include_usage,
                 finish: job.finish,
-                cut_after,
+                cut_after: faults.cut_after,
+                stall_after: faults.stall_after,
             };
             let headers = [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")];
             return Ok((headers, sse_body(rx, spec)).into_response());

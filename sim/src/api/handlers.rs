@@ -4,7 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::format::Kind;
 use super::types::{ChatRequest, CompletionRequest, parse_json};
-use crate::faults::{FaultUpdate, Verdict};
+use crate::faults::{FaultUpdate, StreamFaults, Verdict};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,8 +17,8 @@ use std::time::Instant;
 type Shared = State<Arc<AppState>>;
 
 impl AppState {
-    /// Readiness and fault gate of the completion endpoints; returns the stream cut point.
-    async fn admit(&self) -> Result<Option<usize>, ApiError> {
+    /// Readiness and fault gate of the completion endpoints; returns the stream's faults.
+    async fn admit(&self) -> Result<StreamFaults, ApiError> {
         if !self.faults.is_ready() {
             return Err(ApiError::status(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -34,9 +34,13 @@ impl AppState {
                     "Simulated failure (fault injection).",
                 ))
             }
-            Verdict::Serve { cut } => {
+            Verdict::Close => Err(ApiError::close_connection()),
+            Verdict::Serve { delay, stream } => {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
                 self.faults.wait_unstalled().await;
-                Ok(cut)
+                Ok(stream)
             }
         }
     }

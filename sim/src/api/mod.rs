@@ -8,6 +8,8 @@ mod kv_admin;
 mod stream;
 mod types;
 
+pub(crate) use error::CloseConnection;
+
 use crate::config::SimConfig;
 use crate::engine::EngineHandle;
 use crate::faults::Faults;

@@ -49,6 +49,8 @@ pub(crate) struct StreamSpec {
     pub(crate) finish: FinishKind,
     /// Abort the connection after this many `data:` events (fault injection).
     pub(crate) cut_after: Option<usize>,
+    /// Go silent after this many `data:` events (fault injection).
+    pub(crate) stall_after: Option<usize>,
 }
 
 struct State {
@@ -71,6 +73,9 @@ impl State {
 
     /// Writes one event unless the cut point is reached.
     fn emit(&mut self, buf: &mut Vec<u8>, write: impl FnOnce(&Formatter<'_>, &mut Vec<u8>)) {
+        if self.spec.stall_after.is_some_and(|n| self.events >= n) {
+            return;
+        }
         if self.cut_reached() {
             self.abort = true;
             return;
@@ -114,6 +119,10 @@ impl State {
 
     /// Next body frame: `None` ends the body, `Err` aborts the connection.
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        if self.spec.stall_after.is_some_and(|n| self.events >= n) {
+            // Silent until the client gives up (the body is dropped with the connection).
+            std::future::pending::<()>().await;
+        }
         if self.done {
             return None;
         }
