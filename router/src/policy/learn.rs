@@ -15,14 +15,15 @@
 /// Number of multipliers: overhead, prefill, queue.
 pub(crate) const TERMS: usize = 3;
 /// Effective number of recent samples the fit remembers.
-pub(crate) const WINDOW: f64 = 128.0;
+pub(crate) const WINDOW: f64 = 256.0;
 /// Smallest multiplier the fit may report.
 pub(crate) const MIN_MULTIPLIER: f64 = 0.1;
 /// Largest multiplier the fit may report.
 pub(crate) const MAX_MULTIPLIER: f64 = 10.0;
-/// Prior weight (in typical samples) tying each multiplier to the shared scale: the terms are
-/// correlated (a longer prompt means more steps too), so they part only on clear evidence.
-const TIE_WEIGHT: f64 = 16.0;
+/// Prior weight (in typical samples) tying each multiplier to the shared scale: prefill and
+/// queue drain are the same GPU work, so they part only on clear evidence; the overhead (steps,
+/// plus whatever the network and the server add to every request) is nearly free to differ.
+const TIE_WEIGHT: [f64; TERMS] = [2.0, 16.0, 16.0];
 /// Prior weight (in samples) pulling the shared scale towards the configured constants.
 const PRIOR_WEIGHT: f64 = 2.0;
 /// Residuals beyond this many mean absolute residuals are clipped.
@@ -122,12 +123,21 @@ impl ConstantFit {
         if typical <= 0.0 {
             return None;
         }
-        // The same tie for every term, in the units of a typical sample: a deviation from the
-        // shared scale costs the same whichever term takes it, so the term that explains the
-        // most time takes it, and a term never seen follows the scale.
-        let tie = [TIE_WEIGHT * typical; TERMS];
+        // Prefill and queue: the same tie, in the units of a typical sample, so a deviation
+        // from the shared scale goes to the term that explains the most time, and a term never
+        // seen follows the scale. Overhead: a tie in its own (small) units, nearly free to take
+        // what every request pays whatever its size.
+        let own = self.xx[0][0] / n;
+        let tie: [f64; TERMS] = std::array::from_fn(|j| {
+            TIE_WEIGHT[j]
+                * if j == 0 {
+                    own.max(1e-6 * typical)
+                } else {
+                    typical
+                }
+        });
         // The scale's pull towards 1 weighs like PRIOR_WEIGHT samples against all of them.
-        let prior = TERMS as f64 * TIE_WEIGHT * typical * PRIOR_WEIGHT / n;
+        let prior = tie.iter().sum::<f64>() * PRIOR_WEIGHT / n;
         let mut a = [[0.0; TERMS + 1]; TERMS + 1];
         let mut b = [0.0; TERMS + 1];
         for i in 0..TERMS {

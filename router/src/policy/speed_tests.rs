@@ -42,13 +42,13 @@ fn identical_noisy_replicas_read_identical_and_a_slow_one_reads_its_slowness() {
     // All four replicas are 3x slower than configured; the last one another 2.5x.
     for (i, r) in replicas.iter().enumerate() {
         let slowness = if i == 3 { 7.5 } else { 3.0 };
-        feed(r, &mut rng, 300, slowness, 0.3, now);
+        feed(r, &mut rng, 500, slowness, 0.3, now);
     }
     let speeds = pooled_speeds(&learnt(&replicas, now));
     let prefill: Vec<f64> = speeds.iter().map(|s| s.prefill).collect();
     for p in &prefill[..3] {
-        assert!((p / 3.0 - 1.0).abs() < 0.08, "{prefill:?}");
-        assert!((p / prefill[0] - 1.0).abs() < 0.08, "{prefill:?}");
+        assert!((p / 3.0 - 1.0).abs() < 0.1, "{prefill:?}");
+        assert!((p / prefill[0] - 1.0).abs() < 0.1, "{prefill:?}");
     }
     let ratio = prefill[3] / prefill[0];
     assert!(
