@@ -33,8 +33,8 @@ pub struct RouterMetrics {
     pub no_healthy: IntCounter,
     /// `router_prefix_match_ratio{policy}`: fraction of each prompt the chosen replica held.
     pub prefix_match_ratio: HistogramVec,
-    /// `router_replica_ttft_ratio{replica}`: observed over predicted time to first byte of
-    /// streaming requests (cost policy), the replica's learnt slowness; set each scrape tick.
+    /// `router_replica_ttft_ratio{replica}`: learnt over configured time to first token of a
+    /// 2000-token prefill (cost policy), the replica's learnt slowness; set each scrape tick.
     pub ttft_ratio: GaugeVec,
     /// `router_replica_cost_constant_seconds{replica,constant}`: the replica's cost constants
     /// learnt online by the cost policy (0 until learnt); set each scrape tick.
@@ -95,8 +95,8 @@ impl RouterMetrics {
         let ttft_ratio = GaugeVec::new(
             Opts::new(
                 "router_replica_ttft_ratio",
-                "Observed over predicted time to first byte of streaming requests (cost policy); \
-                 0 until learnt",
+                "Learnt over configured time to first token of a 2000-token prefill (cost \
+                 policy); 0 until learnt",
             ),
             &["replica"],
         )?;

@@ -21,7 +21,9 @@ use super::{
     learn::{ConstantFit, TERMS},
 };
 
-/// Samples needed before the learnt prefill multiplier is shown as a metric.
+/// Uncached tokens of the reference request [`SpeedEstimate::ratio`] reports on.
+pub const REFERENCE_TOKENS: f64 = 2000.0;
+/// Samples needed before the learnt speed is shown as a metric.
 const MIN_SAMPLES: u64 = 16;
 /// Samples at which a replica's own fit and the median of its peers weigh the same.
 const SHRINK_SAMPLES: f64 = 8.0;
@@ -136,11 +138,24 @@ impl SpeedEstimate {
         })
     }
 
-    /// The learnt prefill multiplier (observed over configured prefill time) once the fit has
-    /// enough recent samples.
+    /// How much slower than configured the replica is, once the fit has enough recent samples:
+    /// its learnt time to first token over the configured one for a reference request
+    /// ([`REFERENCE_TOKENS`] uncached tokens, nothing queued). Robust to how the fit splits
+    /// time between per-request overhead and per-token prefill.
     pub fn ratio(&self, now: Instant) -> Option<f64> {
         let s = self.state.lock();
-        (s.fit.samples() >= MIN_SAMPLES && s.fresh(now)).then(|| s.fit.multipliers()[1])
+        let prior = s.prior.unwrap_or(Prior {
+            prefill_s_per_token: 33e-6,
+            step_s: 5e-3,
+        });
+        let x = [
+            1.5 * prior.step_s,
+            REFERENCE_TOKENS * prior.prefill_s_per_token,
+            0.0,
+        ];
+        let nominal: f64 = x.iter().sum();
+        (s.fit.samples() >= MIN_SAMPLES && s.fresh(now) && nominal > 0.0)
+            .then(|| s.fit.predict(&x) / nominal)
     }
 
     /// The learnt absolute constants (overhead s per step, prefill s per token, queue drain s

@@ -55,7 +55,8 @@ fn identical_noisy_replicas_read_identical_and_a_slow_one_reads_its_slowness() {
         (ratio / 2.5 - 1.0).abs() < 0.1,
         "slow replica reads {ratio}x"
     );
-    assert!(replicas[0].ratio(now).is_some());
+    let r = replicas[0].ratio(now).unwrap();
+    assert!((r / 3.0 - 1.0).abs() < 0.1, "ratio {r}");
     let c = replicas[0].constants(now).unwrap();
     assert!((c[1] / (3.0 * 33e-6) - 1.0).abs() < 0.1, "{c:?}");
 }
