@@ -22,7 +22,7 @@ use super::{
 };
 
 /// Uncached tokens of the reference request [`SpeedEstimate::ratio`] reports on.
-pub const REFERENCE_TOKENS: f64 = 2000.0;
+pub(crate) const REFERENCE_TOKENS: f64 = 2000.0;
 /// Samples needed before the learnt speed is shown as a metric.
 const MIN_SAMPLES: u64 = 16;
 /// Samples at which a replica's own fit and the median of its peers weigh the same.
@@ -139,8 +139,8 @@ impl SpeedEstimate {
     }
 
     /// How much slower than configured the replica is, once the fit has enough recent samples:
-    /// its learnt time to first token over the configured one for a reference request
-    /// ([`REFERENCE_TOKENS`] uncached tokens, nothing queued). Robust to how the fit splits
+    /// its learnt time to first token over the configured one for a reference request (2000
+    /// uncached tokens, nothing queued). Robust to how the fit splits
     /// time between per-request overhead and per-token prefill.
     pub fn ratio(&self, now: Instant) -> Option<f64> {
         let s = self.state.lock();
