@@ -131,7 +131,10 @@ async fn learnt_ratios(router: &RouterServer, names: &[&str]) -> Vec<f64> {
     let m = router_metrics(router).await;
     names
         .iter()
-        .map(|r| metric_value(&m, "router_replica_ttft_ratio", &[("replica", r)]).unwrap())
+        .map(|r| {
+            metric_value(&m, "router_replica_ttft_ratio", &[("replica", r)])
+                .expect("every replica has a learnt speed")
+        })
         .collect()
 }
 
@@ -168,7 +171,7 @@ async fn identical_noisy_replicas_read_alike() {
             "router_replica_cost_constant_seconds",
             &[("replica", r), ("constant", "prefill_per_token")],
         )
-        .unwrap();
+        .expect("learnt constants are exported");
         assert!(
             c > 0.5 * 33e-6 && c < 2.0 * 33e-6,
             "{r} prefill constant {c}"
