@@ -17,7 +17,8 @@
 # Usage (repo root): loadgen/bench/matrix.sh [OUT_DIR]
 # Environment: N (requests per cell), ROWS="sharegpt_1x tenants" (subset), BIN (prebuilt
 # loadgen and vllm-sim; skips cargo), DATA (ShareGPT JSON, default ../shared/data/...),
-# PORT (first sim port, default 18700).
+# PORT (first sim port, default 18700), POLICIES (default power_of_two,prefix_aware,cost),
+# ROUTER_CONFIG (a router YAML the runs start from, e.g. to change policy.cost settings).
 set -euo pipefail
 OUT=${1:-results/matrix}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -60,7 +61,8 @@ run() { # row, sim flags (1-3), sim flags (4), loadgen flags...
   echo "== $row"
   start_sims "$fast" "$last"
   rm -f "$OUT/$row.csv" "$OUT/$row.jsonl"
-  "$BIN/loadgen" sweep --policies power_of_two,prefix_aware,cost --replica-urls "$URLS" \
+  "$BIN/loadgen" sweep --policies "${POLICIES:-power_of_two,prefix_aware,cost}" --replica-urls "$URLS" \
+    ${ROUTER_CONFIG:+--router-config "$ROUTER_CONFIG"} \
     --num-prompts "$N" --seed 0 --min-output-len 10 --max-output-len 200 --disable-progress \
     --label "$row" --output-file "$OUT/$row.jsonl" --output-csv "$OUT/$row.csv" "$@" \
     2>&1 | grep -v '^sweep:' > "$OUT/$row.txt" || { cat "$OUT/$row.txt"; exit 1; }
