@@ -309,7 +309,7 @@ impl Dispatcher {
                 policy: self.policy.name(),
                 reason: decision.reason.as_str(),
                 matched_tokens: decision.matched_tokens,
-                predicted_ttft_s: decision.predicted_ttft_s,
+                predicted_ttft_s: decision.predicted_ttft_s.map(|p| p.total_s()),
                 attempts: attempt + 1,
             });
         Ok(response)

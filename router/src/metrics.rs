@@ -33,10 +33,17 @@ pub struct RouterMetrics {
     pub no_healthy: IntCounter,
     /// `router_prefix_match_ratio{policy}`: fraction of each prompt the chosen replica held.
     pub prefix_match_ratio: HistogramVec,
-    /// `router_replica_ttft_ratio{replica}`: observed over predicted time to first byte of
-    /// streaming requests (cost policy), the replica's learnt slowness; set each scrape tick.
+    /// `router_replica_ttft_ratio{replica}`: learnt over configured time to first token of a
+    /// 2000-token prefill (cost policy), the replica's learnt slowness; set each scrape tick.
     pub ttft_ratio: GaugeVec,
+    /// `router_replica_cost_constant_seconds{replica,constant}`: the replica's cost constants
+    /// learnt online by the cost policy (0 until learnt); set each scrape tick.
+    pub cost_constants: GaugeVec,
 }
+
+/// The `constant` label values of `router_replica_cost_constant_seconds`, in the order of
+/// [`crate::policy::SpeedEstimate::constants`].
+pub const COST_CONSTANTS: [&str; 3] = ["step", "prefill_per_token", "queue_per_token"];
 
 /// Handles of one replica's labelled series, resolved once when the replica joins.
 #[derive(Clone)]
@@ -53,6 +60,8 @@ pub struct ReplicaMetrics {
     pub healthy: IntGauge,
     /// Observed over predicted time to first byte.
     pub ttft_ratio: Gauge,
+    /// Learnt cost constants, in the order of [`COST_CONSTANTS`].
+    pub cost_constants: [Gauge; 3],
 }
 
 impl RouterMetrics {
@@ -86,12 +95,21 @@ impl RouterMetrics {
         let ttft_ratio = GaugeVec::new(
             Opts::new(
                 "router_replica_ttft_ratio",
-                "Observed over predicted time to first byte of streaming requests (cost policy); \
-                 0 until learnt",
+                "Learnt over configured time to first token of a 2000-token prefill (cost \
+                 policy); 0 until learnt",
             ),
             &["replica"],
         )?;
         registry.register(Box::new(ttft_ratio.clone()))?;
+        let cost_constants = GaugeVec::new(
+            Opts::new(
+                "router_replica_cost_constant_seconds",
+                "Cost constants learnt online per replica (cost policy): engine step, prefill per \
+                 uncached token, queue drain per queued token; 0 until learnt",
+            ),
+            &["replica", "constant"],
+        )?;
+        registry.register(Box::new(cost_constants.clone()))?;
         let prefix_match_ratio = HistogramVec::new(
             HistogramOpts::new(
                 "router_prefix_match_ratio",
@@ -147,6 +165,7 @@ impl RouterMetrics {
             no_healthy,
             prefix_match_ratio,
             ttft_ratio,
+            cost_constants,
             registry,
         })
     }
@@ -165,6 +184,8 @@ impl RouterMetrics {
             in_flight_tokens: self.in_flight_tokens.with_label_values(&[replica]),
             healthy: self.healthy.with_label_values(&[replica]),
             ttft_ratio: self.ttft_ratio.with_label_values(&[replica]),
+            cost_constants: COST_CONSTANTS
+                .map(|c| self.cost_constants.with_label_values(&[replica, c])),
         }
     }
 
@@ -174,6 +195,9 @@ impl RouterMetrics {
             let _ = gauge.remove_label_values(&[replica]);
         }
         let _ = self.ttft_ratio.remove_label_values(&[replica]);
+        for c in COST_CONSTANTS {
+            let _ = self.cost_constants.remove_label_values(&[replica, c]);
+        }
     }
 
     /// Renders the registry in the Prometheus text format.

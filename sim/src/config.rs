@@ -134,7 +134,11 @@ pub struct SimConfig {
     /// Divide every simulated duration by this factor (2 = twice as fast as the modelled GPU).
     #[arg(long, default_value_t = 1.0)]
     pub speedup: f64,
-    /// Seed of the random generator used by fault injection.
+    /// Multiply every step's duration by a random factor uniform in 1 +- this (0..1; 0 = exact):
+    /// noisy timings, as a real GPU shows, for tests of what the router learns from them.
+    #[arg(long, default_value_t = 0.0)]
+    pub time_noise: f64,
+    /// Seed of the random generator used by fault injection (and timing noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Address to bind (any loopback address such as 127.0.0.2 works for tests of DNS discovery).
@@ -263,6 +267,12 @@ impl SimConfig {
         }
         if !(self.speedup.is_finite() && self.speedup > 0.0) {
             return Err(format!("speedup must be > 0, got {}", self.speedup));
+        }
+        if !(0.0..1.0).contains(&self.time_noise) {
+            return Err(format!(
+                "time_noise must be within 0..1, got {}",
+                self.time_noise
+            ));
         }
         if !(0.0..=1.0).contains(&self.faults.fail_fraction) {
             return Err(format!(

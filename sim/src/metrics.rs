@@ -58,6 +58,8 @@ pub(crate) struct Metrics {
     pub(crate) decode_time: Histogram,
     pub(crate) request_prompt_tokens: Histogram,
     pub(crate) request_generation_tokens: Histogram,
+    /// New KV tokens computed in prefill (prompt minus prefix-cache hit), as vLLM 0.26 exports.
+    pub(crate) prefill_kv_computed_tokens: Histogram,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, model: &str) -> prometheus::Result<Gauge> {
@@ -242,6 +244,13 @@ impl Metrics {
                 &r,
                 "vllm:request_generation_tokens",
                 "Number of generation tokens processed.",
+                TOKEN_BUCKETS,
+                m,
+            )?,
+            prefill_kv_computed_tokens: histogram(
+                &r,
+                "vllm:request_prefill_kv_computed_tokens",
+                "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
                 TOKEN_BUCKETS,
                 m,
             )?,

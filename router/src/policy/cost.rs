@@ -1,7 +1,7 @@
 //! `cost` (the default policy): send each request where its estimated cost is lowest, in
 //! seconds: its time to first token there plus what the placement costs everyone else.
 //!
-//! Per healthy replica, [`super::cost_model`] adds up `ttft + busy + evict + share`:
+//! Per healthy replica, [`super::cost_model`] adds up `ttft + busy + evict + externality + share`:
 //! - `ttft` = queued prefill + this prompt's uncached prefill + engine steps (+ KV pressure, lag),
 //!   from the prefix tree (matched tokens), the router's own counts (prefill tokens not yet past
 //!   first byte, context being decoded, how long pending requests have waited) and, when fresh,
@@ -9,6 +9,9 @@
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
+//! - `externality` = this prompt's prefill x the requests waiting on the least loaded replica:
+//!   under uniform overload every queued request waits for a miss's prefill, so affinity (and
+//!   throughput) is kept; while any replica has no queue it is 0 and a hot prefix spreads;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
 //!   beyond one Poisson standard deviation of chance, once replicas have work in flight.
 //!
@@ -27,9 +30,10 @@
 //! while leaving W1 untouched, since W1's traffic is balanced to begin with. The tie tolerance
 //! (1 ms) keeps a shared greeting of a few tokens from piling new conversations on one replica.
 //!
-//! Replicas need not be equal: with `learn_replica_speed` each replica's streaming requests teach
-//! it how its observed time to first byte compares with the prediction ([`super::speed`]); one
-//! slower than the median of its peers has its estimate scaled up by that much.
+//! Replicas need not be equal, nor match the configured constants: with `learn_replica_speed`
+//! each replica's constants (steps, prefill per token, queue drain) are fitted online from its
+//! streaming requests' time to first byte and its scraped prefill histogram ([`super::speed`]),
+//! the configured values serving as the prior, and scale its estimate.
 
 use std::{sync::Arc, time::Instant};
 
@@ -38,9 +42,10 @@ use rand::rngs::SmallRng;
 
 use super::{
     Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
-    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
+    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView, Speed},
     prefix_index::PrefixIndex,
     share::DispatchShare,
+    speed::{Prior, pooled_speeds},
 };
 use crate::replicas::ReplicaId;
 
@@ -80,28 +85,53 @@ impl CostPolicy {
         }
     }
 
-    /// What the model sees of one replica at `now`, `slowness` times slower than its peers.
-    fn load_view(&self, view: &ReplicaView<'_>, now: Instant, slowness: f64) -> ReplicaLoadView {
+    /// What the model sees of one replica at `now` at `speed`, and how many requests wait there.
+    fn load_view(
+        &self,
+        view: &ReplicaView<'_>,
+        now: Instant,
+        speed: Speed,
+    ) -> (ReplicaLoadView, f64) {
         let pending = view.load.pending.snapshot(now);
-        let queued_s = slowness * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
+        let [steps, _, queue] = speed.multipliers();
+        let queued_s = queue * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
         // Pending requests older than the model says they should be: the replica is behind
         // (stalled, or slower than the constants); new work there waits at least that much more.
         let lag_s = if pending.requests > 0 {
-            (pending.mean_age_s - queued_s - 2.0 * slowness * self.model.step_s).max(0.0)
+            (pending.mean_age_s - queued_s - 2.0 * steps * self.model.step_s).max(0.0)
         } else {
             0.0
         };
-        ReplicaLoadView {
+        let external = view.load.scraped.fresh(now).map(|s| s.external);
+        let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
+        let load = ReplicaLoadView {
             inflight: view.load.requests(),
             pending_tokens: pending.prefill_tokens,
             decoding_tokens: view
                 .load
                 .prompt_tokens()
                 .saturating_sub(pending.prompt_tokens),
-            external: view.load.scraped.fresh(now).map(|s| s.external),
+            external,
             lag_s,
-            slowness,
+            speed,
+        };
+        (load, waiting)
+    }
+
+    /// Each candidate's speed: its learnt constants pooled with its peers', or 1.
+    fn speeds(&self, candidates: &[ReplicaView<'_>], now: Instant) -> Vec<Speed> {
+        if !self.model.learn_replica_speed {
+            return vec![Speed::default(); candidates.len()];
         }
+        let prior = Prior {
+            prefill_s_per_token: self.model.prefill_s_per_token,
+            step_s: self.model.step_s,
+        };
+        let learnt: Vec<_> = candidates
+            .iter()
+            .map(|v| v.load.speed.learnt(now, prior))
+            .collect();
+        pooled_speeds(&learnt)
     }
 }
 
@@ -124,22 +154,32 @@ impl Policy for CostPolicy {
         } else {
             vec![0.0; ids.len()]
         };
-        let slowness = if self.model.learn_replica_speed {
-            let ratios: Vec<Option<f64>> =
-                candidates.iter().map(|v| v.load.speed.ratio(now)).collect();
-            super::relative_slowness(&ratios)
+        let speeds = self.speeds(candidates, now);
+        let loads: Vec<(ReplicaLoadView, f64)> = candidates
+            .iter()
+            .zip(&speeds)
+            .map(|(v, speed)| self.load_view(v, now, *speed))
+            .collect();
+        // Requests that wait whichever replica takes this one: a miss's prefill delays them all.
+        let queued_behind = loads
+            .iter()
+            .map(|(_, waiting)| *waiting)
+            .fold(f64::INFINITY, f64::min);
+        let queued_behind = if queued_behind.is_finite() {
+            queued_behind
         } else {
-            vec![1.0; candidates.len()]
+            0.0
         };
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)
-            .zip(slowness)
-            .map(|((v, excess_share), slowness)| CostCandidate {
+            .zip(&loads)
+            .map(|((v, excess_share), (load, _))| CostCandidate {
                 matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
                 cache_fill: self.index.fill(v.id),
                 excess_share,
-                load: self.load_view(v, now, slowness),
+                queued_behind,
+                load: *load,
             })
             .collect();
         let chosen = self
@@ -164,15 +204,16 @@ impl Policy for CostPolicy {
                 .map(|(v, c)| {
                     let e = self.model.estimate(prompt_tokens, c);
                     format!(
-                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
+                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
                         v.name,
                         e.total_s() * 1e3,
                         e.ttft_s() * 1e3,
                         e.busy_s * 1e3,
                         e.displace_s * 1e3,
+                        e.externality_s * 1e3,
                         e.balance_s * 1e3,
                         e.lag_s * 1e3,
-                        c.load.slowness(),
+                        c.load.speed.prefill,
                         c.matched_tokens,
                         c.load.pending_tokens,
                         c.load.inflight
@@ -186,14 +227,14 @@ impl Policy for CostPolicy {
                 "cost decision"
             );
         }
-        // What the model predicts there at the speed it assumes for every replica: the replica's
-        // observed time to first byte against this is what its speed estimate learns from.
+        // The model's terms there at the configured constants: the replica's observed time to
+        // first byte against these is what its speed fit learns from.
         let predicted_ttft_s = cands.get(i).zip(candidates.get(i)).map(|(c, v)| {
             let nominal = CostCandidate {
-                load: self.load_view(v, now, 1.0),
+                load: self.load_view(v, now, Speed::default()).0,
                 ..*c
             };
-            self.model.estimate(prompt_tokens, &nominal).ttft_s()
+            self.model.estimate(prompt_tokens, &nominal).prediction()
         });
         Decision {
             replica: candidates.get(i).map_or(ReplicaId(0), |v| v.id),
@@ -281,13 +322,14 @@ mod tests {
         let d = p.pick(&long_request(&text), &f.views());
         assert_eq!(d.replica, ReplicaId(0));
         let predicted = d.predicted_ttft_s.unwrap();
-        assert!(predicted > 0.05, "{predicted}");
+        assert!(predicted.total_s() > 0.05, "{predicted:?}");
         // r0 turns out 3x slower than predicted, its peers as predicted.
         let now = Instant::now();
+        let t = predicted.total_s();
         for _ in 0..16 {
-            f.loads[0].speed.record(0.1, 0.3, now);
-            f.loads[1].speed.record(0.1, 0.1, now);
-            f.loads[2].speed.record(0.1, 0.1, now);
+            f.loads[0].speed.record(&predicted, 3.0 * t, now);
+            f.loads[1].speed.record(&predicted, t, now);
+            f.loads[2].speed.record(&predicted, t, now);
         }
         let d = p.pick(&long_request(&text), &f.views());
         assert_ne!(d.replica, ReplicaId(0));

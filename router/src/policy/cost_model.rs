@@ -11,12 +11,15 @@
 //! - `lag`: how far the replica already runs behind the model (a stalled replica's pending
 //!   requests are older than they should be), supplied by the caller.
 //!
-//! A replica found slower than its peers (see [`super::speed`]) has its prefill, step, busy and
-//! displacement terms multiplied by its `slowness`.
+//! Each replica's [`Speed`] (its learnt multipliers of the configured constants, see
+//! [`super::speed`]) scales its terms: `overhead` the steps, `prefill` its own prefill, busy and
+//! displacement terms, `queue` the queued prefill.
 //!
 //! The decision cost adds `busy` (per request in flight: the decode slowdown the new request and
 //! the running ones impose on each other), `displace` (a miss on a full cache evicts as much
-//! cached prefix, recomputed later) and `balance` (recent traffic above a fair share). The
+//! cached prefix, recomputed later), `externality` (while every replica has requests waiting,
+//! each second of this prompt's prefill delays the requests that will queue behind it: about as
+//! many as wait on the least loaded replica) and `balance` (recent traffic above a fair share). The
 //! minimum wins; costs within `tie_tolerance_s` are ties, broken by fewer requests in flight,
 //! then by a seeded random draw (never by list order).
 
@@ -58,9 +61,12 @@ pub struct CostConfig {
     /// Estimates closer than this many seconds are ties, decided by load: a few cached tokens
     /// (a shared greeting, 0.2 ms of prefill) must not pile new conversations onto one replica.
     pub tie_tolerance_s: f64,
-    /// Learn each replica's speed online from streaming requests (observed over predicted time
-    /// to first byte, relative to the other replicas) and scale its estimate by it.
+    /// Learn each replica's cost constants online (from streaming requests' time to first byte
+    /// and its scraped prefill histogram), the configured ones serving only as the prior.
     pub learn_replica_speed: bool,
+    /// Share of a prompt's prefill charged once per request that waits behind it when every
+    /// replica has requests waiting (the capacity a miss takes from everyone; 0 turns it off).
+    pub miss_externality: f64,
 }
 
 impl Default for CostConfig {
@@ -80,6 +86,7 @@ impl Default for CostConfig {
             external_request_tokens: 512,
             tie_tolerance_s: 1e-3,
             learn_replica_speed: true,
+            miss_externality: 1.0,
         }
     }
 }
@@ -97,19 +104,73 @@ pub struct ReplicaLoadView {
     pub external: Option<ExternalLoad>,
     /// Seconds the replica already runs behind the model (0 when unknown).
     pub lag_s: f64,
-    /// How much slower than its peers the replica turned out to be (1 = as fast; 0 or not
-    /// finite counts as 1): scales its prefill, step and in-flight terms.
-    pub slowness: f64,
+    /// The replica's learnt multipliers of the configured constants.
+    pub speed: Speed,
 }
 
-impl ReplicaLoadView {
-    /// The slowness factor, 1 when unset or invalid.
-    pub fn slowness(&self) -> f64 {
-        if self.slowness.is_finite() && self.slowness > 0.0 {
-            self.slowness
-        } else {
-            1.0
+/// Multipliers of the configured constants for one replica (1 = as configured; 0 or not finite
+/// counts as 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Speed {
+    /// Engine steps and fixed overhead.
+    pub overhead: f64,
+    /// Prefill of the request's own uncached tokens.
+    pub prefill: f64,
+    /// Draining the prefill queued ahead.
+    pub queue: f64,
+}
+
+impl Default for Speed {
+    fn default() -> Self {
+        Self::uniform(1.0)
+    }
+}
+
+fn sane(m: f64) -> f64 {
+    if m.is_finite() && m > 0.0 { m } else { 1.0 }
+}
+
+impl Speed {
+    /// The same multiplier `m` for every term.
+    pub fn uniform(m: f64) -> Self {
+        Self {
+            overhead: m,
+            prefill: m,
+            queue: m,
         }
+    }
+
+    /// From `[overhead, prefill, queue]`.
+    pub fn from_multipliers(m: [f64; 3]) -> Self {
+        Self {
+            overhead: m[0],
+            prefill: m[1],
+            queue: m[2],
+        }
+    }
+
+    /// As `[overhead, prefill, queue]`, invalid values read as 1.
+    pub fn multipliers(&self) -> [f64; 3] {
+        [sane(self.overhead), sane(self.prefill), sane(self.queue)]
+    }
+}
+
+/// The model's time to first byte for a request, term by term at the configured constants:
+/// what the replica's [`super::SpeedEstimate`] compares the observed first byte with.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TtftPrediction {
+    /// Engine steps until the first token.
+    pub overhead_s: f64,
+    /// Prefill of the prompt's uncached part.
+    pub prefill_s: f64,
+    /// Prefill queued ahead of it.
+    pub queue_s: f64,
+}
+
+impl TtftPrediction {
+    /// The predicted time to first byte, seconds.
+    pub fn total_s(&self) -> f64 {
+        self.overhead_s + self.prefill_s + self.queue_s
     }
 }
 
@@ -122,6 +183,9 @@ pub struct CostCandidate {
     pub cache_fill: f64,
     /// How far the replica's recent share of traffic exceeds its fair share (0.1 = 10% over).
     pub excess_share: f64,
+    /// Requests expected to queue behind this one whichever replica takes it (those waiting
+    /// on the least loaded replica; 0 while any replica has none waiting).
+    pub queued_behind: f64,
     /// Its load.
     pub load: ReplicaLoadView,
 }
@@ -139,6 +203,8 @@ pub struct Estimate {
     pub busy_s: f64,
     /// Charge for the cached prefixes a miss would evict on a full replica.
     pub displace_s: f64,
+    /// Charge for the delay this prompt's prefill imposes on the requests queued behind it.
+    pub externality_s: f64,
     /// Charge for taking more than a fair share of recent traffic.
     pub balance_s: f64,
     /// KV memory pressure.
@@ -152,7 +218,16 @@ pub struct Estimate {
 impl Estimate {
     /// The estimated time to first token, seconds.
     pub fn total_s(&self) -> f64 {
-        self.ttft_s() + self.busy_s + self.displace_s + self.balance_s
+        self.ttft_s() + self.busy_s + self.displace_s + self.externality_s + self.balance_s
+    }
+
+    /// The TTFT terms the speed fit learns from (this estimate made at speed 1).
+    pub fn prediction(&self) -> TtftPrediction {
+        TtftPrediction {
+            overhead_s: self.steps_s,
+            prefill_s: self.prefill_s,
+            queue_s: self.queue_s,
+        }
     }
 
     /// The time-to-first-token part of the estimate, seconds.
@@ -174,6 +249,7 @@ impl CostConfig {
             ("share_excess_s", self.share_excess_s),
             ("kv_pressure_s", self.kv_pressure_s),
             ("tie_tolerance_s", self.tie_tolerance_s),
+            ("miss_externality", self.miss_externality),
         ];
         if let Some((key, v)) = seconds.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
             return Err((
@@ -210,19 +286,19 @@ impl CostConfig {
     /// Estimates the TTFT of a `prompt_tokens`-token prompt on one candidate.
     pub fn estimate(&self, prompt_tokens: u64, c: &CostCandidate) -> Estimate {
         let load = &c.load;
-        let slow = load.slowness();
+        let [slow_steps, slow, slow_queue] = load.speed.multipliers();
         let ext = load.external.unwrap_or_default();
         let matched = c.matched_tokens.min(prompt_tokens);
         let uncached = prompt_tokens - matched;
         let ext_tokens = ext.waiting * self.external_request_tokens as f64;
         let queued_tokens = load.pending_tokens as f64 + ext_tokens;
-        let queue_s = slow * self.prefill_s_per_token * queued_tokens;
+        let queue_s = slow_queue * self.prefill_s_per_token * queued_tokens;
         let prefill_s = slow
             * (self.prefill_s_per_token * uncached as f64
                 + self.prefill_s_per_cached_pair * uncached as f64 * matched as f64);
         let context =
             load.decoding_tokens as f64 + ext.running * self.external_request_tokens as f64;
-        let step = slow * (self.step_s + self.step_s_per_context_token * context);
+        let step = slow_steps * (self.step_s + self.step_s_per_context_token * context);
         let budget = self.step_token_budget.max(1) as f64;
         // Half a step for the one in progress, then the steps that prefill the queue and us.
         let steps = 0.5 + ((queued_tokens + uncached as f64) / budget).ceil().max(1.0);
@@ -247,8 +323,14 @@ impl CostConfig {
         } else {
             0.0
         };
+        let behind = if c.queued_behind.is_finite() {
+            c.queued_behind.max(0.0)
+        } else {
+            0.0
+        };
         Estimate {
             queue_s,
+            externality_s: self.miss_externality * behind * prefill_s,
             prefill_s,
             steps_s: steps * step,
             busy_s,

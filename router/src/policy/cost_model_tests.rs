@@ -9,6 +9,7 @@ fn idle(matched: u64) -> CostCandidate {
         matched_tokens: matched,
         cache_fill: 0.0,
         excess_share: 0.0,
+        queued_behind: 0.0,
         load: ReplicaLoadView::default(),
     }
 }
@@ -134,6 +135,80 @@ fn external_waiting_and_kv_pressure_count() {
     assert_eq!(cfg.estimate(1000, &owner).kv_s, 0.0);
 }
 
+/// Four replicas each with `queue` prefill tokens waiting (`behind` requests on the least
+/// loaded), the first holding 1800 of a 2000-token prompt and `extra` more tokens queued.
+fn overloaded(queue: u64, extra: u64, behind: f64) -> [CostCandidate; 4] {
+    let mut c = [idle(0); 4];
+    c[0].matched_tokens = 1800;
+    for (i, c) in c.iter_mut().enumerate() {
+        c.load.pending_tokens = queue + if i == 0 { extra } else { 0 };
+        c.load.inflight = 8;
+        c.queued_behind = behind;
+    }
+    c
+}
+
+#[test]
+fn under_uniform_overload_a_miss_pays_for_everyone_queued_behind_it() {
+    let cfg = CostConfig::default();
+    // 3000 tokens more queued on the owner (99 ms) than elsewhere: more than the 59 ms of
+    // prefill a miss costs this request alone, so without the externality it would move.
+    let off = CostConfig {
+        miss_externality: 0.0,
+        ..cfg.clone()
+    };
+    assert_ne!(
+        off.choose(2000, &overloaded(6000, 3000, 0.0), &mut rng())
+            .unwrap()
+            .0,
+        0
+    );
+    // With 8 requests waiting everywhere, the miss delays each of them by its prefill.
+    let (pick, est) = cfg
+        .choose(2000, &overloaded(6000, 3000, 8.0), &mut rng())
+        .unwrap();
+    assert_eq!(pick, 0, "affinity kept under uniform overload");
+    assert!((est.externality_s - 8.0 * est.prefill_s).abs() < 1e-12);
+    let miss = cfg.estimate(2000, &overloaded(6000, 3000, 8.0)[1]);
+    assert!((miss.externality_s - 8.0 * miss.prefill_s).abs() < 1e-12);
+    assert_eq!(
+        miss.ttft_s(),
+        off.estimate(2000, &overloaded(6000, 3000, 8.0)[1]).ttft_s()
+    );
+}
+
+#[test]
+fn a_bottleneck_owner_still_spreads_when_a_replica_has_no_queue() {
+    let cfg = CostConfig::default();
+    // Only the owner is loaded: nobody need wait behind a miss elsewhere (queued_behind 0).
+    let mut c = overloaded(0, 9000, 0.0);
+    for other in &mut c[1..] {
+        other.load.inflight = 0;
+    }
+    assert_ne!(cfg.choose(2000, &c, &mut rng()).unwrap().0, 0);
+}
+
+#[test]
+fn learnt_speed_scales_each_term() {
+    let cfg = CostConfig::default();
+    let mut c = idle(500);
+    c.load.pending_tokens = 1000;
+    let base = cfg.estimate(1500, &c);
+    c.load.speed = Speed {
+        overhead: 2.0,
+        prefill: 3.0,
+        queue: 4.0,
+    };
+    let e = cfg.estimate(1500, &c);
+    assert!((e.steps_s - 2.0 * base.steps_s).abs() < 1e-12);
+    assert!((e.prefill_s - 3.0 * base.prefill_s).abs() < 1e-12);
+    assert!((e.queue_s - 4.0 * base.queue_s).abs() < 1e-12);
+    let p = base.prediction();
+    assert!((p.total_s() - (base.steps_s + base.prefill_s + base.queue_s)).abs() < 1e-12);
+    c.load.speed = Speed::uniform(f64::NAN);
+    assert_eq!(cfg.estimate(1500, &c), base, "an invalid speed reads as 1");
+}
+
 #[test]
 fn lag_of_a_stalled_replica_counts() {
     let cfg = CostConfig::default();
@@ -179,15 +254,15 @@ proptest! {
     ) {
         let cfg = CostConfig::default();
         let load = ReplicaLoadView { inflight, pending_tokens: pending, decoding_tokens: decoding,
-            external: None, lag_s: 0.0, slowness: 1.0 };
-        let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load });
-        let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, load });
+            external: None, lag_s: 0.0, speed: Speed::default() };
+        let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load });
+        let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load });
         prop_assert!(b.total_s() <= a.total_s() + 1e-12);
         let busier = ReplicaLoadView { pending_tokens: pending + extra, inflight: inflight + 1, ..load };
-        let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load: busier });
+        let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load: busier });
         prop_assert!(c.total_s() >= a.total_s());
-        let slow = ReplicaLoadView { slowness: slower, ..load };
-        let d = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, load: slow });
+        let slow = ReplicaLoadView { speed: Speed::uniform(slower), ..load };
+        let d = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load: slow });
         prop_assert!(d.total_s() >= a.total_s() - 1e-12);
         prop_assert!(a.total_s().is_finite() && a.total_s() >= 0.0);
     }

@@ -5,6 +5,7 @@
 
 mod cost;
 mod cost_model;
+mod learn;
 mod load;
 mod pending;
 mod power_of_two;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use rand::{SeedableRng, rngs::SmallRng};
 
 pub use cost::CostPolicy;
-pub use cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView};
+pub use cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView, Speed, TtftPrediction};
+pub use learn::ConstantFit;
 pub use load::{InFlight, InFlightLoad, Load};
 pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
 pub use power_of_two::PowerOfTwo;
@@ -29,7 +31,7 @@ pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 pub use share::DispatchShare;
-pub use speed::{SpeedEstimate, relative_slowness};
+pub use speed::{LearntSpeed, PrefillSample, Prior, SpeedEstimate, pooled_speeds};
 
 use crate::{
     Error,
@@ -146,8 +148,9 @@ pub struct Decision {
     pub reason: DecisionReason,
     /// Prompt tokens the chosen replica is believed to hold (prefix policies only).
     pub matched_tokens: Option<u64>,
-    /// The model's time to first byte there, seconds, unscaled by learnt speed (`cost` only).
-    pub predicted_ttft_s: Option<f64>,
+    /// The model's time to first byte there, term by term at the configured constants
+    /// (`cost` only): what the replica's learnt speed is fitted against.
+    pub predicted_ttft_s: Option<TtftPrediction>,
 }
 
 impl Decision {

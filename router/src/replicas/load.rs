@@ -7,7 +7,7 @@ use std::sync::{
 
 use super::Replica;
 use crate::{
-    policy::{PendingLoad, PendingTicket, SpeedEstimate},
+    policy::{PendingLoad, PendingTicket, SpeedEstimate, TtftPrediction},
     scrape::ScrapeSlot,
 };
 
@@ -20,7 +20,7 @@ pub struct ReplicaLoad {
     pub pending: PendingLoad,
     /// The latest scrape of the replica's metrics.
     pub scraped: ScrapeSlot,
-    /// Observed against predicted time to first byte (learnt by the cost policy).
+    /// The replica's cost constants learnt online (by the cost policy).
     pub speed: SpeedEstimate,
 }
 
@@ -59,7 +59,7 @@ pub struct LoadGuard {
     tokens: u64,
     pending: Option<PendingTicket>,
     acquired: std::time::Instant,
-    predicted_ttft_s: Option<f64>,
+    predicted_ttft_s: Option<TtftPrediction>,
 }
 
 impl LoadGuard {
@@ -95,8 +95,8 @@ impl LoadGuard {
 
     /// The policy predicted this time to first byte: when a pending (streaming) request's first
     /// byte arrives, the replica's [`SpeedEstimate`] learns from the difference.
-    pub fn predict_first_byte(&mut self, seconds: Option<f64>) {
-        self.predicted_ttft_s = seconds;
+    pub fn predict_first_byte(&mut self, prediction: Option<TtftPrediction>) {
+        self.predicted_ttft_s = prediction;
     }
 
     /// The first response byte arrived: the request is no longer queued prefill work.
@@ -106,7 +106,7 @@ impl LoadGuard {
         {
             let now = std::time::Instant::now();
             let observed = now.saturating_duration_since(self.acquired).as_secs_f64();
-            self.replica.load.speed.record(predicted, observed, now);
+            self.replica.load.speed.record(&predicted, observed, now);
         }
         self.release_pending();
     }

@@ -39,8 +39,61 @@ pub struct ScrapedLoad {
     pub num_gpu_blocks: Option<u64>,
     /// KV capacity in tokens reported directly (`sglang:max_total_num_tokens`).
     pub max_total_tokens: Option<u64>,
+    /// Running totals of the latency histograms the cost policy learns from (vLLM).
+    pub latency: LatencyTotals,
     /// When the scrape completed.
     pub scraped_at: Instant,
+}
+
+/// Sum and count of one Prometheus histogram (summed over label sets).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SumCount {
+    /// `<name>_sum`.
+    pub sum: f64,
+    /// `<name>_count`.
+    pub count: f64,
+}
+
+/// Running totals of a replica's request latency histograms, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatencyTotals {
+    /// `vllm:request_prefill_time_seconds`: time in the prefill phase.
+    pub prefill_s: Option<SumCount>,
+    /// `vllm:request_queue_time_seconds`: time waiting before being scheduled.
+    pub queue_s: Option<SumCount>,
+    /// `vllm:time_to_first_token_seconds`.
+    pub ttft_s: Option<SumCount>,
+    /// `vllm:request_prefill_kv_computed_tokens`: prompt tokens not served from the cache.
+    pub computed_tokens: Option<SumCount>,
+}
+
+impl LatencyTotals {
+    fn slot(&mut self, name: &str) -> Option<(&mut Option<SumCount>, bool)> {
+        let (base, is_sum) = if let Some(b) = name.strip_suffix("_sum") {
+            (b, true)
+        } else {
+            (name.strip_suffix("_count")?, false)
+        };
+        let slot = match base {
+            "vllm:request_prefill_time_seconds" => &mut self.prefill_s,
+            "vllm:request_queue_time_seconds" => &mut self.queue_s,
+            "vllm:time_to_first_token_seconds" => &mut self.ttft_s,
+            "vllm:request_prefill_kv_computed_tokens" => &mut self.computed_tokens,
+            _ => return None,
+        };
+        Some((slot, is_sum))
+    }
+
+    fn add(&mut self, name: &str, v: f64) {
+        if let Some((slot, is_sum)) = self.slot(name) {
+            let s = slot.get_or_insert_with(SumCount::default);
+            if is_sum {
+                s.sum += v.max(0.0);
+            } else {
+                s.count += v.max(0.0);
+            }
+        }
+    }
 }
 
 /// Why a metrics page gave no load signal.
@@ -62,6 +115,7 @@ struct Acc {
     block_size: Option<u32>,
     num_gpu_blocks: Option<u64>,
     max_total_tokens: Option<u64>,
+    latency: LatencyTotals,
     sglang: bool,
 }
 
@@ -112,6 +166,7 @@ impl Acc {
             }
             "sglang:token_usage" => max(&mut self.kv_usage, fraction(v)),
             "sglang:cache_hit_rate" => max(&mut self.hit_rate, fraction(v)),
+            name if name.ends_with("_sum") || name.ends_with("_count") => self.latency.add(name, v),
             "sglang:max_total_num_tokens" if v >= 1.0 => {
                 let tokens = v.min(u64::MAX as f64) as u64;
                 self.max_total_tokens = Some(self.max_total_tokens.unwrap_or(0).max(tokens));
@@ -162,6 +217,7 @@ impl ScrapedLoad {
             block_size: acc.block_size,
             num_gpu_blocks: acc.num_gpu_blocks,
             max_total_tokens: acc.max_total_tokens,
+            latency: acc.latency,
             scraped_at,
         })
     }
@@ -200,6 +256,15 @@ vllm:prefix_cache_queries_total{engine="0",model_name="llama"} 1000.0
 vllm:prefix_cache_hits_total{engine="0",model_name="llama"} 400.0
 vllm:cache_config_info{block_size="16",cache_dtype="auto",enable_prefix_caching="True",model_name="llama",num_cpu_blocks="0",num_gpu_blocks="2048"} 1.0
 vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama"} 0.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="llama"} 2.5
+vllm:time_to_first_token_seconds_count{engine="0",model_name="llama"} 10.0
+vllm:request_prefill_time_seconds_sum{engine="0",model_name="llama"} 1.5
+vllm:request_prefill_time_seconds_sum{engine="1",model_name="llama"} 0.5
+vllm:request_prefill_time_seconds_count{engine="0",model_name="llama"} 10.0
+vllm:request_prefill_time_seconds_count{engine="1",model_name="llama"} 4.0
+vllm:request_prefill_kv_computed_tokens_sum{engine="0",model_name="llama"} 7000.0
+vllm:request_prefill_kv_computed_tokens_count{engine="0",model_name="llama"} 14.0
+vllm:request_decode_time_seconds_sum{engine="0",model_name="llama"} 99.0
 some garbage line
 "#;
 
@@ -217,6 +282,11 @@ some garbage line
         assert_eq!(l.num_gpu_blocks, Some(2048));
         assert_eq!(l.kv_capacity_tokens(), Some(32768));
         assert_eq!(l.scraped_at, now);
+        let sc = |sum, count| Some(SumCount { sum, count });
+        assert_eq!(l.latency.ttft_s, sc(2.5, 10.0));
+        assert_eq!(l.latency.prefill_s, sc(2.0, 14.0), "summed over engines");
+        assert_eq!(l.latency.computed_tokens, sc(7000.0, 14.0));
+        assert_eq!(l.latency.queue_s, None);
     }
 
     #[test]

@@ -9,8 +9,8 @@ mod task;
 mod text;
 
 pub use config::ScrapeConfig;
-pub use load::{Engine, NoLoadMetrics, ScrapedLoad};
+pub use load::{Engine, LatencyTotals, NoLoadMetrics, ScrapedLoad, SumCount};
 pub use metrics::ScrapeMetrics;
-pub use signals::{ExternalLoad, ScrapeSignals, ScrapeSlot};
+pub use signals::{ExternalLoad, ScrapeSignals, ScrapeSlot, prefill_sample};
 pub(crate) use task::Scraper;
 pub use text::{Sample, parse_line, samples};

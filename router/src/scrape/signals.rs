@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Instant};
 use arc_swap::ArcSwapOption;
 
 use super::ScrapedLoad;
+use crate::policy::PrefillSample;
 
 /// Load a replica reports that this router did not send (other clients, other routers).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -32,6 +33,22 @@ impl ExternalLoad {
     }
 }
 
+/// What the requests a replica finished between two scrapes spent in prefill, from the deltas
+/// of its `request_prefill_time_seconds` and `request_prefill_kv_computed_tokens` histograms;
+/// `None` without both, without finished requests, or across a counter reset.
+pub fn prefill_sample(earlier: &ScrapedLoad, later: &ScrapedLoad) -> Option<PrefillSample> {
+    let (a, b) = (&earlier.latency, &later.latency);
+    let (t0, t1) = (a.prefill_s?, b.prefill_s?);
+    let (k0, k1) = (a.computed_tokens?, b.computed_tokens?);
+    let (dt, dn) = (t1.sum - t0.sum, t1.count - t0.count);
+    let (dk, dkn) = (k1.sum - k0.sum, k1.count - k0.count);
+    (dn >= 1.0 && dkn >= 1.0 && dt >= 0.0 && dk >= 0.0).then(|| PrefillSample {
+        requests: dn,
+        mean_prefill_s: dt / dn,
+        mean_uncached_tokens: dk / dkn,
+    })
+}
+
 /// One successful scrape with what it implies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScrapeSignals {
@@ -53,6 +70,11 @@ impl ScrapeSlot {
     /// Publishes a new scrape.
     pub fn store(&self, signals: ScrapeSignals) {
         self.latest.store(Some(Arc::new(signals)));
+    }
+
+    /// The latest scrape, fresh or not (for deltas between scrapes).
+    pub fn latest(&self) -> Option<Arc<ScrapeSignals>> {
+        self.latest.load_full()
     }
 
     /// Forgets the scrape (a failed scrape makes the signal stale at once).
@@ -90,6 +112,29 @@ mod tests {
         );
         let e = ExternalLoad::from_scrape(&load(4.0, 0.0), 0, 0);
         assert_eq!((e.waiting, e.running), (4.0, 0.0));
+    }
+
+    #[test]
+    fn prefill_samples_come_from_histogram_deltas() {
+        let page = |n: f64, secs: f64, tokens: f64| {
+            format!(
+                "vllm:num_requests_waiting 0\n\
+                 vllm:request_prefill_time_seconds_sum {secs}\n\
+                 vllm:request_prefill_time_seconds_count {n}\n\
+                 vllm:request_prefill_kv_computed_tokens_sum {tokens}\n\
+                 vllm:request_prefill_kv_computed_tokens_count {n}\n"
+            )
+        };
+        let parse = |text: String| ScrapedLoad::parse(&text, Instant::now()).unwrap();
+        let a = parse(page(10.0, 1.0, 5000.0));
+        let b = parse(page(14.0, 1.4, 9000.0));
+        let s = prefill_sample(&a, &b).unwrap();
+        assert_eq!(s.requests, 4.0);
+        assert!((s.mean_prefill_s - 0.1).abs() < 1e-9);
+        assert!((s.mean_uncached_tokens - 1000.0).abs() < 1e-9);
+        assert_eq!(prefill_sample(&a, &a), None, "nothing finished");
+        assert_eq!(prefill_sample(&b, &a), None, "counter reset");
+        assert_eq!(prefill_sample(&load(0.0, 0.0), &b), None, "no histograms");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::{
 
 use futures_util::future::join_all;
 
-use super::{ExternalLoad, ScrapeConfig, ScrapeMetrics, ScrapeSignals, ScrapedLoad};
+use super::{
+    ExternalLoad, ScrapeConfig, ScrapeMetrics, ScrapeSignals, ScrapedLoad, prefill_sample,
+};
 use crate::{
     config::HealthConfig,
     health::AbortOnDrop,
@@ -98,6 +100,10 @@ impl Scraper {
             // tick shows it (0 while unknown, forgotten or reset).
             let ratio = replica.load.speed.ratio(now).unwrap_or(0.0);
             replica.metrics.ttft_ratio.set(ratio);
+            let constants = replica.load.speed.constants(now).unwrap_or_default();
+            for (gauge, value) in replica.metrics.cost_constants.iter().zip(constants) {
+                gauge.set(value);
+            }
         }
     }
 
@@ -152,6 +158,12 @@ impl Scraper {
                 }
                 if let Some(index) = &self.index {
                     index.set_capacity(replica.id(), load.kv_capacity_tokens());
+                }
+                // The prefill histogram since the last scrape teaches the learnt constants.
+                if let Some(previous) = replica.load.scraped.latest()
+                    && let Some(sample) = prefill_sample(&previous.load, &load)
+                {
+                    replica.load.speed.record_scrape(&sample, now);
                 }
                 let valid_until =
                     load.scraped_at + Duration::from_millis(self.config.stale_after_ms);

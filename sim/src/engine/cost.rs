@@ -1,7 +1,7 @@
 //! The GPU time model: how long one scheduler step takes.
 
 use crate::config::SimConfig;
-use std::time::Duration;
+use std::{cell::Cell, time::Duration};
 
 /// The work scheduled in one step.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -23,15 +23,19 @@ impl StepWork {
     }
 }
 
-/// Step time = max(weight read, batch compute) + KV read of decoding sequences, / speedup.
+/// Step time = max(weight read, batch compute) + KV read of decoding sequences, / speedup,
+/// times an optional random factor 1 +- `time_noise`.
 /// Decode is memory-bound (weights + KV) until the batch is big enough to be compute-bound.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct CostModel {
     prefill_s_per_token: f64,
     prefill_s_per_pair: f64,
     base_s: f64,
     kv_s_per_token: f64,
     speedup: f64,
+    noise: f64,
+    /// State of a xorshift64 generator for the noise (never 0).
+    rng: Cell<u64>,
 }
 
 impl CostModel {
@@ -43,7 +47,23 @@ impl CostModel {
             base_s: c.decode_base_ms * 1e-3,
             kv_s_per_token: c.decode_ns_per_kv_token * 1e-9,
             speedup: c.speedup,
+            noise: c.time_noise,
+            rng: Cell::new(c.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
         }
+    }
+
+    /// A factor uniform in 1 +- `noise` (1 without noise).
+    fn jitter(&self) -> f64 {
+        if self.noise <= 0.0 {
+            return 1.0;
+        }
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+        1.0 + self.noise * (2.0 * unit - 1.0)
     }
 
     /// Wall time of a step doing `w`.
@@ -56,7 +76,7 @@ impl CostModel {
         let compute = (w.prefill_tokens + w.decode_seqs) as f64 * self.prefill_s_per_token
             + w.cached_pairs * self.prefill_s_per_pair;
         let kv = w.decode_kv_tokens as f64 * self.kv_s_per_token;
-        let secs = (compute.max(self.base_s) + kv) / self.speedup;
+        let secs = (compute.max(self.base_s) + kv) / self.speedup * self.jitter();
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
     }
 }
@@ -100,6 +120,32 @@ mod tests {
             ..StepWork::default()
         };
         assert!(ms(m.duration(&big)) > 9.0);
+    }
+
+    #[test]
+    fn time_noise_varies_steps_within_bounds_around_the_mean() {
+        let c = SimConfig {
+            time_noise: 0.3,
+            ..SimConfig::default()
+        };
+        let m = CostModel::new(&c);
+        let w = StepWork {
+            prefill_tokens: 1000,
+            ..StepWork::default()
+        };
+        let exact = ms(CostModel::new(&SimConfig::default()).duration(&w));
+        let steps: Vec<f64> = (0..2000).map(|_| ms(m.duration(&w))).collect();
+        assert!(
+            steps
+                .iter()
+                .all(|s| *s >= 0.7 * exact - 1e-9 && *s <= 1.3 * exact + 1e-9)
+        );
+        let mean = steps.iter().sum::<f64>() / steps.len() as f64;
+        assert!((mean / exact - 1.0).abs() < 0.03, "{mean} vs {exact}");
+        let spread = steps
+            .iter()
+            .fold(0.0f64, |a, s| a.max((s / exact - 1.0).abs()));
+        assert!(spread > 0.25, "noise too small: {spread}");
     }
 
     #[test]

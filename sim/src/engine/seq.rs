@@ -84,6 +84,9 @@ impl Seq {
                 }
             }
             m.request_prompt_tokens.observe(seq.prompt_len as f64);
+            let cached = seq.cached_tokens.unwrap_or(0).min(seq.prompt_len);
+            m.prefill_kv_computed_tokens
+                .observe((seq.prompt_len - cached) as f64);
             m.request_generation_tokens.observe(seq.generated as f64);
         }
         let outcome = Outcome {
