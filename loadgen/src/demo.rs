@@ -61,11 +61,11 @@ pub async fn demo_command(args: &DemoArgs, cancel: CancellationToken) -> Result<
         },
         router_base: None,
         replicas: Replicas::Simulated {
-            config: SimConfig {
+            config: Box::new(SimConfig {
                 speedup: args.speedup,
                 num_gpu_blocks: DEMO_GPU_BLOCKS,
                 ..SimConfig::default()
-            },
+            }),
             count: DEMO_REPLICAS,
         },
         jsonl: Some(jsonl),

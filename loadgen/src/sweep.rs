@@ -19,8 +19,8 @@ use vllm_sim::{SchedulingPolicy, SimConfig};
 pub enum Replicas {
     /// Start this many simulated replicas with this config.
     Simulated {
-        /// Replica config (the port is ignored).
-        config: SimConfig,
+        /// Replica config (the port is ignored); boxed, it is much larger than the other variant.
+        config: Box<SimConfig>,
         /// How many.
         count: usize,
     },
@@ -269,7 +269,7 @@ pub async fn sweep_command(args: &SweepArgs, cancel: CancellationToken) -> Resul
     };
     let replicas = if args.replica_urls.is_empty() {
         Replicas::Simulated {
-            config: SimConfig {
+            config: Box::new(SimConfig {
                 speedup: args.sim_speedup,
                 num_gpu_blocks: args.sim_num_gpu_blocks,
                 max_num_seqs: args.sim_max_num_seqs,
@@ -281,7 +281,7 @@ pub async fn sweep_command(args: &SweepArgs, cancel: CancellationToken) -> Resul
                     SchedulingPolicy::Fcfs
                 },
                 ..SimConfig::default()
-            },
+            }),
             count: args.replicas,
         }
     } else {

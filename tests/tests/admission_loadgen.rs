@@ -37,7 +37,7 @@ async fn sweep_compares_queue_policies_under_caps_per_priority_class() {
         },
         router_base: None,
         replicas: Replicas::Simulated {
-            config: sim,
+            config: Box::new(sim),
             count: 2,
         },
         jsonl: None,

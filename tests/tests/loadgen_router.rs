@@ -166,7 +166,7 @@ async fn sweep_runs_every_policy_and_rate_into_one_csv() {
         bench: small_bench(16),
         router_base: None,
         replicas: Replicas::Simulated {
-            config: SimConfig::zero_delay(),
+            config: Box::new(SimConfig::zero_delay()),
             count: 2,
         },
         jsonl: Some(dir.path().join("sweep.jsonl")),
