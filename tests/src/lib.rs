@@ -74,43 +74,11 @@ pub fn completion_body(prompt: &str, max_tokens: u32, stream: bool) -> serde_jso
     serde_json::json!({ "model": model(), "prompt": prompt, "max_tokens": max_tokens, "stream": stream })
 }
 
-/// Value of the sample `name{labels}` in Prometheus text `text` (labels must all match).
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = match series.split_once('{') {
-                Some((m, rest)) => (m, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            if all { value.parse().ok() } else { None }
-        })
-}
+/// Value of the first sample `name` in Prometheus text whose labels include all of `labels`.
+pub use prom_text::value as metric_value;
 
 /// Sum of every sample of `name` whose labels include `labels`.
-pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-            let label_text = label_text.trim_end_matches('}');
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            (metric == name && all)
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
+pub use prom_text::sum as metric_sum;
 
 /// Fetches the router's `/metrics` text.
 pub async fn router_metrics(router: &RouterServer) -> String {

@@ -99,21 +99,7 @@ pub fn sse_events(raw: &str) -> Vec<String> {
 
 /// Value of a sample `name{...}` whose labels contain every `want` pair.
 pub fn sample(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
-            let end = r.find('}')?;
-            (&r[..end], r[end + 1..].trim())
-        } else if rest.starts_with(' ') {
-            ("", rest.trim())
-        } else {
-            return None;
-        };
-        let ok = want
-            .iter()
-            .all(|(k, v)| labels.split(',').any(|p| p == format!("{k}=\"{v}\"")));
-        if ok { value.parse().ok() } else { None }
-    })
+    prom_text::value(metrics, name, want)
 }
 
 pub async fn metrics_text(c: &reqwest::Client, s: &SimServer) -> String {
