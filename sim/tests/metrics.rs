@@ -109,25 +109,37 @@ async fn load_gauges_follow_the_engine() {
     let mut tasks = Vec::new();
     for i in 0..5 {
         let (c, url) = (c.clone(), format!("{}/v1/completions", s.url()));
+        // 1000 steps of 5 ms: none finishes before the clients leave.
         tasks.push(tokio::spawn(async move {
             post(
                 &c,
                 &url,
-                &json!({"prompt": prompt(&format!("g{i}"), 20), "max_tokens": 30}),
+                &json!({"prompt": prompt(&format!("g{i}"), 20), "max_tokens": 1000}),
             )
             .await
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    wait_until("2 running and 3 waiting", || async {
+        queue_gauges(&c, &s).await == (2.0, 3.0)
+    })
+    .await;
     let m = metrics_text(&c, &s).await;
     let l = [("model_name", "vllm-sim")];
     assert_eq!(sample(&m, "vllm:num_requests_running", &l), Some(2.0));
     assert_eq!(sample(&m, "vllm:num_requests_waiting", &l), Some(3.0));
     assert!(sample(&m, "vllm:kv_cache_usage_perc", &l).unwrap() > 0.0);
-    for t in tasks {
-        assert_eq!(t.await.unwrap().0, 200);
+    for t in &tasks {
+        t.abort();
     }
+    wait_until("every request aborted", || async {
+        queue_gauges(&c, &s).await == (0.0, 0.0)
+    })
+    .await;
     let m = metrics_text(&c, &s).await;
-    assert_eq!(sample(&m, "vllm:num_requests_running", &l), Some(0.0));
     assert_eq!(sample(&m, "vllm:kv_cache_usage_perc", &l), Some(0.0));
+    let aborted = [("model_name", "vllm-sim"), ("finished_reason", "abort")];
+    assert_eq!(
+        sample(&m, "vllm:request_success_total", &aborted),
+        Some(5.0)
+    );
 }

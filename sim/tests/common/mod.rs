@@ -122,3 +122,29 @@ pub fn prompt(tag: &str, tokens: usize) -> String {
     s.truncate(tokens * 4);
     s
 }
+
+/// Generous deadline for conditions polled by the tests: only a broken simulator reaches it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The engine's `running` and `waiting` gauges (`model_name="vllm-sim"` unless the config
+/// renamed the model: the first sample of each is read).
+pub async fn queue_gauges(c: &reqwest::Client, s: &SimServer) -> (f64, f64) {
+    let m = metrics_text(c, s).await;
+    (
+        sample(&m, "vllm:num_requests_running", &[]).unwrap_or(0.0),
+        sample(&m, "vllm:num_requests_waiting", &[]).unwrap_or(0.0),
+    )
+}
