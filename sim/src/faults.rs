@@ -8,6 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Counts one held request down when it stops waiting (released or dropped).
+struct HeldGuard<'a>(&'a AtomicUsize);
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A snapshot of the runtime fault settings (also the JSON of `GET/POST /admin/faults`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FaultState {
@@ -53,14 +62,14 @@ pub struct FaultUpdate {
 pub struct Faults {
     state: Mutex<FaultState>,
     any: AtomicBool,
+    /// Requests waiting on the stall knob right now.
+    held: AtomicUsize,
     rng: Mutex<SmallRng>,
     stall_tx: watch::Sender<bool>,
     refuse_tx: watch::Sender<bool>,
     ready_at: Mutex<Option<Instant>>,
     /// Fast path of [`Faults::is_ready`]: true once loading is over (or never started).
     ready: AtomicBool,
-    /// Requests waiting on the stall knob right now.
-    held: AtomicUsize,
 }
 
 /// What the HTTP layer must do with an incoming completion request.
@@ -254,14 +263,5 @@ impl Faults {
             self.ready.store(true, Ordering::Release);
         }
         ready
-    }
-}
-
-/// Counts one held request down when it stops waiting (released or dropped).
-struct HeldGuard<'a>(&'a AtomicUsize);
-
-impl Drop for HeldGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -6,18 +6,12 @@ use std::{future::Future, time::Duration};
 pub use router::{Config, RouterServer};
 pub use vllm_sim::{SimConfig, SimServer};
 
-/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names).
+/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names), with
+/// loadgen's fixture, panicking on failure.
 pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
-    let config = SimConfig { port: 0, ..config };
-    let mut sims = Vec::with_capacity(n);
-    for _ in 0..n {
-        sims.push(
-            vllm_sim::start(config.clone())
-                .await
-                .expect("start vllm-sim"),
-        );
-    }
-    sims
+    loadgen::cluster::start_sims(n, &config)
+        .await
+        .expect("start vllm-sim")
 }
 
 /// A URL on which nothing listens (a port just bound and released).
@@ -118,7 +112,7 @@ where
 /// Waits until every replica's in-flight gauge on `router` is back to zero.
 pub async fn wait_in_flight_zero(router: &RouterServer, replicas: &[&str]) {
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "in-flight counters back to zero",
         || async {
             let text = router_metrics(router).await;

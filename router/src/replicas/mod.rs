@@ -12,6 +12,7 @@ pub use health_state::HealthState;
 pub use load::{LoadGuard, ReplicaLoad};
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
 
+use crate::Error;
 use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
 
 /// Stable identifier of a replica for its lifetime in the set (never reused).
@@ -46,10 +47,13 @@ impl Replica {
         id: ReplicaId,
         spec: &ReplicaSpec,
         metrics: ReplicaMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let uri = spec.base_uri()?;
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let authority = uri.authority().cloned().ok_or("no host")?;
+        let authority = uri.authority().cloned().ok_or_else(|| Error::ReplicaUrl {
+            url: spec.url.clone(),
+            reason: "no host".into(),
+        })?;
         let prefix = uri.path().trim_end_matches('/').to_owned();
         metrics.healthy.set(1);
         Ok(Self {
