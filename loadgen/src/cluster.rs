@@ -12,8 +12,9 @@ fn router_err(reason: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Starts `n` simulated replicas on ephemeral ports.
-pub async fn start_sims(config: &SimConfig, n: usize) -> Result<Vec<SimServer>> {
+/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names): the one
+/// replica fixture of the sweeps, the demo and the end-to-end tests.
+pub async fn start_sims(n: usize, config: &SimConfig) -> Result<Vec<SimServer>> {
     if n == 0 {
         return Err(Error::invalid("--replicas", "must be at least 1"));
     }

@@ -53,6 +53,9 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// Drawing failed inside a chart (wrapped into [`Error::Chart`] with the chart's name).
+    #[error("drawing failed: {0}")]
+    Draw(String),
     /// A chart could not be drawn.
     #[error("chart {name}: {reason}")]
     Chart {

@@ -15,25 +15,8 @@ impl Snapshot {
     /// Parses Prometheus text exposition format; malformed lines are skipped.
     pub fn parse(text: &str) -> Self {
         let mut values = HashMap::new();
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (name, rest) = match line.find(['{', ' ', '\t']) {
-                Some(i) => line.split_at(i),
-                None => continue,
-            };
-            let rest = match rest.strip_prefix('{') {
-                Some(labels) => match labels.rfind('}') {
-                    Some(end) => &labels[end + 1..],
-                    None => continue,
-                },
-                None => rest,
-            };
-            let Some(Ok(v)) = rest.split_whitespace().next().map(parse_value) else {
-                continue;
-            };
-            *values.entry(name.to_string()).or_insert(0.0) += v;
+        for sample in prom_text::samples(text) {
+            *values.entry(sample.name.to_owned()).or_insert(0.0) += sample.value;
         }
         Self { values }
     }
@@ -41,14 +24,6 @@ impl Snapshot {
     /// The value of the first of `names` present.
     pub fn get(&self, names: &[&str]) -> Option<f64> {
         names.iter().find_map(|n| self.values.get(*n).copied())
-    }
-}
-
-fn parse_value(s: &str) -> std::result::Result<f64, std::num::ParseFloatError> {
-    match s {
-        "+Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        other => other.parse(),
     }
 }
 

@@ -199,7 +199,7 @@ pub async fn run_sweep(plan: &SweepPlan, cancel: CancellationToken) -> Result<Ve
     let client = http_client()?;
     let (sims, urls) = match &plan.replicas {
         Replicas::Simulated { config, count } => {
-            let sims = start_sims(config, *count).await?;
+            let sims = start_sims(*count, config).await?;
             let urls = sims.iter().map(|s| s.url()).collect();
             (sims, urls)
         }

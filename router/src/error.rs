@@ -153,6 +153,22 @@ pub enum Error {
     /// Metrics registry failure (duplicate or invalid family).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A replica URL is not `http://host:port[/prefix]`.
+    #[error("replica url `{url}`: {reason}")]
+    ReplicaUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The tokenizer failed on a prompt.
+    #[error("tokenizer {path} failed: {reason}")]
+    Tokenize {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizer's message.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -174,7 +190,9 @@ impl Error {
             Self::Config { .. }
             | Self::ConfigFile { .. }
             | Self::Bind { .. }
-            | Self::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Metrics(_)
+            | Self::ReplicaUrl { .. }
+            | Self::Tokenize { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

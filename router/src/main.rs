@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, global = true)]
     listen: Option<std::net::SocketAddr>,
     /// Routing policy (overrides `policy.name`).
-    #[arg(long, value_parser = parse_policy, global = true)]
+    #[arg(long, value_enum, global = true)]
     policy: Option<PolicyName>,
     /// Log filter such as `info` or `router=debug` (overrides `logging.level`; RUST_LOG wins).
     #[arg(long, global = true)]
@@ -42,12 +42,6 @@ enum Command {
     /// Validate the configuration and print the effective result as YAML, each value annotated
     /// with its source (default, file, env ROUTER_*, flag).
     CheckConfig,
-}
-
-fn parse_policy(name: &str) -> Result<PolicyName, String> {
-    serde_yaml::from_str(name).map_err(|_| {
-        format!("unknown policy `{name}` (cost, prefix_aware, power_of_two, round_robin, random)")
-    })
 }
 
 /// mimalloc: the proxy allocates and frees many small buffers per request; measurably cheaper
@@ -152,4 +146,27 @@ async fn serve(
     drop(reload);
     server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, ValueEnum};
+
+    #[test]
+    fn policy_flag_accepts_and_lists_every_policy() {
+        for p in PolicyName::value_variants() {
+            let cli = Cli::try_parse_from(["router", "--policy", p.as_str()]);
+            assert_eq!(cli.map(|c| c.policy).ok(), Some(Some(*p)));
+        }
+        let err = Cli::try_parse_from(["router", "--policy", "fastest"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let help = Cli::command().render_help().to_string();
+        for p in PolicyName::value_variants() {
+            assert!(err.contains(p.as_str()), "{err}");
+            assert!(help.contains(p.as_str()), "{help}");
+        }
+    }
 }

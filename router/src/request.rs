@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::{
     Error,
     policy::{Endpoint, PromptKey, RouteRequest},
-    prompt_key::{RestPrompts, chat_prompt, completion_prompt},
+    prompt_key::{
+        DEFAULT_BYTES_PER_TOKEN, RestPrompts, chat_prompt, completion_prompt, estimate_tokens,
+    },
 };
 
 /// The prompt extracted from a request, owned so policies can borrow it.
@@ -27,15 +29,6 @@ impl Prompt {
             Prompt::Empty => PromptKey::Empty,
             Prompt::Text(text) => PromptKey::Text(text),
             Prompt::Tokens(tokens) => PromptKey::Tokens(tokens),
-        }
-    }
-
-    /// Estimated prompt tokens: token count, or text bytes / 4 rounded up.
-    pub fn tokens_estimate(&self) -> usize {
-        match self {
-            Prompt::Empty => 0,
-            Prompt::Text(text) => text.len().div_ceil(4),
-            Prompt::Tokens(tokens) => tokens.len(),
         }
     }
 }
@@ -118,7 +111,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
         model: fields.model,
         stream: fields.stream.unwrap_or(false),
         priority: fields.priority,
-        prompt_tokens: prompt.tokens_estimate() + rest_prompts.tokens_at(4.0),
+        prompt_tokens: estimate_tokens(&prompt, &rest_prompts, DEFAULT_BYTES_PER_TOKEN),
         prompt,
         rest_prompts,
     })
@@ -137,7 +130,7 @@ mod tests {
         .unwrap();
         assert_eq!((p.model.as_deref(), p.stream), (Some("m"), true));
         assert_eq!(p.prompt, Prompt::Text("abcdefgh".into()));
-        assert_eq!(p.prompt.tokens_estimate(), 2);
+        assert_eq!(p.prompt_tokens, 2);
         let p = parse(
             Endpoint::Completions,
             br#"{"prompt":[1,2,3],"priority":-2}"#,

@@ -4,9 +4,18 @@ use crate::config::FaultConfig;
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Counts one held request down when it stops waiting (released or dropped).
+struct HeldGuard<'a>(&'a AtomicUsize);
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A snapshot of the runtime fault settings (also the JSON of `GET/POST /admin/faults`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -73,6 +82,8 @@ pub struct FaultUpdate {
 pub struct Faults {
     state: Mutex<FaultState>,
     any: AtomicBool,
+    /// Requests waiting on the stall knob right now.
+    held: AtomicUsize,
     rng: Mutex<SmallRng>,
     stall_tx: watch::Sender<bool>,
     refuse_tx: watch::Sender<bool>,
@@ -125,6 +136,7 @@ impl Faults {
             state: Mutex::new(state.clone()),
             ready_at: Mutex::new(None),
             ready: AtomicBool::new(true),
+            held: AtomicUsize::new(0),
         };
         faults.store(state);
         faults
@@ -305,8 +317,18 @@ impl Faults {
     /// Waits while the stall knob is on (returns at once when it is off).
     pub(crate) async fn wait_unstalled(&self) {
         let mut rx = self.stall_tx.subscribe();
+        if !*rx.borrow() {
+            return;
+        }
+        self.held.fetch_add(1, Ordering::AcqRel);
+        let _held = HeldGuard(&self.held);
         // An error means the sender is gone, which cannot happen while `self` lives.
         let _ = rx.wait_for(|stalled| !*stalled).await;
+    }
+
+    /// Requests held by the stall knob right now (tests wait on this instead of sleeping).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
     }
 
     /// A receiver that sees `true` while connections must be refused.

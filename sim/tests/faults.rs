@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::time::Duration;
 use vllm_sim::{FaultConfig, SimConfig, StartupMode};
 
 fn body() -> Value {
@@ -54,26 +53,31 @@ async fn stall_holds_requests_until_cleared() {
     let c = client();
     let url = format!("{}/v1/completions", s.url());
     s.faults().set_stall(true);
-    let r = c
-        .post(&url)
-        .json(&body())
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await;
-    assert!(
-        r.unwrap_err().is_timeout(),
-        "stalled request must not be answered"
-    );
-    let held = {
+    let spawn = || {
         let (c, url) = (c.clone(), url.clone());
         tokio::spawn(async move { post(&c, &url, &body()).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!held.is_finished());
+    // A held request that its client abandons stops being held.
+    let abandoned = spawn();
+    wait_until("one request held", || async { s.faults().held() == 1 }).await;
+    abandoned.abort();
+    wait_until("the abandoned request released", || async {
+        s.faults().held() == 0
+    })
+    .await;
+    let held = [spawn(), spawn()];
+    wait_until("two requests held", || async { s.faults().held() == 2 }).await;
+    assert!(
+        held.iter().all(|h| !h.is_finished()),
+        "stalled requests must not be answered"
+    );
     s.faults().set_stall(false);
-    let (status, v) = held.await.unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(v["usage"]["completion_tokens"], 3);
+    for h in held {
+        let (status, v) = h.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+    }
+    assert_eq!(s.faults().held(), 0);
 }
 
 #[tokio::test]
@@ -109,7 +113,11 @@ async fn refuse_connections_and_recover() {
     let url = format!("{}/v1/completions", s.url());
     assert_eq!(post(&c, &url, &body()).await.0, 200);
     s.faults().set_refuse_connections(true);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Open connections are closed in the background: wait for the first refusal.
+    wait_until("a refused request", || async {
+        c.post(&url).json(&body()).send().await.is_err()
+    })
+    .await;
     // Both the pooled keep-alive connection and new ones are closed.
     for _ in 0..3 {
         let r = c.post(&url).json(&body()).send().await;
@@ -175,9 +183,11 @@ async fn admin_endpoint_sets_and_clears_faults() {
         .0,
         200
     );
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert!(c.post(&url).json(&body()).send().await.is_err());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(s.faults().state().refuse_connections, "refusing now");
+    wait_until("refusal over by itself", || async {
+        !s.faults().state().refuse_connections
+    })
+    .await;
     assert_eq!(post(&c, &url, &body()).await.0, 200);
 }
 
@@ -185,7 +195,8 @@ async fn admin_endpoint_sets_and_clears_faults() {
 async fn slow_start_answers_503_until_ready() {
     let cfg = SimConfig {
         faults: FaultConfig {
-            startup_delay_ms: 300,
+            // Long enough for the first requests below to come before it ends.
+            startup_delay_ms: 2000,
             ..FaultConfig::default()
         },
         ..SimConfig::zero_delay()
@@ -197,8 +208,10 @@ async fn slow_start_answers_503_until_ready() {
     let (status, v) = post(&c, &format!("{}/v1/completions", s.url()), &body()).await;
     assert_eq!(status, 503);
     assert_eq!(v["error"]["type"], "ServiceUnavailableError");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(c.get(&health).send().await.unwrap().status(), 200);
+    wait_until("ready after the startup delay", || async {
+        c.get(&health).send().await.unwrap().status() == 200
+    })
+    .await;
     assert_eq!(
         post(&c, &format!("{}/v1/completions", s.url()), &body())
             .await
@@ -211,7 +224,7 @@ async fn slow_start_answers_503_until_ready() {
 async fn slow_start_listens_late() {
     let cfg = SimConfig {
         faults: FaultConfig {
-            startup_delay_ms: 300,
+            startup_delay_ms: 2000,
             startup_mode: StartupMode::ListenLate,
             ..FaultConfig::default()
         },
@@ -222,8 +235,10 @@ async fn slow_start_listens_late() {
     let health = format!("{}/health", s.url());
     let early = c.get(&health).send().await;
     assert!(early.unwrap_err().is_connect(), "nothing listens yet");
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(c.get(&health).send().await.unwrap().status(), 200);
+    wait_until("listening after the startup delay", || async {
+        c.get(&health).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -268,9 +283,15 @@ async fn shutdown_drains_and_closes() {
     let url = format!("{}/v1/completions", s.url());
     let inflight = {
         let (c, url) = (c.clone(), url.clone());
-        tokio::spawn(async move { post(&c, &url, &json!({"prompt": "x", "max_tokens": 20})).await })
+        tokio::spawn(
+            async move { post(&c, &url, &json!({"prompt": "x", "max_tokens": 100})).await },
+        )
     };
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // 100 steps of 5 ms: the request is still generating when the shutdown starts.
+    wait_until("the request is running", || async {
+        queue_gauges(&c, &s).await.0 == 1.0
+    })
+    .await;
     let addr = s.addr();
     s.shutdown().await;
     assert_eq!(inflight.await.unwrap().0, 200, "in-flight request drained");
@@ -291,18 +312,22 @@ async fn client_disconnect_aborts_and_frees() {
     let url = format!("{}/v1/completions", s.url());
     for stream in [true, false] {
         let body = json!({"prompt": prompt("gone", 40), "max_tokens": 1000, "stream": stream});
-        let r = c
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_millis(100))
-            .send()
-            .await;
-        if let Ok(mut r) = r {
-            // Streaming: headers arrived; read until the client-side timeout fires.
+        let (c2, url) = (c.clone(), url.clone());
+        // 1000 steps of 5 ms: the client leaves long before the end.
+        let request = tokio::spawn(async move {
+            let mut r = c2.post(&url).json(&body).send().await.unwrap();
             while let Ok(Some(_)) = r.chunk().await {}
-        }
+        });
+        wait_until("the request is running", || async {
+            queue_gauges(&c, &s).await.0 == 1.0
+        })
+        .await;
+        request.abort();
+        wait_until("the engine aborted it", || async {
+            queue_gauges(&c, &s).await == (0.0, 0.0)
+        })
+        .await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let m = metrics_text(&c, &s).await;
     let l = [("model_name", "vllm-sim")];
     assert_eq!(

@@ -9,18 +9,12 @@ pub mod prometheus;
 pub use router::{Config, RouterServer};
 pub use vllm_sim::{SimConfig, SimServer};
 
-/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names).
+/// Starts `n` simulated replicas on ephemeral ports (whatever port `config` names), with
+/// loadgen's fixture, panicking on failure.
 pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
-    let config = SimConfig { port: 0, ..config };
-    let mut sims = Vec::with_capacity(n);
-    for _ in 0..n {
-        sims.push(
-            vllm_sim::start(config.clone())
-                .await
-                .expect("start vllm-sim"),
-        );
-    }
-    sims
+    loadgen::cluster::start_sims(n, &config)
+        .await
+        .expect("start vllm-sim")
 }
 
 /// A URL on which nothing listens (a port just bound and released).
@@ -77,43 +71,11 @@ pub fn completion_body(prompt: &str, max_tokens: u32, stream: bool) -> serde_jso
     serde_json::json!({ "model": model(), "prompt": prompt, "max_tokens": max_tokens, "stream": stream })
 }
 
-/// Value of the sample `name{labels}` in Prometheus text `text` (labels must all match).
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = match series.split_once('{') {
-                Some((m, rest)) => (m, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if metric != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            if all { value.parse().ok() } else { None }
-        })
-}
+/// Value of the first sample `name` in Prometheus text whose labels include all of `labels`.
+pub use prom_text::value as metric_value;
 
 /// Sum of every sample of `name` whose labels include `labels`.
-pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-            let label_text = label_text.trim_end_matches('}');
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-            (metric == name && all)
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
+pub use prom_text::sum as metric_sum;
 
 /// Fetches the router's `/metrics` text.
 pub async fn router_metrics(router: &RouterServer) -> String {
@@ -153,7 +115,7 @@ where
 /// Waits until every replica's in-flight gauge on `router` is back to zero.
 pub async fn wait_in_flight_zero(router: &RouterServer, replicas: &[&str]) {
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "in-flight counters back to zero",
         || async {
             let text = router_metrics(router).await;

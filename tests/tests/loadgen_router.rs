@@ -26,7 +26,7 @@ fn small_bench(n: usize) -> BenchConfig {
 
 #[tokio::test]
 async fn round_robin_router_spreads_requests_and_headers_are_counted() {
-    let sims = start_sims(&SimConfig::zero_delay(), 2).await.unwrap();
+    let sims = start_sims(2, &SimConfig::zero_delay()).await.unwrap();
     let urls: Vec<String> = sims.iter().map(|s| s.url()).collect();
     let client = http_client().unwrap();
     let yaml = router_yaml(None, &urls, "round_robin", 1).unwrap();
@@ -63,7 +63,7 @@ async fn run_command_writes_json_csv_and_a_complete_report() {
         scheduling_policy: SchedulingPolicy::Priority,
         ..SimConfig::zero_delay()
     };
-    let sims = start_sims(&sim_cfg, 2).await.unwrap();
+    let sims = start_sims(2, &sim_cfg).await.unwrap();
     let urls: Vec<String> = sims.iter().map(|s| s.url()).collect();
     let client = http_client().unwrap();
     let yaml = router_yaml(None, &urls, "power_of_two", 1).unwrap();

@@ -5,7 +5,8 @@ use loadgen::arrivals::RequestRate;
 use loadgen::bench::{BenchConfig, run_benchmark};
 use loadgen::dataset::{DatasetConfig, DatasetKind, PriorityMix};
 use loadgen::request::Endpoint;
-use std::time::{Duration, Instant};
+use prefix_router_tests::wait_until;
+use std::time::Duration;
 use vllm_sim::{FaultConfig, SchedulingPolicy, SimConfig};
 
 fn bench(url: &str, n: usize) -> BenchConfig {
@@ -179,18 +180,21 @@ async fn cancel_stops_sending_and_drains_in_flight_requests() {
     cfg.request_rate = RequestRate::PerSecond(50.0);
     cfg.drain_timeout = Duration::from_millis(300);
     let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        trigger.cancel();
-    });
-    let t = Instant::now();
-    let s = run_benchmark(&cfg, cancel).await.unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    // Cancel once the replica holds some of the run's requests.
+    let trigger = async {
+        wait_until(Duration::from_secs(30), "a request held", || async {
+            sim.faults().held() > 0
+        })
+        .await;
+        cancel.cancel();
+    };
+    // The drain timeout (300 ms) ends it; the deadline only catches a run that never stops.
+    let (s, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(run_benchmark(&cfg, cancel.clone()), trigger)
+    })
+    .await
+    .expect("the run stops after cancellation");
+    let s = s.unwrap();
     assert!(s.interrupted);
     let sent = s.client.completed + s.client.failed;
     assert!(sent > 0 && sent < 200, "sent {sent}");

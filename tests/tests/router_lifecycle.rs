@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
@@ -68,7 +68,10 @@ async fn shutdown_lets_an_in_flight_stream_finish_and_then_stops_listening() {
     let mut config = SimConfig::zero_delay();
     config.decode_base_ms = 20.0;
     let sims = start_sims(1, config).await;
-    let router = start_router(&router_yaml(&sims, "round_robin", "")).await;
+    // A drain timeout far above the stream's 400 ms, so only a router that cuts streams (not
+    // a slow machine) ends it early.
+    let drain = "timeouts:\n  shutdown_drain_ms: 60000\n";
+    let router = start_router(&router_yaml(&sims, "round_robin", drain)).await;
     let url = router.url();
     let response = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
@@ -84,12 +87,7 @@ async fn shutdown_lets_an_in_flight_stream_finish_and_then_stops_listening() {
         }
         String::from_utf8(body).unwrap()
     });
-    let started = Instant::now();
     router.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "drain finished within its timeout"
-    );
     let body = reader.await.unwrap();
     assert!(
         body.trim_end().ends_with("data: [DONE]"),

@@ -1,6 +1,7 @@
 //! Grouped bar charts: one group per category, one coloured bar per series.
 
 use super::chart::{Chart, FAMILY, category_chart, category_labels, color, msg, y_top};
+use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -14,7 +15,7 @@ pub(crate) struct Bars {
 }
 
 impl Chart for Bars {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.categories.len().max(1);
         let max = self
             .series

@@ -1,6 +1,7 @@
 //! Latency box plots: box from P25 to P75, median line, whiskers to min and max, P99 marker.
 
 use super::chart::{Chart, category_chart, category_labels, color, msg, y_top};
+use crate::error::Result;
 use crate::metrics::Stats;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -14,7 +15,7 @@ pub(crate) struct Boxes {
 }
 
 impl Chart for Boxes {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let n = self.boxes.len().max(1);
         let max = self.boxes.iter().map(|b| b.1.max).fold(0.0, f64::max);
         let mut chart = category_chart(area, &self.title, &self.y_label, n, y_top(max))?;

@@ -29,12 +29,12 @@ fn register_font() {
 /// A chart that can draw itself on any backend.
 pub(crate) trait Chart {
     /// Draws onto `area` (already filled white).
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String>;
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()>;
 }
 
-/// Turns a plotters error into a message.
-pub(crate) fn msg<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+/// Turns a plotters error (its type depends on the backend) into the crate's error.
+pub(crate) fn msg<E: std::fmt::Display>(e: E) -> Error {
+    Error::Draw(e.to_string())
 }
 
 /// Series colour number `i`.
@@ -59,7 +59,7 @@ pub(crate) fn category_labels<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     at: impl Fn(f64) -> (i32, i32),
     names: &[String],
-) -> Result<(), String> {
+) -> Result<()> {
     let size = if names.len() > 6 { 11 } else { 14 };
     let style = TextStyle::from((FAMILY, size).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, name) in names.iter().enumerate() {
@@ -93,16 +93,16 @@ pub(crate) fn save(chart: &impl Chart, dir: &Path, stem: &str) -> Result<[String
     {
         let path = dir.join(&png);
         let root = BitMapBackend::new(&path, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(msg(e)))?;
-        chart.draw(&root).map_err(err)?;
-        root.present().map_err(|e| err(msg(e)))?;
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        chart.draw(&root).map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
     }
     {
         let path = dir.join(&svg);
         let root = SVGBackend::new(&path, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(msg(e)))?;
-        chart.draw(&root).map_err(err)?;
-        root.present().map_err(|e| err(msg(e)))?;
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        chart.draw(&root).map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
     }
     Ok([png, svg])
 }
@@ -115,7 +115,7 @@ pub(crate) fn category_chart<'a, DB: DrawingBackend>(
     y_label: &str,
     n: usize,
     y_max: f64,
-) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22))
         .margin(12)

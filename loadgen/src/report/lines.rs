@@ -1,6 +1,7 @@
 //! Line charts: one coloured line with markers per series over a numeric x axis.
 
 use super::chart::{Chart, FAMILY, color, msg, y_top};
+use crate::error::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -14,7 +15,7 @@ pub(crate) struct Lines {
 }
 
 impl Chart for Lines {
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let points = || self.series.iter().flat_map(|s| s.1.iter());
         let x_max = points().map(|p| p.0).fold(0.0, f64::max);
         let x_min = points().map(|p| p.0).fold(x_max, f64::min);

@@ -86,8 +86,8 @@ impl Config {
         let mut names = HashSet::new();
         for (i, spec) in self.replicas.iter().enumerate() {
             let key = |field: &str| format!("replicas[{i}].{field}");
-            if let Err(reason) = spec.base_uri() {
-                return Err(bad(key("url"), reason));
+            if let Err(e) = spec.base_uri() {
+                return Err(bad(key("url"), e.to_string()));
             }
             if spec.weight == 0 {
                 return Err(bad(key("weight"), "must be at least 1".to_owned()));
@@ -168,26 +168,27 @@ impl ReplicaSpec {
     }
 
     /// Parses `url` into an `http://host:port[/prefix]` URI or says why it cannot.
-    pub fn base_uri(&self) -> Result<http::Uri, String> {
+    pub fn base_uri(&self) -> Result<http::Uri, Error> {
+        let bad = |reason: String| Error::ReplicaUrl {
+            url: self.url.clone(),
+            reason,
+        };
         let uri: http::Uri = self
             .url
             .parse()
-            .map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
+            .map_err(|e| bad(format!("not a URL: {e}")))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some(other) => return Err(format!("scheme `{other}` is not supported (use http)")),
-            None => {
-                return Err(format!(
-                    "`{}` has no scheme (expected http://host:port)",
-                    self.url
-                ));
+            Some(other) => {
+                return Err(bad(format!("scheme `{other}` is not supported (use http)")));
             }
+            None => return Err(bad("no scheme (expected http://host:port)".into())),
         }
         if uri.authority().is_none() {
-            return Err(format!("`{}` has no host", self.url));
+            return Err(bad("no host".into()));
         }
         if uri.query().is_some() {
-            return Err(format!("`{}` must not have a query string", self.url));
+            return Err(bad("must not have a query string".into()));
         }
         Ok(uri)
     }

@@ -113,9 +113,10 @@ impl ReplicaSpec {
     }
 }
 
-/// Names of the available policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Names of the available policies (the CLI's `--policy` values derive from this enum too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum PolicyName {
     /// Cycle through healthy replicas (by weight).
     RoundRobin,

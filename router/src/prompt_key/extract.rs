@@ -17,13 +17,6 @@ pub struct RestPrompts {
     pub tokens: usize,
 }
 
-impl RestPrompts {
-    /// Their estimated tokens at `bytes_per_token`.
-    pub fn tokens_at(&self, bytes_per_token: f64) -> usize {
-        (self.bytes as f64 / bytes_per_token.max(0.1)).ceil() as usize + self.tokens
-    }
-}
-
 const PROMPT_TYPE: &str = "`prompt` must be a string, a list of strings, a list of token ids \
                            or a list of lists of token ids";
 
@@ -104,7 +97,6 @@ mod tests {
         );
         let (p, rest) = completions(json!(["first", "second!"])).unwrap();
         assert_eq!((p, rest.bytes), (Prompt::Text("first".into()), 7));
-        assert_eq!(rest.tokens_at(4.0), 2);
         assert_eq!(
             completions(json!([1, 2, 3])).unwrap().0,
             Prompt::Tokens(vec![1, 2, 3])

@@ -7,12 +7,14 @@
 
 mod chat;
 mod config;
+mod estimate;
 mod extract;
 mod tokenize;
 
 use std::sync::Arc;
 
 pub use config::PrefixConfig;
+pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
 pub use extract::{RestPrompts, chat_prompt, completion_prompt};
 pub use tokenize::TokenKeyer;
 
@@ -39,7 +41,7 @@ pub enum PromptKeys {
 impl Default for PromptKeys {
     fn default() -> Self {
         Self::Bytes {
-            bytes_per_token: 4.0,
+            bytes_per_token: DEFAULT_BYTES_PER_TOKEN,
         }
     }
 }
@@ -56,24 +58,18 @@ impl PromptKeys {
     }
 
     /// Finalises the key of `parsed`: tokenizes text in token mode (off the async threads) and
-    /// sets `prompt_tokens`. A tokenizer failure keeps the text (no prefix match) and logs why.
+    /// sets `prompt_tokens` ([`estimate_tokens`] at this mode's bytes per token). A tokenizer
+    /// failure keeps the text (no prefix match), and the parse-time estimate, and logs why.
     pub async fn prepare(&self, parsed: &mut ParsedRequest) {
-        match self {
-            Self::Bytes { bytes_per_token } => {
-                let first = match &parsed.prompt {
-                    Prompt::Empty => 0,
-                    Prompt::Text(text) => (text.len() as f64 / bytes_per_token).ceil() as usize,
-                    Prompt::Tokens(ids) => ids.len(),
-                };
-                parsed.prompt_tokens = first + parsed.rest_prompts.tokens_at(*bytes_per_token);
-            }
+        let bytes_per_token = match self {
+            Self::Bytes { bytes_per_token } => *bytes_per_token,
             Self::Tokens(keyer) => {
                 let Prompt::Text(text) = &parsed.prompt else {
-                    let first = match &parsed.prompt {
-                        Prompt::Tokens(ids) => ids.len(),
-                        _ => 0,
-                    };
-                    parsed.prompt_tokens = first + parsed.rest_prompts.tokens_at(4.0);
+                    parsed.prompt_tokens = estimate_tokens(
+                        &parsed.prompt,
+                        &parsed.rest_prompts,
+                        DEFAULT_BYTES_PER_TOKEN,
+                    );
                     return;
                 };
                 let bytes = text.len();
@@ -82,19 +78,23 @@ impl PromptKeys {
                 match tokio::task::spawn_blocking(move || keyer.encode(&text)).await {
                     Ok(Ok(ids)) => {
                         // Further text prompts of a batch: the first prompt's bytes per token.
-                        let per_token = if ids.is_empty() {
-                            4.0
-                        } else {
-                            bytes as f64 / ids.len() as f64
-                        };
-                        parsed.prompt_tokens = ids.len() + parsed.rest_prompts.tokens_at(per_token);
+                        let measured = estimate::measured_bytes_per_token(bytes, ids.len());
                         parsed.prompt = Prompt::Tokens(ids);
+                        measured
                     }
-                    Ok(Err(reason)) => tracing::warn!(%reason, "prompt not tokenized"),
-                    Err(e) => tracing::warn!(error = %e, "tokenizer task failed"),
+                    Ok(Err(reason)) => {
+                        tracing::warn!(%reason, "prompt not tokenized");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tokenizer task failed");
+                        return;
+                    }
                 }
             }
-        }
+        };
+        parsed.prompt_tokens =
+            estimate_tokens(&parsed.prompt, &parsed.rest_prompts, bytes_per_token);
     }
 }
 

@@ -36,11 +36,14 @@ impl TokenKeyer {
     }
 
     /// Token ids of `text`, without special tokens. Blocking CPU work.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
         self.tokenizer
             .encode(text, false)
             .map(|enc| enc.get_ids().to_vec())
-            .map_err(|e| format!("tokenizer {} failed: {e}", self.path.display()))
+            .map_err(|e| Error::Tokenize {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

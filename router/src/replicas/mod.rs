@@ -16,6 +16,7 @@ pub use outlier::OutlierDetector;
 pub use serving::Serving;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
 
+use crate::Error;
 use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
 
 /// Stable identifier of a replica for its lifetime in the set (never reused).
@@ -52,10 +53,13 @@ impl Replica {
         id: ReplicaId,
         spec: &ReplicaSpec,
         metrics: ReplicaMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let uri = spec.base_uri()?;
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let authority = uri.authority().cloned().ok_or("no host")?;
+        let authority = uri.authority().cloned().ok_or_else(|| Error::ReplicaUrl {
+            url: spec.url.clone(),
+            reason: "no host".into(),
+        })?;
         let prefix = uri.path().trim_end_matches('/').to_owned();
         metrics.healthy.set(1);
         Ok(Self {

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::{Replica, ReplicaId};
+use crate::Error;
 use crate::{config::ReplicaSpec, metrics::RouterMetrics};
 
 /// A membership change; static config, DNS or an admin API all feed these.
@@ -88,7 +89,7 @@ impl ReplicaSet {
     }
 
     /// Applies one change and returns what happened (empty when nothing changed).
-    pub fn apply(&self, change: ReplicaChange) -> Result<Vec<MembershipEvent>, String> {
+    pub fn apply(&self, change: ReplicaChange) -> Result<Vec<MembershipEvent>, Error> {
         let _writer = self.writer.lock();
         let old = self.current.load_full();
         let mut replicas = old.replicas.clone();

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::text::{Sample, samples};
+use prom_text::{Sample, samples};
 
 /// Which serving engine the metrics came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

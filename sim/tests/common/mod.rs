@@ -99,21 +99,7 @@ pub fn sse_events(raw: &str) -> Vec<String> {
 
 /// Value of a sample `name{...}` whose labels contain every `want` pair.
 pub fn sample(metrics: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
-            let end = r.find('}')?;
-            (&r[..end], r[end + 1..].trim())
-        } else if rest.starts_with(' ') {
-            ("", rest.trim())
-        } else {
-            return None;
-        };
-        let ok = want
-            .iter()
-            .all(|(k, v)| labels.split(',').any(|p| p == format!("{k}=\"{v}\"")));
-        if ok { value.parse().ok() } else { None }
-    })
+    prom_text::value(metrics, name, want)
 }
 
 pub async fn metrics_text(c: &reqwest::Client, s: &SimServer) -> String {
@@ -135,4 +121,30 @@ pub fn prompt(tag: &str, tokens: usize) -> String {
     }
     s.truncate(tokens * 4);
     s
+}
+
+/// Generous deadline for conditions polled by the tests: only a broken simulator reaches it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The engine's `running` and `waiting` gauges (`model_name="vllm-sim"` unless the config
+/// renamed the model: the first sample of each is read).
+pub async fn queue_gauges(c: &reqwest::Client, s: &SimServer) -> (f64, f64) {
+    let m = metrics_text(c, s).await;
+    (
+        sample(&m, "vllm:num_requests_running", &[]).unwrap_or(0.0),
+        sample(&m, "vllm:num_requests_waiting", &[]).unwrap_or(0.0),
+    )
 }
