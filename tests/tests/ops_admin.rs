@@ -88,10 +88,11 @@ async fn admin_routes_are_off_without_a_token_and_need_the_right_one() {
 #[tokio::test]
 async fn add_list_and_drain_with_a_request_in_flight() {
     let sims = start_sims(2, SimConfig::zero_delay()).await;
+    // The held request stalls before its headers: a long first-byte limit keeps it held.
     let router = start_router(&router_yaml(
         &sims[..1],
         "round_robin",
-        &format!("admin:\n  token: {TOKEN}\n"),
+        &format!("admin:\n  token: {TOKEN}\ntimeouts:\n  stream_first_byte_ms: 120000\n"),
     ))
     .await;
     let url = router.url();

@@ -24,7 +24,7 @@ fn yaml(sims: &[&SimServer], names: &[&str], policy: &str, max_body: usize) -> S
     y.push_str(&format!(
         "policy:\n  name: {policy}\n  seed: 1\nlimits:\n  max_body_bytes: {max_body}\n\
          health:\n  interval_ms: 50\n  healthy_threshold: 1\nreload:\n  watch_ms: 50\n\
-         timeouts:\n  shutdown_drain_ms: 2000\n"
+         timeouts:\n  shutdown_drain_ms: 2000\n  stream_first_byte_ms: 120000\n"
     ));
     y
 }

@@ -12,7 +12,10 @@ use prefix_router_tests::{
 #[tokio::test]
 async fn readiness_fails_first_then_listening_stops_and_in_flight_work_finishes() {
     let sims = start_sims(1, SimConfig::zero_delay()).await;
-    let extra = "timeouts:\n  shutdown_drain_ms: 30000\n  shutdown_unready_ms: 3000\n";
+    // The held request stalls before its headers: a long first-byte limit keeps it held
+    // (the 2 s streaming default would time it out and end the drain early).
+    let extra = "timeouts:\n  shutdown_drain_ms: 30000\n  shutdown_unready_ms: 3000\n  \
+                 stream_first_byte_ms: 120000\n";
     let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
     let url = router.url();
     assert_eq!(
