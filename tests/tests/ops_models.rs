@@ -112,3 +112,87 @@ async fn requests_route_within_their_model_group() {
         sim.shutdown().await;
     }
 }
+
+/// One sim serving `model`, with `loras` (`name=path`) as LoRA adapters.
+async fn sim_with(model: &str, loras: &[&str]) -> SimServer {
+    start_sims(
+        1,
+        SimConfig {
+            model: model.into(),
+            served_model_name: vec![model.into()],
+            lora_modules: loras.iter().map(|l| l.parse().unwrap()).collect(),
+            ..SimConfig::zero_delay()
+        },
+    )
+    .await
+    .pop()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn lora_adapter_routes_to_the_replicas_that_list_it() {
+    // r0: A with adapter `sql`, r1: A, r2 and r3: B.
+    let all = vec![
+        sim_with("model-a", &["sql=/adapters/sql"]).await,
+        sim_with("model-a", &[]).await,
+        sim_with("model-b", &[]).await,
+        sim_with("model-b", &[]).await,
+    ];
+    let router = start_router(&router_yaml(&all, "cost", "")).await;
+    let url = router.url();
+    let client = reqwest::Client::new();
+
+    wait_until(Duration::from_secs(10), "unknown model refused", || async {
+        send(&client, &url, "no-such-model", "x").await.0 == 404
+    })
+    .await;
+    let (_, body, _) = send(&client, &url, "no-such-model", "x").await;
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for i in 0..16 {
+        let prompt = if i % 2 == 0 {
+            format!("shared prefix {}", i % 4)
+        } else {
+            format!("p{i}")
+        };
+        for (model, group) in [
+            ("model-a", &["r0", "r1"][..]),
+            ("model-b", &["r2", "r3"][..]),
+            ("sql", &["r0"][..]),
+        ] {
+            let (status, body, routed) = send(&client, &url, model, &prompt).await;
+            assert_eq!(status, 200, "{model}: {body}");
+            assert!(
+                group.contains(&routed.as_str()),
+                "{model} went to {routed}, only {group:?} list it"
+            );
+            assert_eq!(body["model"], model, "{body}");
+            seen.insert((model.to_owned(), routed));
+        }
+    }
+    for replica in ["r0", "r1"] {
+        assert!(
+            seen.contains(&("model-a".to_owned(), replica.to_owned())),
+            "model-a spread over its group: {seen:?}"
+        );
+    }
+
+    let models: Value = reqwest::get(format!("{url}/v1/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = models["data"].as_array().unwrap();
+    let mut ids: Vec<&str> = data.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["model-a", "model-b", "sql"], "each once: {models}");
+    let sql = data.iter().find(|m| m["id"] == "sql").unwrap();
+    assert_eq!(sql["parent"], "model-a", "{sql}");
+
+    router.shutdown().await;
+    for sim in all {
+        sim.shutdown().await;
+    }
+}
