@@ -207,6 +207,41 @@ fn check_config_says_where_each_value_came_from() {
 }
 
 #[test]
+fn check_config_redacts_secrets_and_keeps_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "listen: 127.0.0.1:0\nreplicas:\n  - url: http://127.0.0.1:8001\nauth:\n  api_keys:\n    - key: client-secret-1\n      name: team-a\n  upstream:\n    api_key: upstream-secret-2\n",
+    );
+    let out = router()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("ROUTER_ADMIN__TOKEN", "admin-secret-3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["client-secret-1", "upstream-secret-2", "admin-secret-3"] {
+        assert!(!text.contains(secret), "`{secret}` printed: {text}");
+    }
+    let file = format!("# file {}", path.display());
+    assert!(line(&text, "key: '***'").ends_with(&file), "{text}");
+    assert!(line(&text, "api_key: '***'").ends_with(&file), "{text}");
+    assert!(
+        line(&text, "token: '***'").ends_with("# env ROUTER_ADMIN__TOKEN"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "name: team-a").ends_with(&file),
+        "names stay: {text}"
+    );
+}
+
+#[test]
 fn the_kubernetes_configmap_config_is_valid() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s/router.yaml");
     let text = std::fs::read_to_string(manifest).unwrap();
@@ -225,6 +260,13 @@ fn the_kubernetes_configmap_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("name: vllm-3"), "{text}");
+    assert!(
+        line(&text, "service: vllm").ends_with("config.yaml"),
+        "replicas come from EndpointSlice discovery: {text}"
+    );
+    assert!(
+        text.contains("api_server: http://127.0.0.1:8001"),
+        "through the kubectl-proxy sidecar: {text}"
+    );
     assert!(text.contains("listen: 0.0.0.0:8000"), "{text}");
 }

@@ -233,12 +233,30 @@ fn emit_entry(
             }
         }
         leaf => {
-            let line = format!("{head} {}", scalar(leaf));
+            let shown = if is_secret(path) && !leaf.is_null() {
+                &serde_yaml::Value::String(REDACTED.to_owned())
+            } else {
+                leaf
+            };
+            let line = format!("{head} {}", scalar(shown));
             let pad = COMMENT_COLUMN.saturating_sub(line.len()).max(1);
             let source = sources.get(&path.join("."));
             out.push_str(&format!("{line}{}# {source}\n", " ".repeat(pad)));
         }
     }
+}
+
+/// What `check-config` prints in place of a secret.
+const REDACTED: &str = "***";
+
+/// Whether the value at `path` is a secret (client API keys, the upstream key, the admin
+/// token), printed redacted.
+fn is_secret(path: &[String]) -> bool {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    matches!(
+        path.as_slice(),
+        ["auth", "api_keys", _, "key"] | ["auth", "upstream", "api_key"] | ["admin", "token"]
+    )
 }
 
 /// One scalar (or empty collection) in YAML flow syntax, quoted where YAML needs it.
