@@ -145,6 +145,7 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
             Endpoint::Other => ParsedRequest::passthrough(),
             _ => {
                 let mut parsed = request::parse(endpoint, &bytes)?;
+                parsed.key_priority = parts.extensions.get::<auth::KeyPriority>().map(|p| p.0);
                 facts_slot.model.clone_from(&parsed.model);
                 facts_slot.stream = parsed.stream;
                 crate::models::check_model(

@@ -39,6 +39,10 @@ pub struct ApiKey {
     /// Label of the key in metrics and logs; defaults to `key-N` (its position).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Priority of this key's requests when neither the body `priority` nor `x-priority`
+    /// gives one (before the route's and the queue's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for ApiKey {
         f.debug_struct("ApiKey")
             .field("key", &"<redacted>")
             .field("name", &self.name)
+            .field("priority", &self.priority)
             .finish()
     }
 }
@@ -117,7 +122,7 @@ fn key_name(i: usize, key: &ApiKey) -> String {
 /// The checker the middleware runs: keys by secret, the upstream header, and its metric.
 #[derive(Clone)]
 pub struct Auth {
-    keys: Arc<ArcSwap<Vec<(String, String)>>>,
+    keys: Arc<ArcSwap<Vec<KnownKey>>>,
     forward: bool,
     upstream: Option<HeaderValue>,
     requests: IntCounterVec,
@@ -152,10 +157,20 @@ impl Auth {
     }
 
     /// The name of the key `authorization` carries, `anonymous` when auth is off, or `None`.
+    #[cfg(test)]
     fn client(&self, authorization: Option<&HeaderValue>) -> Option<String> {
+        self.client_key(authorization).map(|k| k.name)
+    }
+
+    /// The key `authorization` carries (`anonymous`, no priority, when auth is off), or `None`.
+    fn client_key(&self, authorization: Option<&HeaderValue>) -> Option<KnownKey> {
         let keys = self.keys.load();
         if keys.is_empty() {
-            return Some("anonymous".to_owned());
+            return Some(KnownKey {
+                secret: String::new(),
+                name: "anonymous".to_owned(),
+                priority: None,
+            });
         }
         let presented = authorization?.to_str().ok()?;
         let token = presented
@@ -163,17 +178,29 @@ impl Auth {
             .or_else(|| presented.strip_prefix("bearer "))?
             .trim();
         keys.iter()
-            .find(|(key, _)| constant_time_eq(key.as_bytes(), token.as_bytes()))
-            .map(|(_, name)| name.clone())
+            .find(|k| constant_time_eq(k.secret.as_bytes(), token.as_bytes()))
+            .cloned()
     }
 }
 
-fn keys_of(config: &AuthConfig) -> Vec<(String, String)> {
+/// One accepted key as the middleware matches it.
+#[derive(Clone)]
+struct KnownKey {
+    secret: String,
+    name: String,
+    priority: Option<i64>,
+}
+
+fn keys_of(config: &AuthConfig) -> Vec<KnownKey> {
     config
         .api_keys
         .iter()
         .enumerate()
-        .map(|(i, k)| (k.key.clone(), key_name(i, k)))
+        .map(|(i, k)| KnownKey {
+            secret: k.key.clone(),
+            name: key_name(i, k),
+            priority: k.priority,
+        })
         .collect()
 }
 
@@ -192,7 +219,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Middleware: 401 without a valid key; otherwise rewrites `Authorization` for the replicas.
 pub async fn require_key(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    let Some(name) = auth.client(request.headers().get(header::AUTHORIZATION)) else {
+    let Some(key) = auth.client_key(request.headers().get(header::AUTHORIZATION)) else {
         auth.requests.with_label_values(&["invalid", "401"]).inc();
         let missing = !request.headers().contains_key(header::AUTHORIZATION);
         let facts = crate::access_log::RequestFacts {
@@ -220,6 +247,10 @@ pub async fn require_key(State(auth): State<Auth>, mut request: Request, next: N
             headers.insert(header::AUTHORIZATION, value.clone());
         }
     }
+    let name = key.name;
+    if let Some(priority) = key.priority {
+        request.extensions_mut().insert(KeyPriority(priority));
+    }
     request.extensions_mut().insert(ClientKey(name.clone()));
     let response = next.run(request).await;
     auth.requests
@@ -232,6 +263,11 @@ pub async fn require_key(State(auth): State<Auth>, mut request: Request, next: N
 #[derive(Debug, Clone)]
 pub struct ClientKey(pub String);
 
+/// The default priority of the client key a request came with (a request extension; absent
+/// when the key sets none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPriority(pub i64);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +279,7 @@ mod tests {
                 .map(|(k, n)| ApiKey {
                     key: (*k).into(),
                     name: n.map(Into::into),
+                    priority: None,
                 })
                 .collect(),
             upstream: UpstreamAuth::default(),
@@ -270,6 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_carries_its_default_priority() {
+        let config: AuthConfig = serde_yaml::from_str(
+            "api_keys:\n  - {key: batch, name: batch, priority: 2}\n  - {key: live}\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        let a = Auth::new(&config, &Registry::new()).unwrap();
+        let hv = |s: &str| HeaderValue::from_str(s).unwrap();
+        let batch = a.client_key(Some(&hv("Bearer batch"))).unwrap();
+        assert_eq!((batch.name.as_str(), batch.priority), ("batch", Some(2)));
+        assert_eq!(
+            a.client_key(Some(&hv("Bearer live"))).unwrap().priority,
+            None
+        );
+        assert_eq!(auth(&[]).client_key(None).unwrap().priority, None);
+    }
+
+    #[test]
     fn duplicate_and_empty_keys_are_rejected() {
         let config = |keys: Vec<ApiKey>| AuthConfig {
             api_keys: keys,
@@ -278,6 +333,7 @@ mod tests {
         let k = |key: &str, name: Option<&str>| ApiKey {
             key: key.into(),
             name: name.map(Into::into),
+            priority: None,
         };
         let (key, _) = config(vec![k("", None)]).check().unwrap_err();
         assert_eq!(key, "auth.api_keys[0].key");

@@ -44,6 +44,8 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// `priority`, if given.
     pub priority: Option<i64>,
+    /// The client key's default priority (`auth.api_keys[].priority`), set after auth.
+    pub key_priority: Option<i64>,
     /// The prompt the key is built from (the first prompt of a batch).
     pub prompt: Prompt,
     /// Estimated prompt tokens of the whole request (every prompt of a batch).
@@ -60,6 +62,7 @@ impl ParsedRequest {
             model: None,
             stream: false,
             priority: None,
+            key_priority: None,
             prompt: Prompt::Empty,
             prompt_tokens: 0,
             rest_prompts: RestPrompts::default(),
@@ -111,6 +114,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
         model: fields.model,
         stream: fields.stream.unwrap_or(false),
         priority: fields.priority,
+        key_priority: None,
         prompt_tokens: estimate_tokens(&prompt, &rest_prompts, DEFAULT_BYTES_PER_TOKEN),
         prompt,
         rest_prompts,

@@ -243,3 +243,48 @@ async fn priority_from_the_header_or_route_default_reaches_the_replica_in_the_bo
     assert!(routed.text().await.unwrap().contains("priority 3"));
     stop(sims, router).await;
 }
+
+#[tokio::test]
+async fn a_client_keys_default_priority_is_forwarded_in_the_body() {
+    let extra = "auth:\n  api_keys:\n    - {key: batch-key, name: batch, priority: 1}\n    - {key: live-key, name: live}\n";
+    let completion = |router: &RouterServer, key: &str, header: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/v1/completions", router.url()))
+            .bearer_auth(key)
+            .json(&completion_body("hi", 2, false));
+        if let Some(h) = header {
+            request = request.header("x-priority", h);
+        }
+        request.send()
+    };
+
+    // A FCFS replica refuses any non-zero priority, as vLLM does: its 400 names the value the
+    // router put into the forwarded body.
+    let sims = start_sims(1, SimConfig::zero_delay()).await;
+    let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
+    let live = completion(&router, "live-key", None).await.unwrap();
+    assert_eq!(live.status(), 200, "a key without priority: body untouched");
+    let batch = completion(&router, "batch-key", None).await.unwrap();
+    assert_eq!(batch.status(), 400);
+    let text = batch.text().await.unwrap();
+    assert!(
+        text.contains("priority 1"),
+        "the key's priority 1 was forwarded: {text}"
+    );
+    let overridden = completion(&router, "batch-key", Some("0")).await.unwrap();
+    assert_eq!(
+        overridden.status(),
+        200,
+        "x-priority wins over the key's default"
+    );
+    stop(sims, router).await;
+
+    // A replica under `--scheduling-policy priority` takes it.
+    let mut config = SimConfig::zero_delay();
+    config.scheduling_policy = vllm_sim::SchedulingPolicy::Priority;
+    let sims = start_sims(1, config).await;
+    let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
+    let batch = completion(&router, "batch-key", None).await.unwrap();
+    assert_eq!(batch.status(), 200, "{}", batch.text().await.unwrap());
+    stop(sims, router).await;
+}

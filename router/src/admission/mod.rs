@@ -63,6 +63,7 @@ impl Admission {
             self.queue_config(),
             parsed.priority,
             &upstream.headers,
+            parsed.key_priority,
             path,
         );
         if source == priority::Source::Elsewhere

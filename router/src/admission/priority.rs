@@ -1,5 +1,6 @@
 //! A request's priority: the body field `priority`, else the `x-priority` header, else the
-//! route's default, else the configured default; and the body rewritten to carry it.
+//! client key's default, else the route's default, else the configured default; and the body
+//! rewritten to carry it.
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -18,11 +19,13 @@ pub enum Source {
     Elsewhere,
 }
 
-/// The priority of a request with body field `body`, `headers` and `path` (query excluded).
+/// The priority of a request with body field `body`, `headers`, its client key's default
+/// `key` and `path` (query excluded).
 pub fn resolve(
     config: &QueueConfig,
     body: Option<i64>,
     headers: &HeaderMap,
+    key: Option<i64>,
     path: &str,
 ) -> (i64, Source) {
     if let Some(p) = body {
@@ -33,6 +36,7 @@ pub fn resolve(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let p = header
+        .or(key)
         .or_else(|| config.route_priority.get(path).copied())
         .unwrap_or(config.default_priority);
     (p, Source::Elsewhere)
@@ -78,19 +82,28 @@ mod tests {
         let mut headers = HeaderMap::new();
         let path = "/v1/completions";
         assert_eq!(
-            resolve(&config, None, &headers, "/v1/chat/completions"),
+            resolve(&config, None, &headers, None, "/v1/chat/completions"),
             (7, Source::Elsewhere)
         );
-        assert_eq!(resolve(&config, None, &headers, path).0, 3);
+        assert_eq!(resolve(&config, None, &headers, None, path).0, 3);
+        assert_eq!(
+            resolve(&config, None, &headers, Some(5), path),
+            (5, Source::Elsewhere),
+            "the key's default comes before the route's"
+        );
         headers.insert(PRIORITY_HEADER, HeaderValue::from_static(" -2 "));
-        assert_eq!(resolve(&config, None, &headers, path).0, -2);
-        assert_eq!(resolve(&config, Some(1), &headers, path), (1, Source::Body));
+        assert_eq!(resolve(&config, None, &headers, Some(5), path).0, -2);
+        assert_eq!(
+            resolve(&config, Some(1), &headers, Some(5), path),
+            (1, Source::Body)
+        );
         headers.insert(PRIORITY_HEADER, HeaderValue::from_static("high"));
         assert_eq!(
-            resolve(&config, None, &headers, path).0,
+            resolve(&config, None, &headers, None, path).0,
             3,
             "a bad header is ignored"
         );
+        assert_eq!(resolve(&config, None, &headers, Some(5), path).0, 5);
     }
 
     #[test]
