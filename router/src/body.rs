@@ -37,7 +37,8 @@ pub(crate) struct InFlight {
     pub(crate) started: Instant,
     pub(crate) metrics: Arc<RouterMetrics>,
     pub(crate) request_id: String,
-    /// Told about a body that fails mid-way (with the fleet size), when set.
+    /// Told about a streamed body's time to first byte and a body that fails mid-way (with
+    /// the fleet size), when set.
     pub(crate) outliers: Option<(Arc<OutlierDetector>, usize)>,
 }
 
@@ -91,12 +92,17 @@ impl TrackedBody {
         if !self.first_byte_seen {
             self.first_byte_seen = true;
             if let Some(f) = &mut self.in_flight {
+                let ttfb = f.started.elapsed();
+                // Only streamed answers are latency samples: their first byte is the first
+                // token, while a whole answer's length is the client's choice.
+                if self.mode.sse
+                    && let (Some(prefill), Some((outliers, fleet))) =
+                        (f.guard.prefill_tokens(), &f.outliers)
+                {
+                    outliers.record_latency(f.guard.replica(), ttfb, prefill, *fleet);
+                }
                 f.guard.first_byte();
-                f.guard
-                    .replica()
-                    .metrics
-                    .ttfb
-                    .observe(f.started.elapsed().as_secs_f64());
+                f.guard.replica().metrics.ttfb.observe(ttfb.as_secs_f64());
             }
         }
     }

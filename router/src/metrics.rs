@@ -145,7 +145,8 @@ impl RouterMetrics {
             )?,
             retries: counter(
                 "router_retries_total",
-                "Retries on another replica after a connect failure",
+                "Re-sends to another replica after this one failed before any byte reached the client \
+                 (connect error, 5xx, closed before headers, first-byte timeout)",
                 &["replica"],
             )?,
             healthy: gauge(

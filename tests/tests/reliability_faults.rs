@@ -385,3 +385,60 @@ async fn a_ten_times_slower_replica_still_answers_every_request() {
     wait_in_flight_zero(&router, &NAMES).await;
     stop(sims, router).await;
 }
+
+#[tokio::test]
+async fn a_ten_times_slower_replica_is_ejected_by_latency_under_round_robin() {
+    // Every engine step takes 20 ms on r0..r2 and 200 ms on r3 (speedup 0.1).
+    let fast = SimConfig {
+        decode_base_ms: 20.0,
+        ..SimConfig::zero_delay()
+    };
+    let mut sims = start_sims(3, fast.clone()).await;
+    let slow = SimConfig {
+        speedup: 0.1,
+        ..fast
+    };
+    sims.extend(start_sims(1, slow).await);
+    // Default factor (5x the peers' median) and floor; a short window and a long ejection so
+    // the gauge stays up while it is read.
+    let extra = "outlier:\n  min_requests: 5\n  base_ejection_ms: 600000\n  \
+                 max_ejection_ms: 600000\n";
+    let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
+    let ejected = |text: &str, r: &str| {
+        metric_value(text, "router_replica_ejected", &[("replica", r)]).unwrap_or(0.0)
+    };
+    let mut sent = 0;
+    wait_until(Duration::from_secs(120), "r3 ejected for latency", || {
+        sent += 8;
+        let router = &router;
+        async move {
+            let outcomes = send_many(router, 8, true).await;
+            assert!(outcomes.iter().all(|o| o.status == 200), "{outcomes:?}");
+            ejected(&router_metrics(router).await, "r3") == 1.0
+        }
+    })
+    .await;
+    let text = router_metrics(&router).await;
+    for fast in &NAMES[..3] {
+        assert_eq!(ejected(&text, fast), 0.0, "{fast} is not slow: {text}");
+        assert_eq!(
+            metric_value(
+                &text,
+                "router_replica_ejections_total",
+                &[("replica", fast)]
+            )
+            .unwrap_or(0.0),
+            0.0,
+            "{text}"
+        );
+    }
+    // The slow replica gets no new traffic while ejected; every request still succeeds.
+    let outcomes = send_many(&router, 12, true).await;
+    for o in &outcomes {
+        assert_eq!(o.status, 200, "{o:?}");
+        assert_ne!(o.routed_to.as_deref(), Some("r3"), "{o:?}");
+    }
+    assert_counted(&router, sent + 12, "200").await;
+    wait_in_flight_zero(&router, &NAMES).await;
+    stop(sims, router).await;
+}

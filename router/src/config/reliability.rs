@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Envoy-style outlier detection on real traffic: a replica that keeps failing is ejected
-/// (gets no traffic) for a back-off that grows while it keeps failing after each return.
+/// Envoy-style outlier detection on real traffic: a replica that keeps failing, or answers far
+/// slower than its peers, is ejected (gets no traffic) for a back-off that grows while it keeps
+/// failing or being slow after each return.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierConfig {
@@ -20,8 +21,16 @@ pub struct OutlierConfig {
     /// Also eject a replica whose failures over its last `min_requests` answers reach this
     /// percentage while its peers' failure rate is under half of it (0 turns this off).
     pub failure_percent: u32,
-    /// Answers per replica in one failure-rate window.
+    /// Answers per replica in one failure-rate window, and latency samples a replica (and each
+    /// peer it is compared with) needs before a latency verdict.
     pub min_requests: u32,
+    /// Also eject a replica whose decayed mean time to first byte of streamed answers, per 256
+    /// uncached prompt tokens (shorter prompts count as 256), exceeds this many times its
+    /// peers' median (0 turns this off).
+    pub latency_factor: f64,
+    /// The peers' median latency counts as at least this, so that noise on replicas answering
+    /// in microseconds ejects nobody.
+    pub latency_floor_ms: u64,
 }
 
 impl Default for OutlierConfig {
@@ -34,6 +43,8 @@ impl Default for OutlierConfig {
             max_ejection_percent: 50,
             failure_percent: 25,
             min_requests: 20,
+            latency_factor: 5.0,
+            latency_floor_ms: 25,
         }
     }
 }
@@ -58,6 +69,14 @@ impl OutlierConfig {
             return Err((
                 "outlier.failure_percent".to_owned(),
                 format!("must be within 0..=100, got {}", self.failure_percent),
+            ));
+        }
+        if !(self.latency_factor == 0.0
+            || (self.latency_factor.is_finite() && self.latency_factor >= 1.0))
+        {
+            return Err((
+                "outlier.latency_factor".to_owned(),
+                format!("must be 0 (off) or at least 1, got {}", self.latency_factor),
             ));
         }
         if self.max_ejection_percent > 100 {
@@ -91,6 +110,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.outlier.consecutive_failures, 2);
+        assert_eq!(config.outlier.latency_factor, 5.0);
         assert!(config.errors.expose_upstream_details);
         assert_eq!(config.retry.backoff_max_ms, 50);
         assert_eq!(config.timeouts.stream_first_byte_ms, 2_000);
@@ -102,6 +122,10 @@ mod tests {
             (
                 "outlier:\n  base_ejection_ms: 0\n",
                 "outlier.base_ejection_ms",
+            ),
+            (
+                "outlier:\n  latency_factor: 0.5\n",
+                "outlier.latency_factor",
             ),
             (
                 "limits:\n  max_header_bytes: 100\n",

@@ -57,6 +57,7 @@ impl ReplicaLoad {
 pub struct LoadGuard {
     replica: Arc<Replica>,
     tokens: u64,
+    prefill_tokens: Option<u64>,
     pending: Option<PendingTicket>,
     acquired: std::time::Instant,
     predicted_ttft_s: Option<TtftPrediction>,
@@ -87,6 +88,7 @@ impl LoadGuard {
         Self {
             replica,
             tokens,
+            prefill_tokens,
             pending,
             acquired: now,
             predicted_ttft_s: None,
@@ -115,6 +117,11 @@ impl LoadGuard {
         if let Some(ticket) = self.pending.take() {
             self.replica.load.pending.remove(ticket);
         }
+    }
+
+    /// Uncached prompt tokens of a streaming request (as given at acquire); `None` otherwise.
+    pub fn prefill_tokens(&self) -> Option<u64> {
+        self.prefill_tokens
     }
 
     /// The replica this guard counts against.

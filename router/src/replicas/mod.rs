@@ -1,6 +1,7 @@
 //! The replica set: membership, health state and load counters, read through a snapshot.
 
 mod health_state;
+mod latency;
 mod load;
 mod outlier;
 mod serving;

@@ -1,6 +1,7 @@
-//! Outlier ejection (Envoy's model): consecutive failures on real traffic take a replica out of
-//! routing for a back-off that grows with each ejection in a row, never more than a configured
-//! share of the fleet at once. Health checks stay separate: an ejected replica is still probed.
+//! Outlier ejection (Envoy's model): consecutive failures, a failure rate or a time to first
+//! byte far above the peers' take a replica out of routing for a back-off that grows with each
+//! ejection in a row, never more than a configured share of the fleet at once. Health checks
+//! stay separate: an ejected replica is still probed.
 
 use std::{
     collections::HashMap,
@@ -10,7 +11,10 @@ use std::{
 use parking_lot::Mutex;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::{Replica, ReplicaId};
+use super::{
+    Replica, ReplicaId,
+    latency::{DecayedMean, median, normalised_seconds},
+};
 use crate::{Error, config::OutlierConfig};
 
 /// Streaks and ejection of one replica.
@@ -18,7 +22,7 @@ use crate::{Error, config::OutlierConfig};
 struct State {
     failures: u32,
     successes: u32,
-    /// Ejections in a row without a recovery in between: the back-off multiplier.
+    /// Failure ejections in a row without a recovery in between: their back-off multiplier.
     streak: u32,
     until: Option<Instant>,
     /// Answers and failures in the current failure-rate window.
@@ -26,6 +30,10 @@ struct State {
     window_failures: u32,
     /// Failure rate of the last complete window, percent.
     last_rate: Option<u32>,
+    /// Normalised time to first byte since the last ejection, seconds.
+    latency: DecayedMean,
+    /// Latency ejections in a row (until a full fresh window is no outlier): their multiplier.
+    slow_streak: u32,
 }
 
 impl State {
@@ -42,9 +50,23 @@ impl State {
         self.last_rate = Some(rate);
         Some(rate)
     }
+
+    fn ejected_at(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| until > now)
+    }
 }
 
-/// Ejects replicas that keep failing; cheap to ask on every request.
+/// Why a replica is ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// Consecutive failures or a failure rate above its peers'.
+    Failures,
+    /// Time to first byte far above its peers'.
+    Latency,
+}
+
+/// Ejects replicas that keep failing or answer far slower than their peers; cheap to ask on
+/// every request.
 pub struct OutlierDetector {
     config: OutlierConfig,
     states: Mutex<HashMap<ReplicaId, State>>,
@@ -67,7 +89,7 @@ impl OutlierDetector {
         let ejections = IntCounterVec::new(
             Opts::new(
                 "router_replica_ejections_total",
-                "Outlier ejections of the replica",
+                "Outlier ejections of the replica (failures or latency)",
             ),
             &["replica"],
         )?;
@@ -87,8 +109,7 @@ impl OutlierDetector {
                 .states
                 .lock()
                 .get(&replica.id())
-                .and_then(|s| s.until)
-                .is_some_and(|until| until > now)
+                .is_some_and(|s| s.ejected_at(now))
     }
 
     /// A good answer from `replica`: ends its failure streak, and a run of them forgives one
@@ -116,13 +137,9 @@ impl OutlierDetector {
         }
         let now = Instant::now();
         let mut states = self.states.lock();
-        let ejected_now = states
-            .values()
-            .filter(|s| s.until.is_some_and(|u| u > now))
-            .count();
         let state = states.entry(replica.id()).or_default();
         state.successes = 0;
-        if state.until.is_some_and(|u| u > now) {
+        if state.ejected_at(now) {
             return None;
         }
         state.failures = state.failures.saturating_add(1);
@@ -147,21 +164,129 @@ impl OutlierDetector {
         if !streak && !outlier_rate {
             return None;
         }
-        let state = states.entry(replica.id()).or_default();
+        let length = self.eject(&mut states, replica.id(), now, fleet, Reason::Failures)?;
+        drop(states);
+        self.announce(replica, length, Reason::Failures, || {
+            format!("consecutive failures or failure rate above its peers (rate: {outlier_rate})")
+        });
+        Some(length)
+    }
+
+    /// A streamed answer's first byte came `ttfb` after dispatch to `replica` (of a fleet of
+    /// `fleet`), for a request with `prefill_tokens` uncached prompt tokens. Ejects the replica
+    /// when its decayed mean is above `latency_factor` times its peers' median; returns the
+    /// ejection length when it ejected.
+    pub fn record_latency(
+        &self,
+        replica: &Replica,
+        ttfb: Duration,
+        prefill_tokens: u64,
+        fleet: usize,
+    ) -> Option<Duration> {
+        self.record_latency_at(replica, ttfb, prefill_tokens, fleet, Instant::now())
+    }
+
+    /// [`OutlierDetector::record_latency`] at `now`.
+    fn record_latency_at(
+        &self,
+        replica: &Replica,
+        ttfb: Duration,
+        prefill_tokens: u64,
+        fleet: usize,
+        now: Instant,
+    ) -> Option<Duration> {
+        let factor = self.config.latency_factor;
+        if !self.config.enabled || factor <= 0.0 {
+            return None;
+        }
+        let window = self.config.min_requests;
+        let id = replica.id();
+        let mut states = self.states.lock();
+        let state = states.entry(id).or_default();
+        // An answer to a request sent before the ejection: its sample is already written off.
+        if state.ejected_at(now) {
+            return None;
+        }
+        state
+            .latency
+            .add(normalised_seconds(ttfb, prefill_tokens), window);
+        if state.latency.samples() < window {
+            return None;
+        }
+        let mean = state.latency.mean();
+        let mut peers: Vec<f64> = states
+            .iter()
+            .filter(|(k, s)| **k != id && !s.ejected_at(now) && s.latency.samples() >= window)
+            .map(|(_, s)| s.latency.mean())
+            .collect();
+        let peer_median = median(&mut peers)?;
+        let floor = Duration::from_millis(self.config.latency_floor_ms).as_secs_f64();
+        if mean <= factor * peer_median.max(floor) {
+            // A full window of fresh samples and no outlier: past latency ejections forgiven.
+            if let Some(state) = states.get_mut(&id) {
+                state.slow_streak = 0;
+            }
+            return None;
+        }
+        let length = self.eject(&mut states, id, now, fleet, Reason::Latency)?;
+        drop(states);
+        self.announce(replica, length, Reason::Latency, || {
+            format!(
+                "time to first byte {:.1} ms per {} prompt tokens against a peer median of {:.1} ms",
+                mean * 1e3,
+                super::latency::SAMPLE_PROMPT_TOKENS,
+                peer_median * 1e3
+            )
+        });
+        Some(length)
+    }
+
+    /// Ejects `id` at `now` for a back-off growing with its streak of `reason`, unless the
+    /// fleet's ejection cap is reached. Its latency samples start afresh when it returns.
+    fn eject(
+        &self,
+        states: &mut HashMap<ReplicaId, State>,
+        id: ReplicaId,
+        now: Instant,
+        fleet: usize,
+        reason: Reason,
+    ) -> Option<Duration> {
+        let ejected_now = states.values().filter(|s| s.ejected_at(now)).count();
         let cap = u64::from(self.config.max_ejection_percent) * fleet as u64;
         if (ejected_now as u64) * 100 >= cap {
             return None;
         }
-        state.failures = 0;
-        state.streak = state.streak.saturating_add(1);
+        let state = states.entry(id).or_default();
+        let streak = match reason {
+            Reason::Failures => {
+                state.failures = 0;
+                state.streak = state.streak.saturating_add(1);
+                state.streak
+            }
+            Reason::Latency => {
+                state.slow_streak = state.slow_streak.saturating_add(1);
+                state.slow_streak
+            }
+        };
+        state.latency = DecayedMean::default();
         let length = Duration::from_millis(
             self.config
                 .base_ejection_ms
-                .saturating_mul(u64::from(state.streak))
+                .saturating_mul(u64::from(streak))
                 .min(self.config.max_ejection_ms),
         );
         state.until = Some(now + length);
-        drop(states);
+        Some(length)
+    }
+
+    /// Metrics and log of an ejection of `replica` for `length`; `why` details the reason.
+    fn announce(
+        &self,
+        replica: &Replica,
+        length: Duration,
+        reason: Reason,
+        why: impl FnOnce() -> String,
+    ) {
         self.ejections.with_label_values(&[replica.name()]).inc();
         let gauge = self.ejected.with_label_values(&[replica.name()]);
         gauge.set(1);
@@ -174,10 +299,10 @@ impl OutlierDetector {
         tracing::warn!(
             replica = %replica.name(),
             ejection_ms = length.as_millis() as u64,
-            outlier_rate,
-            "replica ejected (consecutive failures or failure rate above its peers)"
+            ?reason,
+            detail = %why(),
+            "replica ejected as an outlier"
         );
-        Some(length)
     }
 }
 
@@ -308,5 +433,133 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(d.record_failure(&r[0], 4), None);
         }
+    }
+
+    fn latency_detector(window: u32) -> OutlierDetector {
+        let config = OutlierConfig {
+            min_requests: window,
+            latency_factor: 5.0,
+            latency_floor_ms: 10,
+            base_ejection_ms: 1000,
+            max_ejection_ms: 2500,
+            ..OutlierConfig::default()
+        };
+        OutlierDetector::new(config, &Registry::new()).unwrap()
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// One round of samples at `now`: `ms[i]` milliseconds for replica `i`, short prompts.
+    fn round(d: &OutlierDetector, r: &[Arc<Replica>], ms: &[u32], now: Instant) -> Vec<Duration> {
+        r.iter()
+            .zip(ms)
+            .filter_map(|(x, ms)| d.record_latency_at(x, MS * *ms, 10, r.len(), now))
+            .collect()
+    }
+
+    #[test]
+    fn a_replica_far_slower_than_its_peers_median_is_ejected_with_a_growing_back_off() {
+        let r = replicas(4);
+        let d = latency_detector(5);
+        let t0 = Instant::now();
+        // Four samples each: fewer than the window, no verdict however slow.
+        for _ in 0..4 {
+            assert!(round(&d, &r, &[20, 22, 25, 200], t0).is_empty());
+        }
+        // The fifth: 200 ms against a median of 22 ms (x 5 = 110 ms) ejects r3 only.
+        assert_eq!(
+            round(&d, &r, &[20, 22, 25, 200], t0),
+            vec![Duration::from_millis(1000)]
+        );
+        assert!(d.is_ejected(&r[3], t0));
+        assert!(!r[..3].iter().any(|x| d.is_ejected(x, t0)));
+        // Back after the ejection, its samples start afresh; still slow: twice as long.
+        let t1 = t0 + Duration::from_millis(1001);
+        assert!(!d.is_ejected(&r[3], t1));
+        for _ in 0..4 {
+            assert!(round(&d, &r, &[20, 22, 25, 200], t1).is_empty());
+        }
+        assert_eq!(
+            round(&d, &r, &[20, 22, 25, 200], t1),
+            vec![Duration::from_millis(2000)]
+        );
+        // Recovered: a full fresh window within the factor forgives the streak.
+        let t2 = t1 + Duration::from_millis(2001);
+        for _ in 0..5 {
+            assert!(round(&d, &r, &[20, 22, 25, 30], t2).is_empty());
+        }
+        assert!(!d.is_ejected(&r[3], t2));
+        for _ in 0..5 {
+            round(&d, &r, &[20, 22, 25, 500], t2);
+        }
+        assert!(d.is_ejected(&r[3], t2));
+        assert!(!d.is_ejected(&r[3], t2 + Duration::from_millis(1001)));
+    }
+
+    #[test]
+    fn latency_within_the_factor_or_the_floor_ejects_nobody() {
+        let r = replicas(4);
+        let d = latency_detector(5);
+        let now = Instant::now();
+        // 4x the median: not an outlier at 5x.
+        for _ in 0..20 {
+            assert!(round(&d, &r, &[20, 20, 20, 80], now).is_empty());
+        }
+        // Microsecond replicas: 40x the median, but under 5 x the 10 ms floor.
+        let d = latency_detector(5);
+        for _ in 0..20 {
+            let us = |n| Duration::from_micros(n);
+            for (x, t) in r.iter().zip([us(200), us(250), us(300), us(9_000)]) {
+                assert_eq!(d.record_latency_at(x, t, 10, 4, now), None);
+            }
+        }
+        // A long prompt is slow everywhere: 16x the tokens, 16x the time, same normalised value.
+        let d = latency_detector(5);
+        for _ in 0..20 {
+            for (i, x) in r.iter().enumerate() {
+                let (t, tokens) = if i == 3 {
+                    (MS * 320, 4096)
+                } else {
+                    (MS * 20, 100)
+                };
+                assert_eq!(d.record_latency_at(x, t, tokens, 4, now), None);
+            }
+        }
+        // Off: factor 0.
+        let d = OutlierDetector::new(
+            OutlierConfig {
+                min_requests: 5,
+                latency_factor: 0.0,
+                ..OutlierConfig::default()
+            },
+            &Registry::new(),
+        )
+        .unwrap();
+        for _ in 0..20 {
+            assert!(round(&d, &r, &[20, 20, 20, 2000], now).is_empty());
+        }
+    }
+
+    #[test]
+    fn latency_ejection_respects_the_fleet_share_and_needs_peers() {
+        let r = replicas(4);
+        let d = latency_detector(5);
+        let now = Instant::now();
+        // A lone replica with samples has no peers to compare with.
+        for _ in 0..10 {
+            assert_eq!(d.record_latency_at(&r[0], MS * 900, 10, 4, now), None);
+        }
+        // Of three slow replicas of four, two are ejected (50 %), the third never.
+        let d = latency_detector(5);
+        for _ in 0..10 {
+            round(&d, &r, &[10, 400, 400, 400], now);
+        }
+        assert_eq!(r.iter().filter(|x| d.is_ejected(x, now)).count(), 2);
+        let r6 = replicas(6);
+        let d = latency_detector(5);
+        for _ in 0..10 {
+            round(&d, &r6, &[10, 10, 400, 400, 400, 400], now);
+        }
+        assert_eq!(r6.iter().filter(|x| d.is_ejected(x, now)).count(), 3);
     }
 }
