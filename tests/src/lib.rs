@@ -17,15 +17,18 @@ pub async fn start_sims(n: usize, config: SimConfig) -> Vec<SimServer> {
         .expect("start vllm-sim")
 }
 
-/// A URL on which nothing listens (a port just bound and released).
+/// A URL on which nothing listens: a port held by a socket that is bound but never listens,
+/// for the rest of the test process, so connections to it are refused and no other listener
+/// started later (a sim, or the router itself) can be handed the same port.
 pub fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .expect("bound listener has an address")
-    )
+    let socket = tokio::net::TcpSocket::new_v4().expect("create a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("loopback address"))
+        .expect("bind an ephemeral port");
+    let addr = socket.local_addr().expect("bound socket has an address");
+    // Held until the process ends: releasing it would let the port be reused.
+    std::mem::forget(socket);
+    format!("http://{addr}")
 }
 
 /// YAML for a router on 127.0.0.1:0 in front of `sims`, named `r0`, `r1`, ... with fast health
