@@ -295,43 +295,38 @@ impl Writer<'_> {
 mod tests {
     use super::*;
 
+    /// Unsigned values at every msgpack width boundary.
+    const UINTS: [u64; 9] = [
+        0,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u32::MAX as u64 + 1,
+        u64::MAX,
+    ];
+    /// Negative values at every msgpack width boundary.
+    const INTS: [i64; 8] = [-1, -32, -33, -128, -129, -32_768, -40_000, i64::MIN];
+
     #[test]
     fn round_trips_every_width() {
         let mut buf = Vec::new();
         let mut w = Writer(&mut buf);
-        for v in [
-            0u64,
-            127,
-            128,
-            255,
-            256,
-            65_535,
-            65_536,
-            u64::from(u32::MAX) + 1,
-            u64::MAX,
-        ] {
+        for v in UINTS {
             w.uint(v);
         }
-        for v in [-1i64, -32, -33, -128, -129, -32_768, -40_000, i64::MIN] {
+        for v in INTS {
             w.int(v);
         }
         w.str(&"x".repeat(40));
         w.array(20);
         let mut r = Reader::new(&buf);
-        for v in [
-            0u64,
-            127,
-            128,
-            255,
-            256,
-            65_535,
-            65_536,
-            u64::from(u32::MAX) + 1,
-            u64::MAX,
-        ] {
+        for v in UINTS {
             assert_eq!(r.next().unwrap(), Item::Uint(v));
         }
-        for v in [-1i64, -32, -33, -128, -129, -32_768, -40_000, i64::MIN] {
+        for v in INTS {
             assert_eq!(r.next().unwrap(), Item::Int(v));
         }
         assert_eq!(r.string().unwrap().len(), 40);

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prefix_router_tests::{SimConfig, SimServer, start_router, start_sims, wait_until};
+use prefix_router_tests::{
+    SimConfig, SimServer, start_router, start_sims, wait_until, with_kv_events,
+    write_word_level_tokenizer,
+};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
-use vllm_sim::KvEventsConfig;
 
 const BASE: u32 = 512;
 const TURN: u32 = 128;
@@ -41,13 +43,9 @@ fn session_prompt(s: u32, turn: u32) -> Vec<u32> {
 }
 
 fn tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
-    let t = json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}});
-    let p = dir.join("tokenizer.json");
-    std::fs::write(&p, t.to_string()).unwrap();
-    p
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), json!(0));
+    write_word_level_tokenizer(dir, vocab)
 }
 
 fn router_yaml(sims: &[SimServer], precise: bool, tok: &std::path::Path) -> String {
@@ -94,15 +92,10 @@ async fn run(routers_n: usize, bypass: f64, sessions: u32, blocks: usize, precis
     let dir = std::env::temp_dir().join(format!("kv_bench_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let tok = tokenizer(&dir);
-    let cfg = SimConfig {
+    let cfg = with_kv_events(SimConfig {
         num_gpu_blocks: blocks,
-        kv_events: Box::new(KvEventsConfig {
-            kv_events_port: Some(0),
-            kv_events_replay_port: Some(0),
-            ..KvEventsConfig::default()
-        }),
         ..SimConfig::default()
-    };
+    });
     let sims = start_sims(4, cfg).await;
     let mut routers = Vec::new();
     for _ in 0..routers_n {

@@ -31,6 +31,41 @@ pub fn dead_url() -> String {
     format!("http://{addr}")
 }
 
+/// Writes a word-level `tokenizer.json` into `dir` (token mode needs one): `vocab` maps words
+/// to ids and must hold `[UNK]`, which every other word becomes. Returns the file's path.
+pub fn write_word_level_tokenizer(
+    dir: &std::path::Path,
+    vocab: serde_json::Map<String, serde_json::Value>,
+) -> std::path::PathBuf {
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": serde_json::Value::Object(vocab), "unk_token": "[UNK]"}
+    });
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, tokenizer.to_string()).expect("write tokenizer.json");
+    path
+}
+
+/// `config` with KV-cache events published on ephemeral PUB and replay ports.
+pub fn with_kv_events(config: SimConfig) -> SimConfig {
+    SimConfig {
+        kv_events: Box::new(vllm_sim::KvEventsConfig {
+            kv_events_port: Some(0),
+            kv_events_replay_port: Some(0),
+            ..vllm_sim::KvEventsConfig::default()
+        }),
+        ..config
+    }
+}
+
 /// YAML for a router on 127.0.0.1:0 in front of `sims`, named `r0`, `r1`, ... with fast health
 /// checks (50 ms interval, thresholds 1 up / 2 down). `extra` is appended verbatim (top-level keys).
 pub fn router_yaml(sims: &[SimServer], policy: &str, extra: &str) -> String {

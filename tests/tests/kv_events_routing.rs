@@ -8,38 +8,28 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, SimServer, dead_url, metric_sum, metric_value, routed_to,
-    router_metrics, start_router, start_sims, wait_until,
+    router_metrics, start_router, start_sims, wait_until, with_kv_events,
+    write_word_level_tokenizer,
 };
-use serde_json::{Value, json};
-use vllm_sim::KvEventsConfig;
+use serde_json::{Map, Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A word-level tokenizer.json (token mode needs one; the tests send token ids).
 fn write_tokenizer(dir: &Path) -> PathBuf {
-    let tokenizer = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "a": 1}, "unk_token": "[UNK]"}
-    });
-    let path = dir.join("tokenizer.json");
-    std::fs::write(&path, tokenizer.to_string()).unwrap();
-    path
+    let mut vocab = Map::new();
+    vocab.insert("[UNK]".into(), json!(0));
+    vocab.insert("a".into(), json!(1));
+    write_word_level_tokenizer(dir, vocab)
 }
 
 /// Zero-delay replicas with a cache of `blocks` 16-token blocks, publishing KV events.
 async fn sims_with_events(n: usize, blocks: usize) -> Vec<SimServer> {
     let config = SimConfig {
         num_gpu_blocks: blocks,
-        kv_events: Box::new(KvEventsConfig {
-            kv_events_port: Some(0),
-            kv_events_replay_port: Some(0),
-            ..KvEventsConfig::default()
-        }),
         ..SimConfig::zero_delay()
     };
-    start_sims(n, config).await
+    start_sims(n, with_kv_events(config)).await
 }
 
 /// Router YAML in token mode with the precise index on; replica `i` subscribes to

@@ -95,6 +95,16 @@ async fn fleet(extra: &str) -> (Vec<vllm_sim::SimServer>, RouterServer) {
     (sims, router)
 }
 
+/// Every streamed request got 200 and a complete stream ending in `[DONE]`, and the router
+/// counted each of them once as a 200.
+async fn assert_streams_completed(router: &RouterServer, outcomes: &[Outcome]) {
+    for o in outcomes {
+        assert_eq!(o.status, 200, "{o:?}");
+        assert!(o.body.ends_with("data: [DONE]\n\n"), "{o:?}");
+    }
+    assert_counted(router, outcomes.len(), "200").await;
+}
+
 async fn stop(sims: Vec<vllm_sim::SimServer>, router: RouterServer) {
     router.shutdown().await;
     for sim in sims {
@@ -189,11 +199,7 @@ async fn a_share_stalled_for_a_while_before_headers_is_re_sent() {
         .faults()
         .set_stall_fraction(0.5, Duration::from_secs(30));
     let outcomes = send_many(&router, 24, true).await;
-    for o in &outcomes {
-        assert_eq!(o.status, 200, "{o:?}");
-        assert!(o.body.ends_with("data: [DONE]\n\n"), "{o:?}");
-    }
-    assert_counted(&router, 24, "200").await;
+    assert_streams_completed(&router, &outcomes).await;
     wait_in_flight_zero(&router, &NAMES).await;
     stop(sims, router).await;
 }
@@ -377,11 +383,7 @@ async fn a_ten_times_slower_replica_still_answers_every_request() {
     sims.extend(start_sims(1, slow).await);
     let router = start_router(&router_yaml(&sims, "cost", "")).await;
     let outcomes = send_many(&router, 24, true).await;
-    for o in &outcomes {
-        assert_eq!(o.status, 200, "{o:?}");
-        assert!(o.body.ends_with("data: [DONE]\n\n"), "{o:?}");
-    }
-    assert_counted(&router, 24, "200").await;
+    assert_streams_completed(&router, &outcomes).await;
     wait_in_flight_zero(&router, &NAMES).await;
     stop(sims, router).await;
 }

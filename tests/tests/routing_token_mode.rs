@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use prefix_router_tests::{
     RouterServer, SimConfig, completion_body, metric_sum, routed_to, router_metrics, router_yaml,
-    start_router, start_sims,
+    start_router, start_sims, write_word_level_tokenizer,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 /// A word-level tokenizer.json: `w0`..`w299` are tokens 1..=300, anything else is `[UNK]`.
 fn write_tokenizer(dir: &Path) -> PathBuf {
@@ -18,21 +18,7 @@ fn write_tokenizer(dir: &Path) -> PathBuf {
     for i in 0..300 {
         vocab.insert(format!("w{i}"), json!(i + 1));
     }
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": Value::Object(vocab), "unk_token": "[UNK]"}
-    });
-    let path = dir.join("tokenizer.json");
-    std::fs::write(&path, tokenizer.to_string()).unwrap();
-    path
+    write_word_level_tokenizer(dir, vocab)
 }
 
 /// `w{from}` .. `w{to-1}` then `unknown` copies of an out-of-vocabulary word.
