@@ -234,7 +234,7 @@ impl Dispatcher {
         } = selected;
         let started = Instant::now();
         permit.bind(replica.id());
-        let mut guard = self.count_load(parsed, &replica, &decision);
+        let mut guard = self.count_load(parsed, route, &replica, &decision);
         guard.predict_first_byte(decision.predicted_ttft_s);
         self.policy.on_dispatch(route, replica.id());
         let first_byte = if parsed.stream {
@@ -319,10 +319,11 @@ impl Dispatcher {
     fn count_load(
         &self,
         parsed: &ParsedRequest,
+        route: &RouteRequest<'_>,
         replica: &Arc<Replica>,
         decision: &Decision,
     ) -> LoadGuard {
-        let tokens = parsed.route_request().prompt_tokens_estimate as u64;
+        let tokens = route.prompt_tokens_estimate as u64;
         let policy_name = self.policy.name();
         // Prefix policies say how much of the prompt the replica holds: only the rest is
         // queued prefill work there. Others count the whole prompt.
