@@ -12,6 +12,8 @@ async fn next_message(sub: &mut Subscriber) -> (u64, Vec<u8>) {
             .await
             .expect("a message in time")
         {
+            // `sync` may have sent more probes than the one it waited for.
+            Some(SubEvent::Message(m)) if m.seq == SYNC_SEQ => continue,
             Some(SubEvent::Message(m)) => return (m.seq, m.payload),
             Some(_) => continue,
             None => panic!("subscriber ended"),
@@ -32,12 +34,15 @@ async fn connected(sub: &mut Subscriber) {
     }
 }
 
+/// Sequence number of `sync`'s probe messages, which `next_message` skips.
+const SYNC_SEQ: u64 = u64::MAX - 1;
+
 /// Publishes until the subscriber has one message (its subscription reached the publisher).
 async fn sync(publisher: &Publisher, sub: &mut Subscriber) {
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
     loop {
         tokio::select! {
-            _ = ticker.tick() => publisher.publish(u64::MAX - 1, b"sync".to_vec(), true),
+            _ = ticker.tick() => publisher.publish(SYNC_SEQ, b"sync".to_vec(), true),
             ev = sub.recv() => if let Some(SubEvent::Message(_)) = ev { return },
         }
     }
