@@ -5,8 +5,10 @@ use crate::oracle::OracleResult;
 use crate::scrape::ReplicaMetrics;
 use serde::{Deserialize, Serialize};
 
-/// The parameters a run was made with.
+/// The parameters a run was made with. Its fields are the leading columns of the results CSV,
+/// read back by the report; a field missing from an older file gets its default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunParams {
     /// Free-form label (`--label`).
     pub label: String,
@@ -45,10 +47,8 @@ pub struct RunParams {
     /// TPOT objective for goodput, ms.
     pub slo_tpot_ms: Option<f64>,
     /// Router admission-queue policy, when loadgen started the router with one (sweep).
-    #[serde(default)]
     pub queue_policy: Option<String>,
     /// Router replica caps (`none`, `static`, `adaptive`), when loadgen set them (sweep).
-    #[serde(default)]
     pub caps: Option<String>,
 }
 

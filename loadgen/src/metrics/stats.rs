@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Mean, spread and percentiles of a sample (all zero for an empty sample).
+/// Mean, spread and percentiles of a sample (all zero for an empty sample; a statistic missing
+/// when read back, as from an older results file, is zero too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Arithmetic mean.
     pub mean: f64,

@@ -1,192 +1,30 @@
 //! One CSV row per run: parameters first, then metrics. Maps (per replica, per priority, over
 //! time) are packed into one cell as `key=value;key=value`.
 
+use super::row::{CsvRow, Latencies, serde_cells};
 use crate::error::{Error, Result};
-use crate::metrics::Stats;
 use crate::summary::{RunParams, RunSummary};
 use std::collections::HashMap;
 use std::path::Path;
 
-fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return if v > 0.0 { "inf".into() } else { String::new() };
-    }
-    let s = format!("{v:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.to_string()
-    }
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map(num).unwrap_or_default()
-}
-
-fn stats_cols(cols: &mut Vec<(String, String)>, name: &str, s: &Stats) {
-    let fields = [
-        ("mean", s.mean),
-        ("median", s.median),
-        ("std", s.std),
-        ("p90", s.p90),
-        ("p99", s.p99),
-        ("min", s.min),
-        ("p25", s.p25),
-        ("p75", s.p75),
-        ("p95", s.p95),
-        ("max", s.max),
-    ];
-    for (f, v) in fields {
-        cols.push((format!("{name}_{f}"), num(v)));
-    }
-}
-
 /// The parameter columns of a run: names and order are `RunParams`'s serde fields, so a new
 /// parameter is one field there (`None` is an empty cell).
 pub fn param_columns(p: &RunParams) -> Result<Vec<(String, String)>> {
-    let csv_err = |reason: String| Error::Csv {
+    serde_cells(p).map_err(|e| Error::Csv {
         path: "<run parameters>".into(),
-        reason,
-    };
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.serialize(p).map_err(|e| csv_err(e.to_string()))?;
-    let bytes = w.into_inner().map_err(|e| csv_err(e.to_string()))?;
-    let mut r = csv::Reader::from_reader(bytes.as_slice());
-    let header = r.headers().map_err(|e| csv_err(e.to_string()))?.clone();
-    let row = r
-        .records()
-        .next()
-        .ok_or_else(|| csv_err("no row".into()))?
-        .map_err(|e| csv_err(e.to_string()))?;
-    Ok(header
-        .iter()
-        .zip(row.iter())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
+        reason: e.to_string(),
+    })
 }
 
-/// The CSV columns of `s`, in order: parameters, then metrics.
+/// The CSV columns of `s`, in order: parameters, then metrics (the fields of [`CsvRow`]).
 pub fn columns(s: &RunSummary) -> Result<Vec<(String, String)>> {
-    let m = &s.client;
-    let mut c: Vec<(String, String)> = Vec::with_capacity(110);
-    c.extend(param_columns(&s.params)?);
-    let mut push = |k: &str, v: String| c.push((k.to_string(), v));
-    push("groups", s.groups.to_string());
-    push("token_source", s.token_source.clone());
-    push("started_at", s.started_at.to_string());
-    push("interrupted", s.interrupted.to_string());
-    push("duration_s", num(m.duration_s));
-    push("completed", m.completed.to_string());
-    push("failed", m.failed.to_string());
-    push(
-        "failed_by_reason",
-        encode(
-            m.failed_by_reason
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string())),
-        ),
-    );
-    push("total_input_tokens", m.total_input_tokens.to_string());
-    push("total_output_tokens", m.total_output_tokens.to_string());
-    push("request_throughput", num(m.request_throughput));
-    push("input_throughput", num(m.input_throughput));
-    push("output_throughput", num(m.output_throughput));
-    push("concurrency", num(m.concurrency));
-    push("goodput", opt(m.goodput));
-    for (name, st) in [
-        ("ttft_ms", &m.ttft_ms),
-        ("tpot_ms", &m.tpot_ms),
-        ("itl_ms", &m.itl_ms),
-        ("e2e_ms", &m.e2e_ms),
-        ("queue_wait_ms", &m.queue_wait_ms),
-    ] {
-        stats_cols(&mut c, name, st);
-    }
-    let mut push = |k: &str, v: String| c.push((k.to_string(), v));
-    push("oracle_hit_rate", opt(s.oracle.map(|o| o.hit_rate)));
-    let r = s.replicas.as_ref();
-    push("replica_hit_rate", opt(r.map(|r| r.prefix_cache_hit_rate)));
-    push("replica_prompt_tokens", opt(r.map(|r| r.prompt_tokens)));
-    push(
-        "replica_generation_tokens",
-        opt(r.map(|r| r.generation_tokens)),
-    );
-    push("replica_successes", opt(r.map(|r| r.successes)));
-    push("replica_preemptions", opt(r.map(|r| r.preemptions)));
-    push("replica_ttft_ms", opt(r.and_then(|r| r.means_ms.ttft)));
-    push("replica_tpot_ms", opt(r.and_then(|r| r.means_ms.tpot)));
-    push("replica_e2e_ms", opt(r.and_then(|r| r.means_ms.e2e)));
-    push("replica_queue_ms", opt(r.and_then(|r| r.means_ms.queue)));
-    push(
-        "replica_prefill_ms",
-        opt(r.and_then(|r| r.means_ms.prefill)),
-    );
-    push("replica_decode_ms", opt(r.and_then(|r| r.means_ms.decode)));
-    let pl = &s.placement;
-    push(
-        "requests_per_replica",
-        encode(
-            pl.per_replica
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string())),
-        ),
-    );
-    push("max_over_mean", num(pl.max_over_mean()));
-    push("timeline_bin_s", num(pl.bin_s));
-    push(
-        "replica_timeline",
-        encode(pl.over_time.iter().map(|(k, v)| {
-            (
-                k.clone(),
-                v.iter().map(u64::to_string).collect::<Vec<_>>().join("|"),
-            )
-        })),
-    );
-    push(
-        "per_priority",
-        encode(s.per_priority.iter().map(|c| {
-            let m = &c.metrics;
-            let fields = [
-                ("completed", m.completed as f64),
-                ("failed", m.failed as f64),
-                ("ttft_mean", m.ttft_ms.mean),
-                ("ttft_p50", m.ttft_ms.median),
-                ("ttft_p95", m.ttft_ms.p95),
-                ("ttft_p99", m.ttft_ms.p99),
-                ("e2e_mean", m.e2e_ms.mean),
-                ("e2e_p99", m.e2e_ms.p99),
-                ("tpot_mean", m.tpot_ms.mean),
-                ("queue_wait_mean", m.queue_wait_ms.mean),
-                ("queue_wait_p99", m.queue_wait_ms.p99),
-                ("request_throughput", m.request_throughput),
-                ("output_throughput", m.output_throughput),
-            ];
-            let v = fields
-                .iter()
-                .map(|(k, v)| format!("{k}:{}", num(*v)))
-                .collect::<Vec<_>>();
-            (c.priority.to_string(), v.join("|"))
-        })),
-    );
-    let pf = s.prefill.as_ref();
-    push("prefill_latency_ms", opt(pf.map(|p| p.prefill_latency_ms)));
-    push(
-        "generation_latency_ms",
-        opt(pf.map(|p| p.generation_latency_ms)),
-    );
-    push(
-        "prefill_throughput_tok_s",
-        opt(pf.map(|p| p.prefill_throughput_tok_s)),
-    );
-    push(
-        "generation_throughput_tok_s",
-        opt(pf.map(|p| p.generation_throughput_tok_s)),
-    );
-    Ok(c)
+    CsvRow::of(s).cells().map_err(|e| Error::Csv {
+        path: "<run summary>".into(),
+        reason: e.to_string(),
+    })
 }
 
-fn encode(pairs: impl Iterator<Item = (String, String)>) -> String {
+pub(super) fn encode(pairs: impl Iterator<Item = (String, String)>) -> String {
     pairs
         .map(|(k, v)| format!("{}={v}", k.replace([';', '='], "_")))
         .collect::<Vec<_>>()
@@ -278,6 +116,33 @@ pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
                 .cloned()
                 .zip(rec.iter().map(String::from))
                 .collect())
+        })
+        .collect()
+}
+
+/// Reads every row of a results CSV back as a typed [`CsvRow`]; a missing column gets its
+/// default, so older files still load. A file without loadgen's columns is an error.
+pub fn read_rows(path: &Path) -> Result<Vec<CsvRow>> {
+    let csv_err = |reason: String| Error::Csv {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(e.to_string()))?;
+    let header = r.headers().map_err(|e| csv_err(e.to_string()))?.clone();
+    let marker = Latencies::first_column();
+    if header.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !header.iter().any(|h| h == marker) {
+        return Err(csv_err(format!(
+            "is not a loadgen results file (no {marker} column)"
+        )));
+    }
+    r.records()
+        .enumerate()
+        .map(|(i, rec)| {
+            let rec = rec.map_err(|e| csv_err(e.to_string()))?;
+            CsvRow::from_record(&header, &rec).map_err(|e| csv_err(format!("row {}: {e}", i + 1)))
         })
         .collect()
 }

@@ -28,13 +28,15 @@ pub(super) fn distinct(rows: &[Row], f: impl Fn(&Row) -> String) -> Vec<String> 
 /// Bars of `value` with one group per policy and one series per request rate.
 fn by_policy(rows: &[Row], title: &str, y: &str, value: Value) -> Bars {
     let groups = distinct(rows, |r| r.group.clone());
-    let series = distinct(rows, |r| r.rate_label.clone())
+    let series = distinct(rows, |r| r.params.request_rate.clone())
         .into_iter()
         .map(|rate| {
             let vals = groups
                 .iter()
                 .map(|g| {
-                    let run = rows.iter().rfind(|r| &r.group == g && r.rate_label == rate);
+                    let run = rows
+                        .iter()
+                        .rfind(|r| &r.group == g && r.params.request_rate == rate);
                     run.map(value)
                 })
                 .collect();
@@ -104,11 +106,11 @@ fn across_rates(rows: &[Row], title: &str, y: &str, value: Value) -> Lines {
 
 /// TTFT and throughput across request rates, when the runs cover two or more finite rates.
 pub(super) fn rate_charts(figs: &mut Figures<'_>, rows: &[Row]) -> Result<()> {
-    let rates = distinct(rows, |r| r.rate_label.clone());
+    let rates = distinct(rows, |r| r.params.request_rate.clone());
     let finite = rows
         .iter()
         .filter(|r| r.rate.is_finite())
-        .map(|r| r.rate_label.clone());
+        .map(|r| r.params.request_rate.clone());
     if rates.len() < 2 || finite.collect::<std::collections::HashSet<_>>().len() < 2 {
         return Ok(());
     }

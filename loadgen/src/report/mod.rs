@@ -50,7 +50,7 @@ impl Figures<'_> {
 pub fn write_report(csv: &Path, out: &Path) -> Result<PathBuf> {
     let rows = data::load(csv)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let with_rate = figures::distinct(&rows, |r| r.rate_label.clone()).len() > 1;
+    let with_rate = figures::distinct(&rows, |r| r.params.request_rate.clone()).len() > 1;
     let labels: Vec<String> = rows.iter().map(|r| r.label(with_rate)).collect();
     let mut figs = Figures {
         dir: out,
