@@ -1,5 +1,6 @@
 //! Simulator configuration: one struct that is both the library config and the CLI flags.
 
+use crate::error::SimError;
 use clap::{Args, Parser, ValueEnum};
 use std::str::FromStr;
 
@@ -220,7 +221,7 @@ impl SimConfig {
     }
 
     /// Checks the model names: none empty, none given twice (base names and adapters together).
-    fn validate_models(&self) -> Result<(), String> {
+    fn validate_models(&self) -> Result<(), SimError> {
         let names = self
             .served_names()
             .iter()
@@ -228,19 +229,21 @@ impl SimConfig {
         let mut seen = std::collections::HashSet::new();
         for name in names {
             if name.trim().is_empty() {
-                return Err("served_model_name: a model name must not be empty".to_string());
+                return Err(SimError::Config(
+                    "served_model_name: a model name must not be empty".to_string(),
+                ));
             }
             if !seen.insert(name.as_str()) {
-                return Err(format!(
+                return Err(SimError::Config(format!(
                     "served_model_name/lora_modules: model name `{name}` is given twice"
-                ));
+                )));
             }
         }
         Ok(())
     }
 
-    /// Checks the values a server cannot run with; returns a message naming the bad field.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks the values a server cannot run with; the error names the bad field.
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
         self.validate_models()?;
         let positive = [
             ("block_size", self.block_size),
@@ -251,7 +254,7 @@ impl SimConfig {
             ("default_max_tokens", self.default_max_tokens),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} must be at least 1"));
+            return Err(SimError::Config(format!("{name} must be at least 1")));
         }
         let times = [
             ("prefill_us_per_token", self.prefill_us_per_token),
@@ -263,28 +266,33 @@ impl SimConfig {
             ("decode_ns_per_kv_token", self.decode_ns_per_kv_token),
         ];
         if let Some((name, v)) = times.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
-            return Err(format!("{name} must be a finite number >= 0, got {v}"));
+            return Err(SimError::Config(format!(
+                "{name} must be a finite number >= 0, got {v}"
+            )));
         }
         if !(self.speedup.is_finite() && self.speedup > 0.0) {
-            return Err(format!("speedup must be > 0, got {}", self.speedup));
+            return Err(SimError::Config(format!(
+                "speedup must be > 0, got {}",
+                self.speedup
+            )));
         }
         if !(0.0..1.0).contains(&self.time_noise) {
-            return Err(format!(
+            return Err(SimError::Config(format!(
                 "time_noise must be within 0..1, got {}",
                 self.time_noise
-            ));
+            )));
         }
         if !(0.0..=1.0).contains(&self.faults.fail_fraction) {
-            return Err(format!(
+            return Err(SimError::Config(format!(
                 "fail_fraction must be within 0..=1, got {}",
                 self.faults.fail_fraction
-            ));
+            )));
         }
         if !(400..=599).contains(&self.faults.fail_status) {
-            return Err(format!(
+            return Err(SimError::Config(format!(
                 "fail_status must be an HTTP error status (400..=599), got {}",
                 self.faults.fail_status
-            ));
+            )));
         }
         self.kv_events.validate()
     }
@@ -387,7 +395,7 @@ mod tests {
             lora_modules: vec!["vllm-sim=/x".parse().unwrap()],
             ..SimConfig::zero_delay()
         };
-        assert!(dup.validate().unwrap_err().contains("twice"));
+        assert!(dup.validate().unwrap_err().to_string().contains("twice"));
     }
 
     #[test]
@@ -396,11 +404,11 @@ mod tests {
             block_size: 0,
             ..SimConfig::zero_delay()
         };
-        assert!(c.validate().unwrap_err().contains("block_size"));
+        assert!(c.validate().unwrap_err().to_string().contains("block_size"));
         let c = SimConfig {
             speedup: 0.0,
             ..SimConfig::zero_delay()
         };
-        assert!(c.validate().unwrap_err().contains("speedup"));
+        assert!(c.validate().unwrap_err().to_string().contains("speedup"));
     }
 }

@@ -17,6 +17,16 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// A runtime knob (an admin fault update) outside its range.
+    #[error("{field} must be within {range}, got {got}")]
+    OutOfRange {
+        /// The knob.
+        field: &'static str,
+        /// Its allowed range, as written in the message (`0..=1`).
+        range: &'static str,
+        /// The value given.
+        got: String,
+    },
     /// Metrics registry setup failed (duplicate or malformed metric).
     #[error("metrics setup failed: {0}")]
     Metrics(#[from] prometheus::Error),

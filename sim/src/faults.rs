@@ -223,8 +223,11 @@ impl Faults {
         });
     }
 
-    /// Applies an admin update; returns an error message for out-of-range values.
-    pub(crate) fn apply(self: &std::sync::Arc<Self>, u: FaultUpdate) -> Result<(), String> {
+    /// Applies an admin update; an out-of-range value is an error naming the knob.
+    pub(crate) fn apply(
+        self: &std::sync::Arc<Self>,
+        u: FaultUpdate,
+    ) -> Result<(), crate::SimError> {
         for (name, value) in [
             ("fail_fraction", u.fail_fraction),
             ("stall_fraction", u.stall_fraction),
@@ -232,13 +235,21 @@ impl Faults {
         ] {
             if let Some(f) = value {
                 if !(0.0..=1.0).contains(&f) {
-                    return Err(format!("{name} must be within 0..=1, got {f}"));
+                    return Err(crate::SimError::OutOfRange {
+                        field: name,
+                        range: "0..=1",
+                        got: f.to_string(),
+                    });
                 }
             }
         }
         if let Some(code) = u.fail_status {
             if !(400..=599).contains(&code) {
-                return Err(format!("fail_status must be within 400..=599, got {code}"));
+                return Err(crate::SimError::OutOfRange {
+                    field: "fail_status",
+                    range: "400..=599",
+                    got: code.to_string(),
+                });
             }
         }
         self.modify(|s| {

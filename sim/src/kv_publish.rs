@@ -86,12 +86,12 @@ impl Default for KvEventsConfig {
 
 impl KvEventsConfig {
     /// Checks the flags.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
         if !(0.0..=1.0).contains(&self.kv_events_drop_fraction) {
-            return Err(format!(
+            return Err(SimError::Config(format!(
                 "kv_events_drop_fraction must be within 0..=1, got {}",
                 self.kv_events_drop_fraction
-            ));
+            )));
         }
         Ok(())
     }

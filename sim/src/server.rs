@@ -99,7 +99,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Starts one replica on `127.0.0.1:{config.port}` (port 0 = ephemeral).
 pub async fn start(config: SimConfig) -> Result<SimServer, SimError> {
-    config.validate().map_err(SimError::Config)?;
+    config.validate()?;
     let metrics = Arc::new(Metrics::new(&config)?);
     let faults = Arc::new(Faults::new(&config.faults, config.seed));
     let requested = SocketAddr::new(config.host, config.port);

@@ -144,7 +144,9 @@ pub(crate) async fn get_faults(State(s): Shared) -> Response {
 /// `POST /admin/faults`: change fault knobs (partial JSON update); answers the new state.
 pub(crate) async fn set_faults(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
     let update: FaultUpdate = parse_json(&body)?;
-    s.faults.apply(update).map_err(ApiError::bad_request)?;
+    s.faults
+        .apply(update)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(s.faults.state()).into_response())
 }
 
