@@ -64,6 +64,13 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// One benchmark request failed; `reason` is the short code its record counts it under
+    /// (`http_500`, `timeout`, `incomplete_stream`, ...).
+    #[error("request failed: {reason}")]
+    RequestFailed {
+        /// The failure code.
+        reason: String,
+    },
     /// Starting or talking to the simulator or the router failed.
     #[error("{component}: {reason}")]
     Component {
@@ -79,6 +86,13 @@ impl Error {
     pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArg {
             name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds an [`Error::RequestFailed`] with its failure code.
+    pub fn request_failed(reason: impl Into<String>) -> Self {
+        Self::RequestFailed {
             reason: reason.into(),
         }
     }

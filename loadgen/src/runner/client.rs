@@ -1,6 +1,7 @@
 //! Sends one request and times it: TTFT at the first content chunk, ITL between chunks, E2E.
 
 use super::sse::SseParser;
+use crate::error::Error;
 use crate::record::RequestRecord;
 use crate::request::Endpoint;
 use futures_util::StreamExt;
@@ -103,7 +104,8 @@ impl Call<'_> {
         let outcome = tokio::time::timeout(self.timeout, self.exchange(sent, &mut p)).await;
         let error = match outcome {
             Ok(Ok(())) => None,
-            Ok(Err(reason)) => Some(reason),
+            Ok(Err(Error::RequestFailed { reason })) => Some(reason),
+            Ok(Err(other)) => Some(other.to_string()),
             Err(_) => Some("timeout".to_string()),
         };
         let error_detail = error.as_ref().and(p.detail.take());
@@ -129,14 +131,15 @@ impl Call<'_> {
         }
     }
 
-    async fn exchange(&self, sent: Instant, p: &mut Progress) -> Result<(), String> {
+    /// Sends the request and reads the answer into `p`; a failure is [`Error::RequestFailed`].
+    async fn exchange(&self, sent: Instant, p: &mut Progress) -> Result<(), Error> {
         let resp = self
             .client
             .post(self.url)
             .json(self.body)
             .send()
             .await
-            .map_err(|e| reason(&e).to_string())?;
+            .map_err(|e| Error::request_failed(reason(&e)))?;
         p.routed_to = resp
             .headers()
             .get(ROUTED_TO_HEADER)
@@ -150,10 +153,13 @@ impl Call<'_> {
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             p.detail = resp.text().await.ok().map(|t| error_message(&t));
-            return Err(format!("http_{status}"));
+            return Err(Error::request_failed(format!("http_{status}")));
         }
         if !self.stream {
-            let v: Value = resp.json().await.map_err(|e| reason(&e).to_string())?;
+            let v: Value = resp
+                .json()
+                .await
+                .map_err(|e| Error::request_failed(reason(&e)))?;
             p.payload(
                 sent.elapsed().as_secs_f64(),
                 &v,
@@ -165,24 +171,25 @@ impl Call<'_> {
         let mut parser = SseParser::default();
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| reason(&e).to_string())?;
+            let chunk = chunk.map_err(|e| Error::request_failed(reason(&e)))?;
             for data in parser.feed(&chunk) {
                 if data == "[DONE]" {
                     return if p.ttft.is_some() {
                         Ok(())
                     } else {
-                        Err("no_content".into())
+                        Err(Error::request_failed("no_content"))
                     };
                 }
                 let t = sent.elapsed().as_secs_f64();
-                let v: Value = serde_json::from_str(&data).map_err(|_| "bad_chunk".to_string())?;
+                let v: Value =
+                    serde_json::from_str(&data).map_err(|_| Error::request_failed("bad_chunk"))?;
                 if v.get("error").is_some() {
                     p.detail = Some(error_message(&data));
-                    return Err("stream_error".into());
+                    return Err(Error::request_failed("stream_error"));
                 }
                 p.payload(t, &v, self.endpoint, self.keep_text);
             }
         }
-        Err("incomplete_stream".into())
+        Err(Error::request_failed("incomplete_stream"))
     }
 }
