@@ -325,12 +325,14 @@ async fn models(State(state): State<AppState>) -> Response {
     let mut data = Vec::new();
     let mut errors = Vec::new();
     for (replica, result) in healthy.iter().zip(results) {
-        let parsed = result.and_then(|(status, body)| {
-            if status != 200 {
-                return Err(format!("status {status}"));
-            }
-            serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
-        });
+        let parsed = result
+            .map_err(|e| e.to_string())
+            .and_then(|(status, body)| {
+                if status != 200 {
+                    return Err(format!("status {status}"));
+                }
+                serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
+            });
         match parsed {
             Ok(list) => {
                 for model in list

@@ -161,6 +161,25 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A router-side request to a replica (health probe, `/metrics` scrape, `/v1/models` list)
+    /// failed, timed out or answered something unusable.
+    #[error("{0}")]
+    ReplicaFetch(String),
+    /// Service discovery (a DNS lookup, a Kubernetes list or watch) failed; the replica set
+    /// stays as it was until the next try.
+    #[error("{0}")]
+    Discovery(String),
+    /// A DNS answer for another query arrived while waiting for ours (skipped, not a failure).
+    #[error("answer to another query")]
+    DnsOtherQuery,
+    /// A log filter (`logging.level` or `RUST_LOG`) could not be parsed or applied.
+    #[error("invalid log filter `{filter}`: {reason}")]
+    LogFilter {
+        /// The filter as given.
+        filter: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The tokenizer failed on a prompt.
     #[error("tokenizer {path} failed: {reason}")]
     Tokenize {
@@ -183,7 +202,7 @@ impl Error {
             Self::NoHealthyReplica => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream { .. } | Self::ReplicaFetch(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -192,6 +211,9 @@ impl Error {
             | Self::Bind { .. }
             | Self::Metrics(_)
             | Self::ReplicaUrl { .. }
+            | Self::Discovery(_)
+            | Self::DnsOtherQuery
+            | Self::LogFilter { .. }
             | Self::Tokenize { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -39,7 +39,9 @@ pub(crate) fn spawn_probe(
                         &format!("probe status {status}"),
                     );
                 }
-                Err(reason) => replica.note_failure(config.unhealthy_threshold, &reason),
+                Err(reason) => {
+                    replica.note_failure(config.unhealthy_threshold, &reason.to_string());
+                }
             }
         }
     }))

@@ -85,7 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Sets a new log filter on reload (unless `RUST_LOG` is set, which always wins).
-type LevelHook = Box<dyn Fn(&router::config::LoggingConfig) -> Result<(), String> + Send + Sync>;
+type LevelHook = router::reload::LoggingHook;
 
 fn init_logging(config: &Config) -> anyhow::Result<LevelHook> {
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
@@ -111,9 +111,12 @@ fn init_logging(config: &Config) -> anyhow::Result<LevelHook> {
         if from_env.is_some() {
             return Ok(());
         }
-        let filter = EnvFilter::try_new(&logging.level)
-            .map_err(|e| format!("invalid log filter `{}`: {e}", logging.level))?;
-        handle.reload(filter).map_err(|e| e.to_string())
+        let invalid = |reason: String| router::Error::LogFilter {
+            filter: logging.level.clone(),
+            reason,
+        };
+        let filter = EnvFilter::try_new(&logging.level).map_err(|e| invalid(e.to_string()))?;
+        handle.reload(filter).map_err(|e| invalid(e.to_string()))
     }))
 }
 

@@ -60,12 +60,13 @@ pub fn check_model(snapshot: &Snapshot, model: Option<&str>) -> Result<(), Error
 }
 
 /// The model ids in a `/v1/models` answer (base models and adapters alike).
-pub fn parse_model_ids(body: &[u8]) -> Result<Vec<String>, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn parse_model_ids(body: &[u8]) -> Result<Vec<String>, Error> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Error::ReplicaFetch(e.to_string()))?;
     let data = value
         .get("data")
         .and_then(Value::as_array)
-        .ok_or("no `data` array")?;
+        .ok_or_else(|| Error::ReplicaFetch("no `data` array".into()))?;
     Ok(data
         .iter()
         .filter_map(|m| m.get("id").and_then(Value::as_str))
@@ -90,7 +91,7 @@ pub(crate) fn spawn_refresh(
                     .await
                     .and_then(|(status, body)| match status {
                         200 => parse_model_ids(&body),
-                        other => Err(format!("status {other}")),
+                        other => Err(Error::ReplicaFetch(format!("status {other}"))),
                     });
             match fetched {
                 Ok(ids) => {

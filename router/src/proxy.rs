@@ -118,40 +118,44 @@ impl Proxy {
         }
     }
 
-    /// Sends a bodiless GET to `path` on `replica` and collects the body, within `timeout`.
+    /// Sends a bodiless GET to `path` on `replica` and collects the body, within `timeout`;
+    /// a failure is [`Error::ReplicaFetch`].
     pub async fn get(
         &self,
         replica: &Replica,
         path: &str,
         timeout: Duration,
-    ) -> Result<(u16, Bytes), String> {
+    ) -> Result<(u16, Bytes), Error> {
         use http_body_util::BodyExt;
-        let uri = replica.uri_for(path).map_err(|e| e.to_string())?;
+        let fetch_err = |reason: String| Error::ReplicaFetch(reason);
+        let uri = replica
+            .uri_for(path)
+            .map_err(|e| fetch_err(e.to_string()))?;
         let mut request = Request::get(uri);
         if let Some(value) = &self.own_authorization {
             request = request.header(header::AUTHORIZATION, value.clone());
         }
         let request = request
             .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fetch_err(e.to_string()))?;
         let fetch = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| fetch_err(error_chain(&e)))?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| fetch_err(e.to_string()))?
                 .to_bytes();
             Ok((status, body))
         };
         tokio::time::timeout(timeout, fetch)
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| fetch_err("timed out".to_owned()))?
     }
 }
 

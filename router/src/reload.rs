@@ -101,8 +101,9 @@ impl LiveLimits {
     }
 }
 
-/// Applies the log level of a new config (set by the binary, which owns the subscriber).
-pub type LoggingHook = Box<dyn Fn(&LoggingConfig) -> Result<(), String> + Send + Sync>;
+/// Applies the log level of a new config (set by the binary, which owns the subscriber); a
+/// filter it cannot use is [`Error::LogFilter`].
+pub type LoggingHook = Box<dyn Fn(&LoggingConfig) -> Result<(), Error> + Send + Sync>;
 
 /// Everything a reload touches in a running router.
 pub(crate) struct Reloader {
@@ -211,10 +212,10 @@ impl Reloader {
         };
         if old.logging != new.logging {
             if let Some(hook) = &*self.logging.lock() {
-                hook(&new.logging).map_err(|reason| Error::Config {
+                hook(&new.logging).map_err(|e| Error::Config {
                     origin: "reload".into(),
                     key: "logging.level".into(),
-                    reason,
+                    reason: e.to_string(),
                 })?;
             }
             changed.push("logging".to_owned());

@@ -15,7 +15,7 @@ use super::{
     Reconciler,
     dns_wire::{Answer, encode_query, parse_answer},
 };
-use crate::{health::AbortOnDrop, replicas::ReplicaChange};
+use crate::{error::Error, health::AbortOnDrop, replicas::ReplicaChange};
 
 /// The `discovery.dns` config section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ impl DnsConfig {
     /// Checks values serde cannot; `(key, reason)` on error.
     pub fn check(&self) -> Result<(), (String, String)> {
         if let Err(reason) = encode_query(0, &self.name) {
-            return Err(("discovery.dns.name".into(), reason));
+            return Err(("discovery.dns.name".into(), reason.to_string()));
         }
         if self.port == 0 {
             return Err(("discovery.dns.port".into(), "must not be 0".into()));
@@ -78,32 +78,34 @@ fn system_nameserver() -> Option<SocketAddr> {
 }
 
 /// One A lookup of `name` at `server`.
-pub async fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> Result<Answer, String> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
+pub async fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> Result<Answer, Error> {
+    let io = |e: std::io::Error| Error::Discovery(e.to_string());
+    let bind = if server.is_ipv4() {
+        SocketAddr::from(([0u8; 4], 0))
     } else {
-        "[::]:0"
-    }
-    .parse()
-    .map_err(|e| format!("{e}"))?;
-    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    socket.connect(server).await.map_err(|e| e.to_string())?;
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let socket = UdpSocket::bind(bind).await.map_err(io)?;
+    socket.connect(server).await.map_err(io)?;
     let id: u16 = rand::random();
     let query = encode_query(id, name)?;
     let exchange = async {
-        socket.send(&query).await.map_err(|e| e.to_string())?;
+        socket.send(&query).await.map_err(io)?;
         let mut buf = vec![0u8; 4096];
         loop {
-            let n = socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = socket.recv(&mut buf).await.map_err(io)?;
             match parse_answer(id, &buf[..n]) {
-                Err(e) if e.contains("another query") => continue,
+                Err(Error::DnsOtherQuery) => continue,
                 other => return other,
             }
         }
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer from {server} within {} ms", timeout.as_millis()))?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        Error::Discovery(format!(
+            "no answer from {server} within {} ms",
+            timeout.as_millis()
+        ))
+    })?
 }
 
 /// The replicas an answer stands for.

@@ -1,6 +1,7 @@
 //! The few bytes of the DNS wire format (RFC 1035) discovery needs: an A query with an EDNS0
 //! buffer size, and the IPv4 addresses of its answer.
 
+use crate::error::Error;
 use std::net::Ipv4Addr;
 
 /// Record type A.
@@ -20,14 +21,16 @@ pub enum Answer {
 }
 
 /// A recursive query for the A records of `name`, with transaction `id`.
-pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
+pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(32 + name.len());
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&0x0100u16.to_be_bytes()); // recursion desired
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]); // 1 question, 1 additional (OPT)
     for label in name.trim_end_matches('.').split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!("`{name}` is not a valid DNS name"));
+            return Err(Error::Discovery(format!(
+                "`{name}` is not a valid DNS name"
+            )));
         }
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -44,26 +47,32 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Parses the answer to query `id`; errors name what is wrong (truncation included).
-pub fn parse_answer(id: u16, msg: &[u8]) -> Result<Answer, String> {
-    let u16_at = |at: usize| -> Result<u16, String> {
+pub fn parse_answer(id: u16, msg: &[u8]) -> Result<Answer, Error> {
+    let u16_at = |at: usize| -> Result<u16, Error> {
         msg.get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "answer cut short".to_owned())
+            .ok_or_else(cut_short)
     };
     if u16_at(0)? != id {
-        return Err("answer to another query".into());
+        return Err(Error::DnsOtherQuery);
     }
     let flags = u16_at(2)?;
     if flags & 0x8000 == 0 {
-        return Err("not an answer".into());
+        return Err(Error::Discovery("not an answer".into()));
     }
     if flags & 0x0200 != 0 {
-        return Err("answer truncated (too many records for UDP)".into());
+        return Err(Error::Discovery(
+            "answer truncated (too many records for UDP)".into(),
+        ));
     }
     match flags & 0x000f {
         0 => {}
         3 => return Ok(Answer::NoSuchName),
-        rcode => return Err(format!("server answered with rcode {rcode}")),
+        rcode => {
+            return Err(Error::Discovery(format!(
+                "server answered with rcode {rcode}"
+            )));
+        }
     }
     let questions = u16_at(4)?;
     let answers = u16_at(6)?;
@@ -77,7 +86,7 @@ pub fn parse_answer(id: u16, msg: &[u8]) -> Result<Answer, String> {
         let kind = u16_at(at)?;
         let class = u16_at(at + 2)?;
         let len = usize::from(u16_at(at + 8)?);
-        let data = msg.get(at + 10..at + 10 + len).ok_or("answer cut short")?;
+        let data = msg.get(at + 10..at + 10 + len).ok_or_else(cut_short)?;
         if kind == TYPE_A && class == CLASS_IN && len == 4 {
             addresses.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
         }
@@ -86,10 +95,14 @@ pub fn parse_answer(id: u16, msg: &[u8]) -> Result<Answer, String> {
     Ok(Answer::Addresses(addresses))
 }
 
+fn cut_short() -> Error {
+    Error::Discovery("answer cut short".into())
+}
+
 /// The offset just past the (possibly compressed) name at `at`.
-fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, String> {
+fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, Error> {
     loop {
-        let len = *msg.get(at).ok_or("answer cut short")?;
+        let len = *msg.get(at).ok_or_else(cut_short)?;
         match len {
             0 => return Ok(at + 1),
             l if l & 0xc0 == 0xc0 => return Ok(at + 2),
@@ -135,6 +148,7 @@ mod tests {
         assert!(
             parse_answer(7, &answer(7, 2, &[]))
                 .unwrap_err()
+                .to_string()
                 .contains("rcode 2")
         );
         assert!(encode_query(1, "bad..name").is_err());

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Reconciler;
-use crate::{health::AbortOnDrop, replicas::ReplicaChange};
+use crate::{error::Error, health::AbortOnDrop, replicas::ReplicaChange};
 
 /// The `discovery.kubernetes` config section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,13 +308,13 @@ async fn publish(
     config: &K8sConfig,
     reconciler: &mut Reconciler,
     changes: &mpsc::Sender<ReplicaChange>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     for change in reconciler.update(state.wanted(config.port_name.as_deref())) {
         tracing::info!(?change, service = %config.service, "kubernetes discovery");
         changes
             .send(change)
             .await
-            .map_err(|_| "router stopped".to_owned())?;
+            .map_err(|_| Error::Discovery("router stopped".to_owned()))?;
     }
     Ok(())
 }
@@ -333,17 +333,23 @@ async fn list_and_watch(
     state: &mut SliceState,
     reconciler: &mut Reconciler,
     changes: &mpsc::Sender<ReplicaChange>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let url = config.slices_url();
     let response = authorized(config, client.get(&url))
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| format!("list: {e}"))?;
+        .map_err(|e| Error::Discovery(format!("list: {e}")))?;
     if !response.status().is_success() {
-        return Err(format!("list: status {}", response.status()));
+        return Err(Error::Discovery(format!(
+            "list: status {}",
+            response.status()
+        )));
     }
-    let list: SliceList = response.json().await.map_err(|e| format!("list: {e}"))?;
+    let list: SliceList = response
+        .json()
+        .await
+        .map_err(|e| Error::Discovery(format!("list: {e}")))?;
     state.reset(list);
     publish(state, config, reconciler, changes).await?;
 
@@ -353,7 +359,7 @@ async fn list_and_watch(
         let events = watch(client, config, &url, state, reconciler, changes).await?;
         if events == 0 {
             // Nothing at all before the end: back off and list again rather than spin.
-            return Err("watch ended without events".into());
+            return Err(Error::Discovery("watch ended without events".into()));
         }
     }
 }
@@ -367,31 +373,34 @@ async fn watch(
     state: &mut SliceState,
     reconciler: &mut Reconciler,
     changes: &mpsc::Sender<ReplicaChange>,
-) -> Result<usize, String> {
+) -> Result<usize, Error> {
     let rv = state.resource_version.clone().unwrap_or_default();
     let watch_url = format!("{url}&watch=1&allowWatchBookmarks=true&resourceVersion={rv}");
     let response = authorized(config, client.get(&watch_url))
         .send()
         .await
-        .map_err(|e| format!("watch: {e}"))?;
+        .map_err(|e| Error::Discovery(format!("watch: {e}")))?;
     if !response.status().is_success() {
-        return Err(format!("watch: status {}", response.status()));
+        return Err(Error::Discovery(format!(
+            "watch: status {}",
+            response.status()
+        )));
     }
     let mut stream = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut events = 0;
     while let Some(chunk) = stream.next().await {
-        buffer.extend_from_slice(&chunk.map_err(|e| format!("watch: {e}"))?);
+        buffer.extend_from_slice(&chunk.map_err(|e| Error::Discovery(format!("watch: {e}")))?);
         while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let event: WatchEvent =
-                serde_json::from_slice(&line).map_err(|e| format!("watch event: {e}"))?;
+            let event: WatchEvent = serde_json::from_slice(&line)
+                .map_err(|e| Error::Discovery(format!("watch event: {e}")))?;
             events += 1;
             if let Applied::Relist(reason) = state.apply(event) {
-                return Err(reason);
+                return Err(Error::Discovery(reason));
             }
             publish(state, config, reconciler, changes).await?;
         }

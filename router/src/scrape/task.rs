@@ -113,9 +113,9 @@ impl Scraper {
             .proxy
             .get(replica, &self.config.path, timeout)
             .await
-            .map_err(|reason| Failure {
+            .map_err(|e| Failure {
                 kind: "transport",
-                reason,
+                reason: e.to_string(),
                 unhealthy: true,
             })?;
         if !(200..300).contains(&status) {
