@@ -4,27 +4,21 @@
 # The router's own mean time to first byte (from its /metrics) is printed after each run as a
 # server-side reference: each client's mean TTFT should sit a little above it.
 # Usage (repo root): pip install aiohttp && loadgen/bench/crosscheck.sh [PAIRS]
-# Environment: WORKLOAD="..." replaces the loadgen workload flags (default: the bundled sample).
+# Environment: WORKLOAD="..." replaces the loadgen workload flags (default: the bundled sample);
+# BIN=dir of prebuilt binaries.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"
 pairs=${1:-2}
 read -r -a workload <<< "${WORKLOAD:---num-prompts 800 --request-rate 40 --max-concurrency 32}"
 concurrency=32
 for ((i = 0; i < ${#workload[@]}; i++)); do
   [ "${workload[i]}" = --max-concurrency ] && concurrency=${workload[i + 1]}
 done
-cargo build --release -q -p vllm-sim -p router -p loadgen
-bin=target/release
+bench_bins
+bin=$BIN
 work=$(mktemp -d)
-cat > "$work/router.yaml" <<YAML
-listen: 127.0.0.1:18500
-replicas:
-  - url: http://127.0.0.1:18501
-  - url: http://127.0.0.1:18502
-  - url: http://127.0.0.1:18503
-  - url: http://127.0.0.1:18504
-policy:
-  name: cost
-YAML
+bench_router_yaml "$work/router.yaml" 18500
 start() {
   "$bin/vllm-sim" --replicas 4 --port 18501 --num-gpu-blocks 2048 > "$work/sim.log" 2>&1 & sim=$!
   sleep 1

@@ -6,32 +6,20 @@
 # during each run.
 # Usage (repo root): router/bench/load.sh [SECONDS] [CLIENTS]   (BIN=dir of prebuilt binaries)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"
 secs=${1:-60}
 clients=${2:-2000}
-if [[ -z "${BIN:-}" ]]; then
-  cargo build --release -q -p router -p vllm-sim -p loadgen
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
+bench_bins
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
-cat > "$work/router.yaml" <<YAML
-listen: 127.0.0.1:18800
-replicas:
-  - url: http://127.0.0.1:18801
-  - url: http://127.0.0.1:18802
-  - url: http://127.0.0.1:18803
-  - url: http://127.0.0.1:18804
-policy:
-  name: cost
-logging:
-  level: warn
-YAML
+bench_router_yaml "$work/router.yaml" 18800 warn
 router_pid=
 sim_pid=
 cleanup() { kill $router_pid $sim_pid 2>/dev/null || true; }
 trap cleanup EXIT
 
-fds() { ls "/proc/$1/fd" | wc -l; }
+fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 in_flight() {
   curl -s http://127.0.0.1:18800/metrics |
@@ -66,7 +54,7 @@ run() {
   probe_health "$work/done-$label" "$work/health-$label.txt" & local prober=$!
   local peak=0
   : > "$work/rss-$label.txt"
-  ( while [[ ! -e $work/done-$label ]]; do echo "$(rss $router_pid)" >> "$work/rss-$label.txt"; sleep 1; done ) &
+  ( while [[ ! -e $work/done-$label ]]; do printf '%s\n' "$(rss $router_pid)" >> "$work/rss-$label.txt"; sleep 1; done ) &
   "$BIN/loadgen" --base-url http://127.0.0.1:18800 --dataset-name random --random-input-len 256 \
     --random-output-len 64 --num-prompts "$n" --request-rate inf --max-concurrency "$clients" \
     --request-timeout-secs 120 --disable-progress --disable-oracle \

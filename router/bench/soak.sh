@@ -3,25 +3,16 @@
 # under a stream of distinct random prompts, sampling the router's RSS and tree size as it runs.
 # Memory must level off once every replica's tree reaches its cap (the replicas' scraped KV
 # capacity, here 4,000 blocks x 16 tokens), however long the run.
-# Usage (repo root): router/bench/soak.sh [SECONDS] [REQ_PER_S]
+# Usage (repo root): router/bench/soak.sh [SECONDS] [REQ_PER_S]   (BIN=dir of prebuilt binaries)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../bench/lib.sh"
 secs=${1:-120}
 rate=${2:-200}
-cargo build --release -q -p router -p vllm-sim -p loadgen
-bin=target/release
+bench_bins
+bin=$BIN
 work=$(mktemp -d)
-cat > "$work/router.yaml" <<YAML
-listen: 127.0.0.1:18700
-replicas:
-  - url: http://127.0.0.1:18701
-  - url: http://127.0.0.1:18702
-  - url: http://127.0.0.1:18703
-  - url: http://127.0.0.1:18704
-policy:
-  name: cost
-logging:
-  level: warn
-YAML
+bench_router_yaml "$work/router.yaml" 18700 warn
 "$bin/vllm-sim" --replicas 4 --port 18701 --zero-delay --num-gpu-blocks 4000 --log warn & sim=$!
 "$bin/router" --config "$work/router.yaml" > "$work/router.log" 2>&1 & router=$!
 trap 'kill $router $sim 2>/dev/null || true' EXIT
