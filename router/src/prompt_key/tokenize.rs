@@ -35,10 +35,11 @@ impl TokenKeyer {
         })
     }
 
-    /// Token ids of `text`, without special tokens. Blocking CPU work.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
+    /// Token ids of `text`; `add_special_tokens` runs the tokenizer's post-processor (BOS and
+    /// the like), as vLLM does for completions. Blocking CPU work.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, Error> {
         self.tokenizer
-            .encode(text, false)
+            .encode(text, add_special_tokens)
             .map(|enc| enc.get_ids().to_vec())
             .map_err(|e| Error::Tokenize {
                 path: self.path.clone(),
@@ -94,11 +95,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keyer = TokenKeyer::from_file(&tiny_tokenizer(dir.path())).unwrap();
         assert_eq!(
-            keyer.encode("what is the capital of france").unwrap().len(),
+            keyer.encode("what is the capital of france", false).unwrap().len(),
             6
         );
         assert_eq!(
-            keyer.encode("zebra").unwrap().len(),
+            keyer.encode("zebra", false).unwrap().len(),
             1,
             "unknown word -> [UNK]"
         );
