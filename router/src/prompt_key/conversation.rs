@@ -238,7 +238,11 @@ mod tests {
         assert_eq!(tool.get_attr("name").unwrap().as_str(), Some("f"));
         assert!(tool.get_attr("extra").unwrap().is_undefined());
         let open = conversation(&msgs, ContentFormat::OpenAi).unwrap();
-        let parts = open.get_item_by_index(0).unwrap().get_attr("content").unwrap();
+        let parts = open
+            .get_item_by_index(0)
+            .unwrap()
+            .get_attr("content")
+            .unwrap();
         assert_eq!(parts.len(), Some(2));
         assert!(conversation(&json!([{"content": "x"}]), ContentFormat::String).is_err());
     }

@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(k.add_special_tokens, Some(true));
         assert!(k.add_generation_prompt(), "ill-typed: default");
         assert!(k.continue_final_message());
-        assert_eq!(k.chat_template_kwargs.unwrap()["enable_thinking"], json!(false));
+        assert_eq!(
+            k.chat_template_kwargs.unwrap()["enable_thinking"],
+            json!(false)
+        );
         assert!(k.tools.is_some() && k.documents.is_none());
         let d = KeyInput::from_body(&json!({}));
         assert!(d.add_generation_prompt() && !d.continue_final_message());

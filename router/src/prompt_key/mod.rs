@@ -187,6 +187,59 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn token_mode_keys_are_vllms_prompt_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = test_support::gpu_like_model(dir.path());
+        let raw = tokenizers::Tokenizer::from_file(&path).unwrap();
+        let enc = |text: &str, special| raw.encode(text, special).unwrap().get_ids().to_vec();
+        let keys = PromptKeys::from_config(&PrefixConfig {
+            tokenizer: Some(path.clone()),
+            ..PrefixConfig::default()
+        })
+        .unwrap();
+        let key = |body: &str, endpoint| {
+            let mut p = parsed(body, endpoint);
+            let keys = keys.clone();
+            async move {
+                keys.prepare(&mut p).await;
+                assert_eq!(p.key_input, KeyInput::default(), "consumed");
+                match p.prompt {
+                    Prompt::Tokens(ids) => ids,
+                    other => panic!("token mode yields ids: {other:?}"),
+                }
+            }
+        };
+        let text = "Tell me a story about a cat";
+        let completion = key(&format!(r#"{{"prompt":"{text}"}}"#), Endpoint::Completions).await;
+        assert_eq!(completion, enc(text, true));
+        assert_eq!(completion[0], raw.token_to_id("<s>").unwrap(), "BOS");
+        let body = format!(r#"{{"prompt":"{text}","add_special_tokens":false}}"#);
+        assert_eq!(key(&body, Endpoint::Completions).await, enc(text, false));
+        let ids = key(r#"{"prompt":[7,8,9]}"#, Endpoint::Completions).await;
+        assert_eq!(ids, vec![7, 8, 9], "client token ids are used as they are");
+
+        let t1 = r#"{"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+        let t2 = r#"{"messages":[{"role":"user","content":"What is the capital of France?"},
+            {"role":"assistant","content":"Paris"},{"role":"user","content":"Tell me a story"}]}"#;
+        let (a, b) = (
+            key(t1, Endpoint::ChatCompletions).await,
+            key(t2, Endpoint::ChatCompletions).await,
+        );
+        let want = "<|user|>\nWhat is the capital of France?</s>\n<|assistant|>\n";
+        assert_eq!(a, enc(want, false));
+        assert!(
+            b.starts_with(&a),
+            "turn 2 extends turn 1 and its generation prompt"
+        );
+        let no_gen =
+            r#"{"messages":[{"role":"user","content":"hi"}],"add_generation_prompt":false}"#;
+        assert_eq!(
+            key(no_gen, Endpoint::ChatCompletions).await,
+            enc("<|user|>\nhi</s>\n", false)
+        );
+    }
+
     #[test]
     fn a_missing_tokenizer_is_a_config_error() {
         let cfg = PrefixConfig {

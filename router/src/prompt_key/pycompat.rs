@@ -51,7 +51,9 @@ fn call_method(
         ValueKind::Seq => match method {
             "count" => {
                 let needle = args.first().ok_or_else(|| bad_args(method))?;
-                Ok(Value::from(value.try_iter()?.filter(|v| v == needle).count()))
+                Ok(Value::from(
+                    value.try_iter()?.filter(|v| v == needle).count(),
+                ))
             }
             "index" => {
                 let needle = args.first().ok_or_else(|| bad_args(method))?;
@@ -59,9 +61,7 @@ fn call_method(
                     .try_iter()?
                     .position(|v| &v == needle)
                     .map(Value::from)
-                    .ok_or_else(|| {
-                        Error::new(ErrorKind::InvalidOperation, "value is not in list")
-                    })
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "value is not in list"))
             }
             _ => Err(unknown()),
         },
@@ -76,7 +76,7 @@ fn map_method(
     args: &[Value],
 ) -> Result<Value, Error> {
     match method {
-        "items" => state.apply_filter("items", &[value.clone()]),
+        "items" => state.apply_filter("items", std::slice::from_ref(value)),
         "keys" => Ok(value.try_iter()?.collect()),
         "values" => Ok(value
             .try_iter()?
@@ -151,7 +151,10 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, Error> 
             match (found, method) {
                 (Some(byte), _) => Value::from(s[..byte].chars().count()),
                 (None, "index") => {
-                    return Err(Error::new(ErrorKind::InvalidOperation, "substring not found"));
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "substring not found",
+                    ));
                 }
                 (None, _) => Value::from(-1),
             }
@@ -230,7 +233,12 @@ fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     Ok(Value::from_safe_string(out))
 }
 
-fn write_json(v: &Value, indent: Option<&str>, depth: usize, out: &mut String) -> Result<(), Error> {
+fn write_json(
+    v: &Value,
+    indent: Option<&str>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), Error> {
     let newline = |out: &mut String, depth: usize| {
         if let Some(unit) = indent {
             out.push('\n');
@@ -417,7 +425,10 @@ mod tests {
     fn python_string_methods() {
         let ctx = Value::from_pairs([("s", Value::from("  Hello World \n"))]);
         assert_eq!(render("[{{ s.strip() }}]", ctx.clone()), "[Hello World]");
-        assert_eq!(render("[{{ s.lstrip() }}]", ctx.clone()), "[Hello World \n]");
+        assert_eq!(
+            render("[{{ s.lstrip() }}]", ctx.clone()),
+            "[Hello World \n]"
+        );
         assert_eq!(render("[{{ s.rstrip() }}]", ctx.clone()), "[  Hello World]");
         assert_eq!(
             render("{{ s.strip().startswith('Hello') }}", ctx.clone()),
@@ -428,9 +439,15 @@ mod tests {
             "True"
         );
         assert_eq!(render("{{ s.split() | length }}", ctx.clone()), "2");
-        assert_eq!(render("{{ 'a,b,c'.split(',', 1) }}", ctx.clone()), "['a', 'b,c']");
+        assert_eq!(
+            render("{{ 'a,b,c'.split(',', 1) }}", ctx.clone()),
+            "['a', 'b,c']"
+        );
         assert_eq!(render("{{ 'x-y'.replace('-', '+') }}", ctx.clone()), "x+y");
-        assert_eq!(render("{{ 'ab'.upper() }}{{ 'hi there'.title() }}", ctx), "ABHi There");
+        assert_eq!(
+            render("{{ 'ab'.upper() }}{{ 'hi there'.title() }}", ctx),
+            "ABHi There"
+        );
     }
 
     #[test]
@@ -440,11 +457,17 @@ mod tests {
             Value::from_pairs([("role", Value::from("user")), ("content", Value::from("x"))]),
         )]);
         assert_eq!(
-            render("{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}", ctx.clone()),
+            render(
+                "{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}",
+                ctx.clone()
+            ),
             "content=x;role=user;"
         );
         assert_eq!(
-            render("{{ m.get('name', 'anon') }}/{{ m.get('role') }}", ctx.clone()),
+            render(
+                "{{ m.get('name', 'anon') }}/{{ m.get('role') }}",
+                ctx.clone()
+            ),
             "anon/user"
         );
         let mut env = minijinja::Environment::new();
@@ -475,7 +498,10 @@ mod tests {
         // 2024-07-23 13:05:09 UTC, a Tuesday.
         let t = 1_721_739_909;
         assert_eq!(strftime(t, "%d %b %Y"), "23 Jul 2024");
-        assert_eq!(strftime(t, "%A %B %-d, %y %H:%M:%S %%"), "Tuesday July 23, 24 13:05:09 %");
+        assert_eq!(
+            strftime(t, "%A %B %-d, %y %H:%M:%S %%"),
+            "Tuesday July 23, 24 13:05:09 %"
+        );
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }

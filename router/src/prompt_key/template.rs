@@ -49,7 +49,10 @@ fn config_error(origin: impl std::fmt::Display, reason: impl Into<String>) -> Er
 impl ChatTemplate {
     /// The template for `tokenizer` (a `tokenizer.json` path) and the optional configured
     /// `chat_template`; `None` when neither names one. Errors name the file and the reason.
-    pub fn load(chat_template: Option<&str>, tokenizer: Option<&Path>) -> Result<Option<Self>, Error> {
+    pub fn load(
+        chat_template: Option<&str>,
+        tokenizer: Option<&Path>,
+    ) -> Result<Option<Self>, Error> {
         let beside = |name: &str| tokenizer.and_then(Path::parent).map(|d| d.join(name));
         let tokenizer_config = beside("tokenizer_config.json").filter(|p| p.is_file());
         let config_json = match &tokenizer_config {
@@ -58,9 +61,10 @@ impl ChatTemplate {
         };
         let specials = config_json.as_ref().map(special_tokens).unwrap_or_default();
         let (source, origin) = match chat_template {
-            Some(inline) if inline.contains(['{', '}', '\n']) => {
-                (Source::One(inline.to_owned()), "prefix.chat_template".to_owned())
-            }
+            Some(inline) if inline.contains(['{', '}', '\n']) => (
+                Source::One(inline.to_owned()),
+                "prefix.chat_template".to_owned(),
+            ),
             Some(path) => {
                 let path = PathBuf::from(path);
                 let source = if path.extension().is_some_and(|e| e == "json") {
@@ -75,7 +79,9 @@ impl ChatTemplate {
             None => {
                 let jinja = beside("chat_template.jinja").filter(|p| p.is_file());
                 match (jinja, &config_json, &tokenizer_config) {
-                    (Some(path), ..) => (Source::One(read_text(&path)?), path.display().to_string()),
+                    (Some(path), ..) => {
+                        (Source::One(read_text(&path)?), path.display().to_string())
+                    }
                     (None, Some(json), Some(path)) => match Source::from_config(json) {
                         Some(source) => (source, path.display().to_string()),
                         None => return Ok(None),
@@ -87,7 +93,11 @@ impl ChatTemplate {
         Self::compile(source, specials, origin).map(Some)
     }
 
-    fn compile(source: Source, specials: Vec<(&'static str, String)>, origin: String) -> Result<Self, Error> {
+    fn compile(
+        source: Source,
+        specials: Vec<(&'static str, String)>,
+        origin: String,
+    ) -> Result<Self, Error> {
         let mut env = minijinja::Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
@@ -107,8 +117,9 @@ impl ChatTemplate {
                 format = ContentFormat::detect(&text);
             }
             has_tool_use |= name == TOOL_USE;
-            env.add_template_owned(name.clone(), text)
-                .map_err(|e| config_error(&origin, format!("template `{name}` does not compile: {e}")))?;
+            env.add_template_owned(name.clone(), text).map_err(|e| {
+                config_error(&origin, format!("template `{name}` does not compile: {e}"))
+            })?;
         }
         if env.get_template(DEFAULT).is_err() {
             return Err(config_error(&origin, "no template named \"default\""));
@@ -144,9 +155,18 @@ impl ChatTemplate {
             .collect();
         ctx.push(("messages".into(), conv.clone()));
         ctx.push(("tools".into(), tools.unwrap_or(Jinja::from(()))));
-        ctx.push(("documents".into(), input.documents.as_ref().map_or(Jinja::from(()), to_jinja)));
-        ctx.push(("add_generation_prompt".into(), Jinja::from(input.add_generation_prompt())));
-        ctx.push(("continue_final_message".into(), Jinja::from(input.continue_final_message())));
+        ctx.push((
+            "documents".into(),
+            input.documents.as_ref().map_or(Jinja::from(()), to_jinja),
+        ));
+        ctx.push((
+            "add_generation_prompt".into(),
+            Jinja::from(input.add_generation_prompt()),
+        ));
+        ctx.push((
+            "continue_final_message".into(),
+            Jinja::from(input.continue_final_message()),
+        ));
         if let Some(kwargs) = &input.chat_template_kwargs {
             for (k, v) in kwargs {
                 if k != "chat_template" && k != "tokenize" {
@@ -179,7 +199,11 @@ fn continue_final(rendered: String, conv: &Jinja) -> Result<String, String> {
         None => content
             .try_iter()
             .map_err(|e| e.to_string())?
-            .filter_map(|p| p.get_attr("text").ok().and_then(|t| t.as_str().map(str::to_owned)))
+            .filter_map(|p| {
+                p.get_attr("text")
+                    .ok()
+                    .and_then(|t| t.as_str().map(str::to_owned))
+            })
             .last()
             .ok_or("the final message has no text to continue")?,
     };
@@ -236,7 +260,8 @@ fn special_tokens(json: &Value) -> Vec<(&'static str, String)> {
 }
 
 fn read_text(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| config_error(path.display(), format!("cannot read: {e}")))
+    std::fs::read_to_string(path)
+        .map_err(|e| config_error(path.display(), format!("cannot read: {e}")))
 }
 
 fn read_json(path: &Path) -> Result<Value, Error> {
@@ -354,7 +379,10 @@ mod tests {
 ";
 
     fn compiled(src: &str) -> ChatTemplate {
-        let specials = vec![("bos_token", "<s>".to_owned()), ("eos_token", "</s>".to_owned())];
+        let specials = vec![
+            ("bos_token", "<s>".to_owned()),
+            ("eos_token", "</s>".to_owned()),
+        ];
         ChatTemplate::compile(Source::One(src.to_owned()), specials, "test".into()).unwrap()
     }
 
@@ -376,15 +404,49 @@ mod tests {
     #[test]
     fn real_templates_render_as_jinja2_does() {
         let cases = [
-            (TEST_MODEL, chat(), true, "<|system|>\n  Be brief. </s>\n<|user|>\nWhat is 2+2?\n</s>\n<|assistant|>\n4</s>\n<|user|>\nAnd 3+3?</s>\n<|assistant|>\n"),
-            (TEST_MODEL, chat(), false, "<|system|>\n  Be brief. </s>\n<|user|>\nWhat is 2+2?\n</s>\n<|assistant|>\n4</s>\n<|user|>\nAnd 3+3?</s>\n"),
-            (LLAMA3, chat(), true, "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n4<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd 3+3?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
-            (QWEN2, json!(chat().as_array().unwrap()[1..]), true, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+2?\n<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n"),
-            (QWEN25, chat(), false, "<|im_start|>system\n  Be brief. <|im_end|>\n<|im_start|>user\nWhat is 2+2?\n<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n"),
-            (MISTRAL, chat(), true, "<s> [INST]   Be brief. \n\nWhat is 2+2? [/INST] 4</s> [INST] And 3+3? [/INST]"),
+            (
+                TEST_MODEL,
+                chat(),
+                true,
+                "<|system|>\n  Be brief. </s>\n<|user|>\nWhat is 2+2?\n</s>\n<|assistant|>\n4</s>\n<|user|>\nAnd 3+3?</s>\n<|assistant|>\n",
+            ),
+            (
+                TEST_MODEL,
+                chat(),
+                false,
+                "<|system|>\n  Be brief. </s>\n<|user|>\nWhat is 2+2?\n</s>\n<|assistant|>\n4</s>\n<|user|>\nAnd 3+3?</s>\n",
+            ),
+            (
+                LLAMA3,
+                chat(),
+                true,
+                "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n4<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd 3+3?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            ),
+            (
+                QWEN2,
+                json!(chat().as_array().unwrap()[1..]),
+                true,
+                "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+2?\n<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n",
+            ),
+            (
+                QWEN25,
+                chat(),
+                false,
+                "<|im_start|>system\n  Be brief. <|im_end|>\n<|im_start|>user\nWhat is 2+2?\n<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n",
+            ),
+            (
+                MISTRAL,
+                chat(),
+                true,
+                "<s> [INST]   Be brief. \n\nWhat is 2+2? [/INST] 4</s> [INST] And 3+3? [/INST]",
+            ),
         ];
         for (i, (src, messages, agp, want)) in cases.into_iter().enumerate() {
-            assert_eq!(compiled(src).render(&input(messages, agp)).unwrap(), want, "case {i}");
+            assert_eq!(
+                compiled(src).render(&input(messages, agp)).unwrap(),
+                want,
+                "case {i}"
+            );
         }
     }
 
@@ -409,7 +471,9 @@ mod tests {
     #[test]
     fn template_errors_are_reported_not_panics() {
         let bad_turns = json!([{"role":"user","content":"a"},{"role":"user","content":"b"}]);
-        let e = compiled(MISTRAL).render(&input(bad_turns, true)).unwrap_err();
+        let e = compiled(MISTRAL)
+            .render(&input(bad_turns, true))
+            .unwrap_err();
         assert!(e.contains("roles must alternate"), "{e}");
         let e = compiled(TEST_MODEL)
             .render(&input(json!([{"content": "no role"}]), true))
@@ -418,12 +482,16 @@ mod tests {
         let e = ChatTemplate::compile(Source::One("{% for %}".into()), vec![], "x.jinja".into())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("x.jinja") && e.contains("prefix.chat_template"), "{e}");
+        assert!(
+            e.contains("x.jinja") && e.contains("prefix.chat_template"),
+            "{e}"
+        );
     }
 
     #[test]
     fn continue_final_message_stops_inside_the_last_message() {
-        let msgs = json!([{"role":"user","content":"hi"},{"role":"assistant","content":"Hello th"}]);
+        let msgs =
+            json!([{"role":"user","content":"hi"},{"role":"assistant","content":"Hello th"}]);
         let req = KeyInput {
             continue_final_message: Some(true),
             ..input(msgs, false)
@@ -437,14 +505,25 @@ mod tests {
             continue_final_message: Some(true),
             ..input(llama, false)
         };
-        assert!(compiled(LLAMA3).render(&req).unwrap().ends_with("\n\nSure:"), "trimmed by the template");
+        assert!(
+            compiled(LLAMA3)
+                .render(&req)
+                .unwrap()
+                .ends_with("\n\nSure:"),
+            "trimmed by the template"
+        );
     }
 
     #[test]
     fn kwargs_and_named_templates() {
         let src = "{% if enable_thinking is defined and not enable_thinking %}<nothink>{% endif %}{{ messages[0]['content'] }}";
         let mut req = input(json!([{"role":"user","content":"q"}]), true);
-        req.chat_template_kwargs = Some(json!({"enable_thinking": false}).as_object().unwrap().clone());
+        req.chat_template_kwargs = Some(
+            json!({"enable_thinking": false})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         assert_eq!(compiled(src).render(&req).unwrap(), "<nothink>q");
         let named = Source::from_config(&json!({"chat_template": [
             {"name": "default", "template": "plain"}, {"name": "tool_use", "template": "tools"}]}))
@@ -459,25 +538,41 @@ mod tests {
     fn loads_from_the_tokenizer_folder_or_config() {
         let dir = tempfile::tempdir().unwrap();
         let tok = dir.path().join("tokenizer.json");
-        assert!(ChatTemplate::load(None, Some(&tok)).unwrap().is_none(), "nothing beside it");
+        assert!(
+            ChatTemplate::load(None, Some(&tok)).unwrap().is_none(),
+            "nothing beside it"
+        );
         std::fs::write(
             dir.path().join("tokenizer_config.json"),
             json!({"bos_token": {"content": "<s>", "__type": "AddedToken"}, "eos_token": "</s>",
-                "chat_template": "{{ bos_token }}{{ messages[0]['content'] }}{{ eos_token }}"}).to_string(),
+                "chat_template": "{{ bos_token }}{{ messages[0]['content'] }}{{ eos_token }}"})
+            .to_string(),
         )
         .unwrap();
         let req = input(json!([{"role":"user","content":"x"}]), true);
         let t = ChatTemplate::load(None, Some(&tok)).unwrap().unwrap();
         assert_eq!(t.render(&req).unwrap(), "<s>x</s>");
-        let inline = ChatTemplate::load(Some("[{{ messages | length }}]"), Some(&tok)).unwrap().unwrap();
+        let inline = ChatTemplate::load(Some("[{{ messages | length }}]"), Some(&tok))
+            .unwrap()
+            .unwrap();
         assert_eq!(inline.render(&req).unwrap(), "[1]");
         std::fs::write(dir.path().join("chat_template.jinja"), "J{{ eos_token }}").unwrap();
         let t = ChatTemplate::load(None, Some(&tok)).unwrap().unwrap();
         assert_eq!(t.render(&req).unwrap(), "J</s>", "chat_template.jinja wins");
-        let e = ChatTemplate::load(Some("/nonexistent/t.jinja"), Some(&tok)).unwrap_err().to_string();
-        assert!(e.contains("/nonexistent/t.jinja") && e.contains("prefix.chat_template"), "{e}");
+        let e = ChatTemplate::load(Some("/nonexistent/t.jinja"), Some(&tok))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/t.jinja") && e.contains("prefix.chat_template"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("tokenizer_config.json"), "{oops").unwrap();
-        let e = ChatTemplate::load(None, Some(&tok)).unwrap_err().to_string();
-        assert!(e.contains("tokenizer_config.json") && e.contains("invalid JSON"), "{e}");
+        let e = ChatTemplate::load(None, Some(&tok))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tokenizer_config.json") && e.contains("invalid JSON"),
+            "{e}"
+        );
     }
 }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use super::PrefixConfig;
 use super::input::KeyInput;
 use super::template::ChatTemplate;
 use super::tokenize::TokenKeyer;
-use super::PrefixConfig;
 use crate::Error;
 
 /// A tokenizer and, when the model has one, its chat template.
@@ -48,7 +48,10 @@ impl TokenMode {
         let tokenizer_keyer = TokenKeyer::from_file(tokenizer)?;
         let template = ChatTemplate::load(config.chat_template.as_deref(), Some(tokenizer))?;
         match &template {
-            Some(t) => tracing::info!(origin = t.origin(), "chat keys use the model's chat template"),
+            Some(t) => tracing::info!(
+                origin = t.origin(),
+                "chat keys use the model's chat template"
+            ),
             None => tracing::info!("no chat template found: chat keys use the fixed rendering"),
         }
         let fallbacks = IntCounterVec::new(
@@ -115,5 +118,116 @@ impl TokenMode {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompt_key::test_support::gpu_like_model;
+    use serde_json::json;
+
+    fn load(
+        dir: &std::path::Path,
+        chat_template: Option<&str>,
+    ) -> (TokenMode, tokenizers::Tokenizer) {
+        let path = gpu_like_model(dir);
+        let config = PrefixConfig {
+            tokenizer: Some(path.clone()),
+            chat_template: chat_template.map(str::to_owned),
+            ..PrefixConfig::default()
+        };
+        let raw = tokenizers::Tokenizer::from_file(&path).unwrap();
+        (TokenMode::from_config(&config, &path).unwrap(), raw)
+    }
+
+    fn plain(raw: &tokenizers::Tokenizer, text: &str) -> Vec<u32> {
+        raw.encode(text, false).unwrap().get_ids().to_vec()
+    }
+
+    fn chat_job(messages: serde_json::Value) -> KeyJob {
+        let mut input = KeyInput::default();
+        let fixed = match crate::prompt_key::chat_prompt(Some(messages), &mut input).unwrap() {
+            crate::request::Prompt::Text(t) => t,
+            other => panic!("chat renders text: {other:?}"),
+        };
+        KeyJob::Chat {
+            input: Box::new(input),
+            fixed,
+        }
+    }
+
+    #[test]
+    fn completions_start_with_bos_like_vllm() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mode, raw) = load(dir.path(), None);
+        let text = "What is the capital of France?";
+        let job = |add_special_tokens| KeyJob::Text {
+            text: text.into(),
+            add_special_tokens,
+        };
+        let (ids, bytes) = mode.key(job(true)).unwrap();
+        assert_eq!(bytes, text.len());
+        assert_eq!(ids[0], raw.token_to_id("<s>").unwrap());
+        assert_eq!(ids[1..], plain(&raw, text)[..]);
+        assert_eq!(mode.key(job(false)).unwrap().0, plain(&raw, text));
+    }
+
+    #[test]
+    fn chats_render_the_models_template_without_bos() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mode, raw) = load(dir.path(), None);
+        assert!(mode.has_template());
+        let job = chat_job(
+            json!([{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"}]),
+        );
+        let (ids, _) = mode.key(job).unwrap();
+        let want = "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nWhat is the capital of France?</s>\n<|assistant|>\n";
+        assert_eq!(ids, plain(&raw, want));
+        let id = |t: &str| raw.token_to_id(t).unwrap();
+        assert_eq!(ids[0], id("<|system|>"), "no BOS: the template has none");
+        assert!(ids.contains(&id("<|user|>")) && ids.contains(&id("</s>")));
+        assert_eq!(ids[ids.len() - 2], id("<|assistant|>"), "generation prompt");
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_to_the_fixed_rendering_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mode, raw) = load(dir.path(), Some("{{ raise_exception('not for routers') }}"));
+        let registry = Registry::new();
+        mode.register(&registry).unwrap();
+        let messages = json!([{"role": "user", "content": "tell me a story"}]);
+        let KeyJob::Chat { fixed, .. } = chat_job(messages.clone()) else {
+            unreachable!()
+        };
+        for _ in 0..2 {
+            let (ids, _) = mode.key(chat_job(messages.clone())).unwrap();
+            assert_eq!(ids, plain(&raw, &fixed));
+        }
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(
+            text.contains("router_prompt_key_fallbacks_total{reason=\"chat_template\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_template_chats_keep_the_fixed_rendering() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, raw) = load(dir.path(), None);
+        std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let config = PrefixConfig {
+            tokenizer: Some(path.clone()),
+            ..PrefixConfig::default()
+        };
+        let mode = TokenMode::from_config(&config, &path).unwrap();
+        assert!(!mode.has_template());
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        let (ids, _) = mode.key(chat_job(messages)).unwrap();
+        assert_eq!(ids, plain(&raw, "<|im_start|>user\nhi<|im_end|>\n"));
     }
 }
