@@ -36,7 +36,7 @@ use crate::{
     policy::Endpoint,
     request::{ParsedRequest, Prompt},
 };
-use token_mode::KeyJob;
+pub use token_mode::KeyJob;
 
 /// Turns parsed requests into prompt keys (and token counts) for the prefix policies.
 #[derive(Debug, Clone)]

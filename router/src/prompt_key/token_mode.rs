@@ -25,7 +25,7 @@ pub struct TokenMode {
 
 /// One prompt to key, moved to a blocking thread.
 #[derive(Debug)]
-pub(crate) enum KeyJob {
+pub enum KeyJob {
     /// Completions text, encoded with special tokens unless the request said otherwise.
     Text {
         /// The prompt.
@@ -84,7 +84,7 @@ impl TokenMode {
     }
 
     /// Token ids of `job` and the UTF-8 bytes of the text they encode. Blocking CPU work.
-    pub(crate) fn key(&self, job: KeyJob) -> Result<(Vec<u32>, usize), Error> {
+    pub fn key(&self, job: KeyJob) -> Result<(Vec<u32>, usize), Error> {
         let (text, add_special_tokens) = match job {
             KeyJob::Text {
                 text,
