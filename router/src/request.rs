@@ -104,7 +104,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
             "request body must be a JSON object".into(),
         ));
     }
-    let mut key_input = KeyInput::from_body(&value);
+    let mut key_input = KeyInput::from_body(&value, body);
     let fields: Fields = serde_json::from_value(value)
         .map_err(|e| Error::InvalidRequest(format!("invalid request field: {e}")))?;
     let (prompt, rest_prompts) = match endpoint {

@@ -3,10 +3,10 @@
 //! ("openai" templates, those that loop over a message's content), `tool_calls` arguments
 //! parsed from JSON, and only the per-role fields vLLM keeps.
 
-use minijinja::value::Value as Jinja;
+use minijinja::value::{Value as Jinja, ValueKind};
 use serde_json::Value;
 
-use super::template::to_jinja;
+use super::{ordered::OrderedJson, template::to_jinja};
 
 /// How a template reads `message['content']` (vLLM's "content format").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,23 +91,41 @@ fn message(m: &Value, format: ContentFormat) -> Result<Jinja, String> {
     Ok(Jinja::from_pairs(fields))
 }
 
-/// A tool call with its `function.arguments` parsed from its JSON string (`{}` when it is not
-/// valid JSON or not an object or list), as vLLM hands them to templates.
+/// A tool call with its `function.arguments` parsed from its JSON string (keys in the
+/// string's order; `{}` when it is not valid JSON), as vLLM hands them to templates.
 fn tool_call(call: &Value) -> Jinja {
-    let mut call = call.clone();
-    if let Some(function) = call.get_mut("function").and_then(Value::as_object_mut) {
-        let parsed = match function.get("arguments") {
-            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| empty()),
-            Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
-            _ => empty(),
+    let Some(function) = call.get("function").and_then(Value::as_object) else {
+        return to_jinja(call);
+    };
+    let arguments = match function.get("arguments") {
+        Some(Value::String(s)) => OrderedJson::parse(s)
+            .filter(|v| matches!(v.kind(), ValueKind::Map | ValueKind::Seq))
+            .unwrap_or_else(empty),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => to_jinja(v),
+        _ => empty(),
+    };
+    let function = function.iter().map(|(k, v)| {
+        let v = if k == "arguments" {
+            arguments.clone()
+        } else {
+            to_jinja(v)
         };
-        function.insert("arguments".into(), parsed);
-    }
-    to_jinja(&call)
+        (k.as_str(), v)
+    });
+    let function = Jinja::from_pairs(function);
+    let call = call.as_object().into_iter().flatten().map(|(k, v)| {
+        let v = if k == "function" {
+            function.clone()
+        } else {
+            to_jinja(v)
+        };
+        (k.as_str(), v)
+    });
+    Jinja::from_pairs(call)
 }
 
-fn empty() -> Value {
-    Value::Object(serde_json::Map::new())
+fn empty() -> Jinja {
+    Jinja::from_pairs(std::iter::empty::<(&str, Jinja)>())
 }
 
 /// Text of a text-like part (`text`, `input_text`, `output_text`, `refusal`, `thinking`), or

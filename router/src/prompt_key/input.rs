@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use super::ordered::{OrderedJson, tools_of};
+
 /// What token mode needs of a request body to reproduce vLLM's tokenization.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyInput {
@@ -14,8 +16,8 @@ pub struct KeyInput {
     pub continue_final_message: Option<bool>,
     /// Chat: `chat_template_kwargs`, extra template variables.
     pub chat_template_kwargs: Option<Map<String, Value>>,
-    /// Chat: `tools`, a template variable.
-    pub tools: Option<Value>,
+    /// Chat: `tools`, a template variable (keys in the body's order, as vLLM sees them).
+    pub tools: Option<OrderedJson>,
     /// Chat: `documents`, a template variable.
     pub documents: Option<Value>,
     /// Chat: the `messages` the template renders.
@@ -23,11 +25,11 @@ pub struct KeyInput {
 }
 
 impl KeyInput {
-    /// Reads the fields from a request body; ill-typed ones are ignored (the replica judges
-    /// them, routing only falls back to defaults).
-    pub fn from_body(body: &Value) -> Self {
+    /// Reads the fields from a request body parsed from `raw`; ill-typed ones are ignored (the
+    /// replica judges them, routing only falls back to defaults).
+    pub fn from_body(body: &Value, raw: &[u8]) -> Self {
         let flag = |key: &str| body.get(key).and_then(Value::as_bool);
-        let list = |key: &str| body.get(key).filter(|v| v.is_array()).cloned();
+        let list = |key: &str| body.get(key).filter(|v| v.is_array());
         Self {
             add_special_tokens: flag("add_special_tokens"),
             add_generation_prompt: flag("add_generation_prompt"),
@@ -36,8 +38,10 @@ impl KeyInput {
                 .get("chat_template_kwargs")
                 .and_then(Value::as_object)
                 .cloned(),
-            tools: list("tools"),
-            documents: list("documents"),
+            tools: list("tools")
+                .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+                .and_then(|_| tools_of(raw)),
+            documents: list("documents").cloned(),
             messages: None,
         }
     }
@@ -60,10 +64,11 @@ mod tests {
 
     #[test]
     fn fields_are_read_leniently() {
-        let k = KeyInput::from_body(&json!({
+        let body = json!({
             "add_special_tokens": true, "add_generation_prompt": "yes",
             "continue_final_message": true, "chat_template_kwargs": {"enable_thinking": false},
-            "tools": [{"type": "function"}], "documents": 5}));
+            "tools": [{"type": "function"}], "documents": 5});
+        let k = KeyInput::from_body(&body, body.to_string().as_bytes());
         assert_eq!(k.add_special_tokens, Some(true));
         assert!(k.add_generation_prompt(), "ill-typed: default");
         assert!(k.continue_final_message());
@@ -72,7 +77,8 @@ mod tests {
             json!(false)
         );
         assert!(k.tools.is_some() && k.documents.is_none());
-        let d = KeyInput::from_body(&json!({}));
+        let d = KeyInput::from_body(&json!({"tools": []}), br#"{"tools": []}"#);
+        assert!(d.tools.is_none(), "no tools: none");
         assert!(d.add_generation_prompt() && !d.continue_final_message());
     }
 }

@@ -461,7 +461,7 @@ mod tests {
                 "{% for k, v in m.items() %}{{ k }}={{ v }};{% endfor %}",
                 ctx.clone()
             ),
-            "content=x;role=user;"
+            "role=user;content=x;"
         );
         assert_eq!(
             render(

@@ -142,7 +142,7 @@ impl ChatTemplate {
     pub fn render(&self, input: &KeyInput) -> Result<String, String> {
         let messages = input.messages.as_ref().ok_or("no `messages`")?;
         let conv = conversation(messages, self.format)?;
-        let tools = input.tools.as_ref().map(to_jinja);
+        let tools = input.tools.as_ref().map(|t| vllm_tools(&t.0));
         let name = if tools.is_some() && self.has_tool_use {
             TOOL_USE
         } else {
@@ -269,6 +269,61 @@ fn read_json(path: &Path) -> Result<Value, Error> {
         .map_err(|e| config_error(path.display(), format!("invalid JSON: {e}")))
 }
 
+/// `tools` as vLLM hands them to templates, re-shaped by its request model: each tool
+/// `{"type", "function": {"name", "description", "parameters", ...}, ...}`, declared fields first
+/// (`null` when absent), then any other keys in the client's order.
+fn vllm_tools(tools: &Jinja) -> Jinja {
+    let Ok(iter) = tools.try_iter() else {
+        return tools.clone();
+    };
+    iter.map(|tool| {
+        let function = tool.get_attr("function").unwrap_or_default();
+        if tool.kind() != minijinja::value::ValueKind::Map
+            || function.kind() != minijinja::value::ValueKind::Map
+        {
+            return tool;
+        }
+        let ty = tool.get_attr("type").ok().filter(|t| !t.is_undefined());
+        let mut top = vec![
+            (
+                "type".to_owned(),
+                ty.unwrap_or_else(|| Jinja::from("function")),
+            ),
+            (
+                "function".to_owned(),
+                declared_first(&function, &["name", "description", "parameters"]),
+            ),
+        ];
+        top.extend(extras(&tool, &["type", "function"]));
+        Jinja::from_pairs(top)
+    })
+    .collect()
+}
+
+/// `map` with `fields` first (`None` when absent), then its other keys in order.
+fn declared_first(map: &Jinja, fields: &[&str]) -> Jinja {
+    let mut out: Vec<(String, Jinja)> = fields
+        .iter()
+        .map(|f| {
+            let v = map.get_attr(f).ok().filter(|v| !v.is_undefined());
+            ((*f).to_owned(), v.unwrap_or_else(|| Jinja::from(())))
+        })
+        .collect();
+    out.extend(extras(map, fields));
+    Jinja::from_pairs(out)
+}
+
+fn extras(map: &Jinja, skip: &[&str]) -> Vec<(String, Jinja)> {
+    map.try_iter()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| {
+            let name = k.as_str()?.to_owned();
+            (!skip.contains(&name.as_str())).then(|| (name, map.get_item(&k).unwrap_or_default()))
+        })
+        .collect()
+}
+
 /// A JSON value as a template value (integers stay integers).
 pub(crate) fn to_jinja(v: &Value) -> Jinja {
     match v {
@@ -289,6 +344,7 @@ pub(crate) fn to_jinja(v: &Value) -> Jinja {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompt_key::OrderedJson;
     use serde_json::json;
 
     /// The GPU test model's template (`shared/gpu/make_model.py`).
@@ -450,21 +506,41 @@ mod tests {
         }
     }
 
+    fn tools(json: &str) -> Option<OrderedJson> {
+        Some(OrderedJson(OrderedJson::parse(json).unwrap()))
+    }
+
     #[test]
     fn tool_calls_and_tools_render_as_jinja2_does() {
-        // Tools whose keys are already in sorted order: key order is the one thing JSON
-        // objects parsed by serde_json cannot keep (see the module notes).
-        let tools = json!([{"function": {"description": "Adds", "name": "add",
-            "parameters": {"properties": {"a": {"type": "integer"}}, "type": "object"}}, "type": "function"}]);
+        // Key order is the client's (Python's json keeps it), not serde_json's sorted order.
         let messages = json!([{"role":"user","content":"add 1 and 2"},
             {"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function",
-                "function":{"arguments":"{\"a\": 1, \"b\": \"é\"}","name":"add"}}]},
+                "function":{"arguments":"{\"b\": \"é\", \"a\": 1}","name":"add"}}]},
             {"role":"tool","content":"3","tool_call_id":"c1"},{"role":"tool","content":"ok","tool_call_id":"c2"}]);
         let mut req = input(messages, true);
-        req.tools = Some(tools);
+        req.tools = tools(
+            r#"[{"type":"function","function":{"name":"add","description":"Adds","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}]"#,
+        );
         assert_eq!(
             compiled(QWEN25).render(&req).unwrap(),
-            "<|im_start|>system\nYou are a helpful assistant.\n\n# Tools\n\n<tools>\n{\"function\": {\"description\": \"Adds\", \"name\": \"add\", \"parameters\": {\"properties\": {\"a\": {\"type\": \"integer\"}}, \"type\": \"object\"}}, \"type\": \"function\"}\n</tools><|im_end|>\n<|im_start|>user\nadd 1 and 2<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": \"é\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n3\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+            "<|im_start|>system\nYou are a helpful assistant.\n\n# Tools\n\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"add\", \"description\": \"Adds\", \"parameters\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}}}\n</tools><|im_end|>\n<|im_start|>user\nadd 1 and 2<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"b\": \"é\", \"a\": 1}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n3\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn tools_take_vllms_request_model_shape() {
+        // vLLM's pydantic model dumps declared fields first, absent ones as null, extras after.
+        let t =
+            tools(r#"[{"function":{"strict":true,"name":"f"},"type":"function","x":1}]"#).unwrap();
+        let shaped = vllm_tools(&t.0);
+        let mut env = minijinja::Environment::new();
+        super::super::pycompat::install(&mut env);
+        let text = env
+            .render_str("{{ t | tojson }}", Jinja::from_pairs([("t", shaped)]))
+            .unwrap();
+        assert_eq!(
+            text,
+            r#"[{"type": "function", "function": {"name": "f", "description": null, "parameters": null, "strict": true}, "x": 1}]"#
         );
     }
 
@@ -530,7 +606,7 @@ mod tests {
         .unwrap();
         let t = ChatTemplate::compile(named, vec![], "cfg".into()).unwrap();
         assert_eq!(t.render(&req).unwrap(), "plain");
-        req.tools = Some(json!([]));
+        req.tools = tools("[]");
         assert_eq!(t.render(&req).unwrap(), "tools");
     }
 
