@@ -37,7 +37,7 @@ pub enum KeyJob {
     Chat {
         /// What the template renders.
         input: Box<KeyInput>,
-        /// [`super::chat`]'s rendering of the same messages.
+        /// The fixed rendering of the same messages ([`super::chat_prompt`]).
         fixed: String,
     },
 }
