@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ordered::{OrderedJson, tools_of};
+use super::ordered::RawTools;
 
 /// What token mode needs of a request body to reproduce vLLM's tokenization.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,8 +16,8 @@ pub struct KeyInput {
     pub continue_final_message: Option<bool>,
     /// Chat: `chat_template_kwargs`, extra template variables.
     pub chat_template_kwargs: Option<Map<String, Value>>,
-    /// Chat: `tools`, a template variable (keys in the body's order, as vLLM sees them).
-    pub tools: Option<OrderedJson>,
+    /// Chat: `tools`, a template variable (read in the body's key order, as vLLM sees them).
+    pub tools: Option<RawTools>,
     /// Chat: `documents`, a template variable.
     pub documents: Option<Value>,
     /// Chat: the `messages` the template renders.
@@ -40,7 +40,7 @@ impl KeyInput {
                 .cloned(),
             tools: list("tools")
                 .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
-                .and_then(|_| tools_of(raw)),
+                .map(|_| RawTools::from_body(raw)),
             documents: list("documents").cloned(),
             messages: None,
         }

@@ -25,7 +25,7 @@ pub use config::PrefixConfig;
 pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
 pub use extract::{RestPrompts, chat_prompt, completion_prompt};
 pub use input::KeyInput;
-pub use ordered::OrderedJson;
+pub use ordered::RawTools;
 pub use template::ChatTemplate;
 pub use token_mode::TokenMode;
 pub use tokenize::TokenKeyer;

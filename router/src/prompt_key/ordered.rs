@@ -9,7 +9,29 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON value as a template value, object keys in document order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OrderedJson(pub(crate) Jinja);
+pub(crate) struct OrderedJson(pub(crate) Jinja);
+
+/// A request's `tools`, read in document order only when a chat template renders them: the
+/// body is kept as bytes, so byte mode never parses it twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTools(bytes::Bytes);
+
+impl RawTools {
+    /// Keeps `body`, a JSON object with a `tools` field.
+    pub fn from_body(body: &[u8]) -> Self {
+        Self(bytes::Bytes::copy_from_slice(body))
+    }
+
+    /// Tools given as the JSON text of the `tools` array.
+    pub fn from_json(tools: &str) -> Self {
+        Self(bytes::Bytes::from(format!("{{\"tools\":{tools}}}")))
+    }
+
+    /// The tools as a template value, keys in document order.
+    pub(crate) fn parse(&self) -> Option<Jinja> {
+        tools_of(&self.0).map(|t| t.0)
+    }
+}
 
 impl OrderedJson {
     /// Parses `text`; `None` when it is not JSON.
@@ -24,8 +46,8 @@ struct ToolsField {
     tools: Option<OrderedJson>,
 }
 
-/// The body's `tools` in document order (re-reads `body`: only for requests that have tools).
-pub(crate) fn tools_of(body: &[u8]) -> Option<OrderedJson> {
+/// The body's `tools` in document order.
+fn tools_of(body: &[u8]) -> Option<OrderedJson> {
     serde_json::from_slice::<ToolsField>(body).ok()?.tools
 }
 
@@ -98,12 +120,18 @@ mod tests {
                 .unwrap();
         let keys: Vec<String> = v.try_iter().unwrap().map(|k| k.to_string()).collect();
         assert_eq!(keys, ["z", "a", "m"]);
-        let tools = tools_of(
-            br#"{"messages": [], "tools": [{"type": "function", "function": {"name": "f"}}]}"#,
-        )
-        .unwrap();
-        assert_eq!(tools.0.len(), Some(1));
-        assert!(tools_of(br#"{"messages": []}"#).is_none());
+        let body =
+            br#"{"messages": [], "tools": [{"type": "function", "function": {"name": "f"}}]}"#;
+        assert_eq!(RawTools::from_body(body).parse().unwrap().len(), Some(1));
+        assert_eq!(
+            RawTools::from_json("[1, 2]").parse().unwrap().len(),
+            Some(2)
+        );
+        assert!(
+            RawTools::from_body(br#"{"messages": []}"#)
+                .parse()
+                .is_none()
+        );
         assert!(OrderedJson::parse("{oops").is_none());
     }
 }

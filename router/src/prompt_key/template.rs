@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::conversation::{ContentFormat, conversation};
 use super::input::KeyInput;
+use super::ordered::RawTools;
 use crate::Error;
 
 const DEFAULT: &str = "default";
@@ -142,7 +143,8 @@ impl ChatTemplate {
     pub fn render(&self, input: &KeyInput) -> Result<String, String> {
         let messages = input.messages.as_ref().ok_or("no `messages`")?;
         let conv = conversation(messages, self.format)?;
-        let tools = input.tools.as_ref().map(|t| vllm_tools(&t.0));
+        let tools = input.tools.as_ref().and_then(RawTools::parse);
+        let tools = tools.as_ref().map(vllm_tools);
         let name = if tools.is_some() && self.has_tool_use {
             TOOL_USE
         } else {
@@ -344,7 +346,6 @@ pub(crate) fn to_jinja(v: &Value) -> Jinja {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompt_key::OrderedJson;
     use serde_json::json;
 
     /// The GPU test model's template (`shared/gpu/make_model.py`).
@@ -506,8 +507,8 @@ mod tests {
         }
     }
 
-    fn tools(json: &str) -> Option<OrderedJson> {
-        Some(OrderedJson(OrderedJson::parse(json).unwrap()))
+    fn tools(json: &str) -> Option<RawTools> {
+        Some(RawTools::from_json(json))
     }
 
     #[test]
@@ -517,10 +518,15 @@ mod tests {
             {"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function",
                 "function":{"arguments":"{\"b\": \"é\", \"a\": 1}","name":"add"}}]},
             {"role":"tool","content":"3","tool_call_id":"c1"},{"role":"tool","content":"ok","tool_call_id":"c2"}]);
-        let mut req = input(messages, true);
-        req.tools = tools(
-            r#"[{"type":"function","function":{"name":"add","description":"Adds","parameters":{"type":"object","properties":{"a":{"type":"integer"}}}}}]"#,
+        // Through the request body, as a client sends it.
+        let raw = format!(
+            r#"{{"messages": {messages}, "tools": [{{"type":"function","function":{{"name":"add","description":"Adds","parameters":{{"type":"object","properties":{{"a":{{"type":"integer"}}}}}}}}}}]}}"#
         );
+        let body: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let req = KeyInput {
+            messages: Some(messages),
+            ..KeyInput::from_body(&body, raw.as_bytes())
+        };
         assert_eq!(
             compiled(QWEN25).render(&req).unwrap(),
             "<|im_start|>system\nYou are a helpful assistant.\n\n# Tools\n\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"add\", \"description\": \"Adds\", \"parameters\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}}}\n</tools><|im_end|>\n<|im_start|>user\nadd 1 and 2<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"b\": \"é\", \"a\": 1}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n3\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
@@ -532,7 +538,7 @@ mod tests {
         // vLLM's pydantic model dumps declared fields first, absent ones as null, extras after.
         let t =
             tools(r#"[{"function":{"strict":true,"name":"f"},"type":"function","x":1}]"#).unwrap();
-        let shaped = vllm_tools(&t.0);
+        let shaped = vllm_tools(&t.parse().unwrap());
         let mut env = minijinja::Environment::new();
         super::super::pycompat::install(&mut env);
         let text = env
