@@ -2,7 +2,9 @@
 //! the tokenizer's special tokens (its post-processor adds BOS), chat messages rendered with the
 //! model's chat template and encoded without them. With no template the fixed rendering of
 //! [`super::chat`] is encoded instead; a template failing on a request falls back to it too
-//! (logged once, counted in `router_prompt_key_fallbacks_total{reason="chat_template"}`).
+//! (logged once, counted in `router_prompt_key_fallbacks_total{reason="chat_template"}`), and
+//! so does every chat when the template found beside the tokenizer does not compile (a
+//! configured `prefix.chat_template` that does not is a startup error).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,6 +21,8 @@ use crate::Error;
 pub struct TokenMode {
     tokenizer: TokenKeyer,
     template: Option<ChatTemplate>,
+    /// Why the template found beside the tokenizer is unusable.
+    broken: Option<String>,
     fallbacks: IntCounterVec,
     warned: AtomicBool,
 }
@@ -46,13 +50,25 @@ impl TokenMode {
     /// Loads `prefix.tokenizer` and the chat template (see [`ChatTemplate::load`]).
     pub fn from_config(config: &PrefixConfig, tokenizer: &std::path::Path) -> Result<Self, Error> {
         let tokenizer_keyer = TokenKeyer::from_file(tokenizer)?;
-        let template = ChatTemplate::load(config.chat_template.as_deref(), Some(tokenizer))?;
+        let (template, broken) =
+            match ChatTemplate::load(config.chat_template.as_deref(), Some(tokenizer)) {
+                Ok(template) => (template, None),
+                Err(e) if config.chat_template.is_none() => {
+                    tracing::warn!(error = %e, "the model's chat template is unusable: chats are \
+                        keyed on the fixed rendering (router_prompt_key_fallbacks_total)");
+                    (None, Some(e.to_string()))
+                }
+                Err(e) => return Err(e),
+            };
         match &template {
             Some(t) => tracing::info!(
                 origin = t.origin(),
                 "chat keys use the model's chat template"
             ),
-            None => tracing::info!("no chat template found: chat keys use the fixed rendering"),
+            None if broken.is_none() => {
+                tracing::info!("no chat template found: chat keys use the fixed rendering");
+            }
+            None => {}
         }
         let fallbacks = IntCounterVec::new(
             Opts::new(
@@ -66,6 +82,7 @@ impl TokenMode {
         Ok(Self {
             tokenizer: tokenizer_keyer,
             template,
+            broken,
             fallbacks,
             warned: AtomicBool::new(false),
         })
@@ -103,7 +120,12 @@ impl TokenMode {
     }
 
     fn render(&self, input: &KeyInput) -> Option<String> {
-        let template = self.template.as_ref()?;
+        let Some(template) = &self.template else {
+            if self.broken.is_some() {
+                self.fallbacks.with_label_values(&["chat_template"]).inc();
+            }
+            return None;
+        };
         match template.render(input) {
             Ok(text) => Some(text),
             Err(reason) => {
@@ -212,6 +234,39 @@ mod tests {
             text.contains("router_prompt_key_fallbacks_total{reason=\"chat_template\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_template_beside_the_tokenizer_that_does_not_compile_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, raw) = load(dir.path(), None);
+        // `{% generation %}` (HuggingFace's training-mask tag) is no Jinja the router knows.
+        let broken = "{% for m in messages %}{% generation %}{{ m['content'] }}{% endgeneration %}{% endfor %}";
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            json!({"chat_template": broken}).to_string(),
+        )
+        .unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let config = PrefixConfig {
+            tokenizer: Some(path.clone()),
+            ..PrefixConfig::default()
+        };
+        let mode = TokenMode::from_config(&config, &path).unwrap();
+        assert!(!mode.has_template());
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        let (ids, _) = mode.key(chat_job(messages)).unwrap();
+        assert_eq!(ids, plain(&raw, "<|im_start|>user\nhi<|im_end|>\n"));
+        assert_eq!(
+            mode.fallbacks.with_label_values(&["chat_template"]).get(),
+            1
+        );
+        let configured = PrefixConfig {
+            chat_template: Some(broken.into()),
+            ..config
+        };
+        let e = TokenMode::from_config(&configured, &path).unwrap_err();
+        assert!(e.to_string().contains("prefix.chat_template"), "{e}");
     }
 
     #[test]
