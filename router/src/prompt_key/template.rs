@@ -435,6 +435,70 @@ mod tests {
 {%- endfor %}
 ";
 
+    /// Qwen3's layout: `namespace`, `messages[::-1]`, `is string`, `.split(..)[-1]`,
+    /// `.lstrip`, `.startswith`, `is false`, a `chat_template_kwargs` switch.
+    const QWEN3: &str = r##"{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}
+"##;
+
     fn compiled(src: &str) -> ChatTemplate {
         let specials = vec![
             ("bos_token", "<s>".to_owned()),
@@ -547,6 +611,20 @@ mod tests {
         assert_eq!(
             text,
             r#"[{"type": "function", "function": {"name": "f", "description": null, "parameters": null, "strict": true}, "x": 1}]"#
+        );
+    }
+
+    #[test]
+    fn qwen3_thinking_template_renders_as_jinja2_does() {
+        let msgs = json!([{"role":"system","content":"Be terse."},{"role":"user","content":"hi"},
+            {"role":"assistant","content":"<think>\nhmm\n</think>\n\nHello!"},{"role":"user","content":"and?"}]);
+        let base = "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nand?<|im_end|>\n<|im_start|>assistant\n";
+        let mut req = input(msgs, true);
+        assert_eq!(compiled(QWEN3).render(&req).unwrap(), base);
+        req.chat_template_kwargs = json!({"enable_thinking": false}).as_object().cloned();
+        assert_eq!(
+            compiled(QWEN3).render(&req).unwrap(),
+            format!("{base}<think>\n\n</think>\n\n")
         );
     }
 
