@@ -1,7 +1,8 @@
 //! Token-mode keying of a ~2000-token, 8-turn chat: the fixed rendering (no chat template,
 //! the keying before templates existed) against the model's chat template rendered like vLLM,
-//! each followed by encoding; and the template rendering alone. The tokenizer is a byte-level
-//! BPE trained here (the GPU test model's shape, smaller vocabulary).
+//! each followed by encoding; and the template rendering alone. The tokenizer is the GPU test
+//! model's (`tests/data/vllm-0.26.0-llama8b/tokenizer.json`), or without it a byte-level BPE of
+//! the same shape trained here.
 //! Run: `cargo bench -p router --bench chat_keys`.
 
 use std::hint::black_box;
@@ -30,7 +31,30 @@ fn text(seed: usize, words: usize) -> String {
         .join(" ")
 }
 
+/// The GPU test model's own tokenizer (32k byte-level BPE), when the golden capture is here.
+fn golden_tokenizer() -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vllm-0.26.0-llama8b/tokenizer.json");
+    path.is_file().then_some(path)
+}
+
 fn write_model(dir: &std::path::Path, with_template: bool) -> std::path::PathBuf {
+    let path = dir.join("tokenizer.json");
+    if let Some(golden) = golden_tokenizer() {
+        std::fs::copy(golden, &path).expect("copy tokenizer");
+    } else {
+        train_tokenizer(&path);
+    }
+    if with_template {
+        let config =
+            serde_json::json!({"bos_token": "<s>", "eos_token": "</s>", "chat_template": TEMPLATE});
+        std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).expect("write");
+    }
+    path
+}
+
+/// A small stand-in of the test model's tokenizer, trained here.
+fn train_tokenizer(path: &std::path::Path) {
     let specials = [
         "<s>",
         "</s>",
@@ -62,14 +86,7 @@ fn write_model(dir: &std::path::Path, with_template: bool) -> std::path::PathBuf
         .build()
         .expect("post-processor");
     tok.with_post_processor(Some(post));
-    let path = dir.join("tokenizer.json");
-    tok.save(&path, false).expect("save");
-    if with_template {
-        let config =
-            serde_json::json!({"bos_token": "<s>", "eos_token": "</s>", "chat_template": TEMPLATE});
-        std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).expect("write");
-    }
-    path
+    tok.save(path, false).expect("save");
 }
 
 fn chat() -> serde_json::Value {
