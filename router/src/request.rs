@@ -7,7 +7,8 @@ use crate::{
     Error,
     policy::{Endpoint, PromptKey, RouteRequest},
     prompt_key::{
-        DEFAULT_BYTES_PER_TOKEN, RestPrompts, chat_prompt, completion_prompt, estimate_tokens,
+        DEFAULT_BYTES_PER_TOKEN, KeyInput, RestPrompts, chat_prompt, completion_prompt,
+        estimate_tokens,
     },
 };
 
@@ -52,6 +53,9 @@ pub struct ParsedRequest {
     pub prompt_tokens: usize,
     /// Size of the prompts of a batch after the keyed one.
     pub rest_prompts: RestPrompts,
+    /// What token mode needs besides the prompt (chat messages, template options); taken by
+    /// [`crate::prompt_key::PromptKeys::prepare`].
+    pub key_input: KeyInput,
 }
 
 impl ParsedRequest {
@@ -66,6 +70,7 @@ impl ParsedRequest {
             prompt: Prompt::Empty,
             prompt_tokens: 0,
             rest_prompts: RestPrompts::default(),
+            key_input: KeyInput::default(),
         }
     }
 
@@ -99,12 +104,13 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
             "request body must be a JSON object".into(),
         ));
     }
+    let mut key_input = KeyInput::from_body(&value, body);
     let fields: Fields = serde_json::from_value(value)
         .map_err(|e| Error::InvalidRequest(format!("invalid request field: {e}")))?;
     let (prompt, rest_prompts) = match endpoint {
         Endpoint::Completions => completion_prompt(fields.prompt)?,
         Endpoint::ChatCompletions => (
-            chat_prompt(fields.messages.as_ref())?,
+            chat_prompt(fields.messages, &mut key_input)?,
             RestPrompts::default(),
         ),
         Endpoint::Other => (Prompt::Empty, RestPrompts::default()),
@@ -118,6 +124,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
         prompt_tokens: estimate_tokens(&prompt, &rest_prompts, DEFAULT_BYTES_PER_TOKEN),
         prompt,
         rest_prompts,
+        key_input,
     })
 }
 

@@ -74,6 +74,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     } else {
         PromptKeys::default()
     };
+    keys.register_metrics(metrics.registry())?;
     let swap = Arc::new(SwapPolicy::new(policy::build(
         &config.policy,
         index.clone(),

@@ -11,6 +11,11 @@ pub struct PrefixConfig {
     /// A HuggingFace `tokenizer.json`: keys become token ids (token mode). Unset: byte mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<PathBuf>,
+    /// Token mode's chat template: inline Jinja, or a path to a template file or to a
+    /// `tokenizer_config.json`. Unset: the one beside `tokenizer` (`chat_template.jinja` or
+    /// `tokenizer_config.json`), else the fixed rendering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// Tokens per KV-cache block; token-mode keys are cut to whole blocks like vLLM caches them.
     pub block_size: usize,
     /// Average bytes per token of the served model, for byte-mode token estimates.
@@ -30,6 +35,7 @@ impl Default for PrefixConfig {
     fn default() -> Self {
         Self {
             tokenizer: None,
+            chat_template: None,
             block_size: 16,
             bytes_per_token: 4.0,
             tenant_cap_tokens: None,
@@ -55,6 +61,12 @@ impl PrefixConfig {
         }
         if self.fallback_cap_tokens == 0 {
             return bad("fallback_cap_tokens", "must be greater than 0");
+        }
+        if self.chat_template.is_some() && self.tokenizer.is_none() {
+            return bad(
+                "chat_template",
+                "needs token mode (prefix.tokenizer): byte mode keys chats on a fixed rendering",
+            );
         }
         if self.kv_events.enabled && self.tokenizer.is_none() {
             return bad(

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::chat::render_messages;
+use super::{chat::render_messages, input::KeyInput};
 use crate::{Error, request::Prompt};
 
 /// Size of the prompts of a batch after the first (the keyed one).
@@ -55,14 +55,17 @@ pub fn completion_prompt(prompt: Option<Value>) -> Result<(Prompt, RestPrompts),
     }
 }
 
-/// The rendered conversation of a chat body's `messages` field.
-pub fn chat_prompt(messages: Option<&Value>) -> Result<Prompt, Error> {
+/// The conversation of a chat body's `messages` field in the fixed rendering; the messages
+/// move into `input`, where token mode renders them with the model's chat template.
+pub fn chat_prompt(messages: Option<Value>, input: &mut KeyInput) -> Result<Prompt, Error> {
     let messages = messages
         .ok_or_else(|| Error::InvalidRequest("missing required field `messages`".into()))?;
     if messages.as_array().is_some_and(Vec::is_empty) {
         return Err(Error::InvalidRequest("`messages` must not be empty".into()));
     }
-    Ok(Prompt::Text(render_messages(messages)?))
+    let text = render_messages(&messages)?;
+    input.messages = Some(messages);
+    Ok(Prompt::Text(text))
 }
 
 fn token_ids(items: &[Value]) -> Result<Vec<u32>, Error> {
@@ -127,13 +130,13 @@ mod tests {
                 .contains("`prompt`")
         );
         assert!(
-            chat_prompt(None)
+            chat_prompt(None, &mut KeyInput::default())
                 .unwrap_err()
                 .to_string()
                 .contains("`messages`")
         );
         assert!(
-            chat_prompt(Some(&json!([])))
+            chat_prompt(Some(json!([])), &mut KeyInput::default())
                 .unwrap_err()
                 .to_string()
                 .contains("empty")
@@ -142,7 +145,10 @@ mod tests {
 
     #[test]
     fn chat_is_rendered() {
-        let p = chat_prompt(Some(&json!([{"role": "user", "content": "hi"}]))).unwrap();
+        let mut input = KeyInput::default();
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        let p = chat_prompt(Some(messages.clone()), &mut input).unwrap();
         assert_eq!(p, Prompt::Text("<|im_start|>user\nhi<|im_end|>\n".into()));
+        assert_eq!(input.messages, Some(messages), "kept for the chat template");
     }
 }

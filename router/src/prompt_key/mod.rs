@@ -1,14 +1,22 @@
 //! Prompt keys: what the prefix tree matches on, computed once per request from the parsed body.
 //!
 //! Byte mode (default) keys on the UTF-8 bytes of the prompt and estimates its tokens as bytes /
-//! `bytes_per_token`. Token mode (`prefix.tokenizer` set) replaces a text prompt by its token ids
-//! on a blocking thread, so tokenizing never stalls the async runtime; the tree then cuts keys to
-//! whole `block_size` blocks. Client-sent token ids are used as they are in both modes.
+//! `bytes_per_token`. Token mode (`prefix.tokenizer` set) replaces a text prompt by vLLM's own
+//! prompt token ids ([`TokenMode`]: completions with special tokens, chats through the model's
+//! chat template) on a blocking thread, so tokenizing never stalls the async runtime; the tree
+//! then cuts keys to whole `block_size` blocks. Client-sent token ids are used as they are in
+//! both modes.
 
 mod chat;
 mod config;
+mod conversation;
 mod estimate;
 mod extract;
+mod input;
+mod ordered;
+mod pycompat;
+mod template;
+mod token_mode;
 mod tokenize;
 
 use std::sync::Arc;
@@ -16,6 +24,10 @@ use std::sync::Arc;
 pub use config::PrefixConfig;
 pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
 pub use extract::{RestPrompts, chat_prompt, completion_prompt};
+pub use input::KeyInput;
+pub use ordered::RawTools;
+pub use template::ChatTemplate;
+pub use token_mode::TokenMode;
 pub use tokenize::TokenKeyer;
 
 #[cfg(test)]
@@ -23,8 +35,10 @@ pub(crate) use tokenize::test_support;
 
 use crate::{
     Error,
+    policy::Endpoint,
     request::{ParsedRequest, Prompt},
 };
+pub use token_mode::KeyJob;
 
 /// Turns parsed requests into prompt keys (and token counts) for the prefix policies.
 #[derive(Debug, Clone)]
@@ -34,8 +48,8 @@ pub enum PromptKeys {
         /// Average bytes per token.
         bytes_per_token: f64,
     },
-    /// Key on token ids from this tokenizer.
-    Tokens(Arc<TokenKeyer>),
+    /// Key on vLLM's token ids, from this tokenizer and chat template.
+    Tokens(Arc<TokenMode>),
 }
 
 impl Default for PromptKeys {
@@ -47,23 +61,34 @@ impl Default for PromptKeys {
 }
 
 impl PromptKeys {
-    /// Byte mode, or token mode with the configured tokenizer (loaded now; errors name it).
+    /// Byte mode, or token mode with the configured tokenizer and chat template (loaded now;
+    /// errors name the file).
     pub fn from_config(config: &PrefixConfig) -> Result<Self, Error> {
         Ok(match &config.tokenizer {
-            Some(path) => Self::Tokens(Arc::new(TokenKeyer::from_file(path)?)),
+            Some(path) => Self::Tokens(Arc::new(TokenMode::from_config(config, path)?)),
             None => Self::Bytes {
                 bytes_per_token: config.bytes_per_token,
             },
         })
     }
 
+    /// Registers token mode's metrics (`router_prompt_key_fallbacks_total`) in `registry`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> Result<(), Error> {
+        match self {
+            Self::Bytes { .. } => Ok(()),
+            Self::Tokens(mode) => mode.register(registry),
+        }
+    }
+
     /// Finalises the key of `parsed`: tokenizes text in token mode (off the async threads) and
     /// sets `prompt_tokens` ([`estimate_tokens`] at this mode's bytes per token). A tokenizer
     /// failure keeps the text (no prefix match), and the parse-time estimate, and logs why.
+    /// Consumes `parsed.key_input` in both modes.
     pub async fn prepare(&self, parsed: &mut ParsedRequest) {
+        let input = std::mem::take(&mut parsed.key_input);
         let bytes_per_token = match self {
             Self::Bytes { bytes_per_token } => *bytes_per_token,
-            Self::Tokens(keyer) => {
+            Self::Tokens(mode) => {
                 let Prompt::Text(text) = &parsed.prompt else {
                     parsed.prompt_tokens = estimate_tokens(
                         &parsed.prompt,
@@ -72,11 +97,19 @@ impl PromptKeys {
                     );
                     return;
                 };
-                let bytes = text.len();
-                let text = text.clone();
-                let keyer = Arc::clone(keyer);
-                match tokio::task::spawn_blocking(move || keyer.encode(&text)).await {
-                    Ok(Ok(ids)) => {
+                let job = match parsed.endpoint {
+                    Endpoint::ChatCompletions => KeyJob::Chat {
+                        input: Box::new(input),
+                        fixed: text.clone(),
+                    },
+                    _ => KeyJob::Text {
+                        text: text.clone(),
+                        add_special_tokens: input.add_special_tokens.unwrap_or(true),
+                    },
+                };
+                let mode = Arc::clone(mode);
+                match tokio::task::spawn_blocking(move || mode.key(job)).await {
+                    Ok(Ok((ids, bytes))) => {
                         // Further text prompts of a batch: the first prompt's bytes per token.
                         let measured = estimate::measured_bytes_per_token(bytes, ids.len());
                         parsed.prompt = Prompt::Tokens(ids);
@@ -153,6 +186,59 @@ mod tests {
         assert_eq!(
             (ids.prompt.clone(), ids.prompt_tokens),
             (Prompt::Tokens(vec![1, 2, 3]), 5)
+        );
+    }
+
+    #[tokio::test]
+    async fn token_mode_keys_are_vllms_prompt_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = test_support::gpu_like_model(dir.path());
+        let raw = tokenizers::Tokenizer::from_file(&path).unwrap();
+        let enc = |text: &str, special| raw.encode(text, special).unwrap().get_ids().to_vec();
+        let keys = PromptKeys::from_config(&PrefixConfig {
+            tokenizer: Some(path.clone()),
+            ..PrefixConfig::default()
+        })
+        .unwrap();
+        let key = |body: &str, endpoint| {
+            let mut p = parsed(body, endpoint);
+            let keys = keys.clone();
+            async move {
+                keys.prepare(&mut p).await;
+                assert_eq!(p.key_input, KeyInput::default(), "consumed");
+                match p.prompt {
+                    Prompt::Tokens(ids) => ids,
+                    other => panic!("token mode yields ids: {other:?}"),
+                }
+            }
+        };
+        let text = "Tell me a story about a cat";
+        let completion = key(&format!(r#"{{"prompt":"{text}"}}"#), Endpoint::Completions).await;
+        assert_eq!(completion, enc(text, true));
+        assert_eq!(completion[0], raw.token_to_id("<s>").unwrap(), "BOS");
+        let body = format!(r#"{{"prompt":"{text}","add_special_tokens":false}}"#);
+        assert_eq!(key(&body, Endpoint::Completions).await, enc(text, false));
+        let ids = key(r#"{"prompt":[7,8,9]}"#, Endpoint::Completions).await;
+        assert_eq!(ids, vec![7, 8, 9], "client token ids are used as they are");
+
+        let t1 = r#"{"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+        let t2 = r#"{"messages":[{"role":"user","content":"What is the capital of France?"},
+            {"role":"assistant","content":"Paris"},{"role":"user","content":"Tell me a story"}]}"#;
+        let (a, b) = (
+            key(t1, Endpoint::ChatCompletions).await,
+            key(t2, Endpoint::ChatCompletions).await,
+        );
+        let want = "<|user|>\nWhat is the capital of France?</s>\n<|assistant|>\n";
+        assert_eq!(a, enc(want, false));
+        assert!(
+            b.starts_with(&a),
+            "turn 2 extends turn 1 and its generation prompt"
+        );
+        let no_gen =
+            r#"{"messages":[{"role":"user","content":"hi"}],"add_generation_prompt":false}"#;
+        assert_eq!(
+            key(no_gen, Endpoint::ChatCompletions).await,
+            enc("<|user|>\nhi</s>\n", false)
         );
     }
 
