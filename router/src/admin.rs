@@ -17,9 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     Error,
-    config::ReplicaSpec,
     policy::PrefixIndex,
-    replicas::{Replica, ReplicaChange, ReplicaSet},
+    replicas::{Replica, ReplicaChange, ReplicaSet, ReplicaSpec},
 };
 
 /// The `admin` config section.

@@ -25,9 +25,8 @@ use serde_json::{Value, json};
 use crate::{
     Error, admin, auth,
     dispatch::{Dispatcher, REQUEST_ID},
-    policy::Endpoint,
     proxy::UpstreamRequest,
-    request::{self, ParsedRequest},
+    request::{self, Endpoint, ParsedRequest},
 };
 
 /// Shared state of the HTTP handlers.

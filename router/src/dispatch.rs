@@ -18,8 +18,8 @@ use crate::{
     Error,
     admission::{Admission, Permit},
     body::{BodyMode, InFlight, TrackedBody},
-    config::{HealthConfig, RetryConfig},
     error::UpstreamErrorKind,
+    health::HealthConfig,
     metrics::RouterMetrics,
     policy::{Decision, Policy, ReplicaView, RouteRequest},
     prompt_key::PromptKeys,
@@ -27,6 +27,7 @@ use crate::{
     replicas::{LoadGuard, Replica, ReplicaId, ReplicaSet, Snapshot},
     request::ParsedRequest,
     resilience::Resilience,
+    retry::RetryConfig,
 };
 
 /// Header naming the replica that served the request.

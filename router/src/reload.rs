@@ -15,32 +15,16 @@ use std::{
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use prometheus::{Gauge, IntCounterVec, Opts, Registry};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::{
     Config, Error,
+    abort::AbortOnDrop,
     auth::Auth,
     config::{ConfigOverrides, LoggingConfig, PolicyName},
-    health::AbortOnDrop,
     policy::{self, Decision, Policy, PrefixIndex, ReplicaView, RouteRequest},
     replicas::{ReplicaChange, ReplicaId, ReplicaSet},
 };
-
-/// The `reload` config section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReloadConfig {
-    /// Milliseconds between two checks of the config file's modification time; 0 turns file
-    /// watching off (SIGHUP still reloads).
-    pub watch_ms: u64,
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        Self { watch_ms: 2000 }
-    }
-}
 
 /// A policy that can be replaced while requests are routed through it.
 pub(crate) struct SwapPolicy {

@@ -23,13 +23,13 @@ use tokio::{
 
 use crate::{
     Config, Error,
+    abort::AbortOnDrop,
     admin::AdminState,
     admission::{Admission, AdmissionMetrics},
     api::{self, AppState},
     auth::Auth,
     config::PolicyName,
     dispatch::Dispatcher,
-    health::AbortOnDrop,
     membership::Membership,
     metrics::RouterMetrics,
     policy::{self, PrefixIndex},
@@ -80,8 +80,14 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     )?));
     let policy: Arc<dyn policy::Policy> = swap.clone();
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
-    let kv_events = crate::kv::spawn(&config, index.as_deref(), &replicas, &metrics)?;
     let precise = index.as_ref().and_then(|i| i.precise().cloned());
+    let kv_events = crate::kv::spawn(
+        &config.prefix.kv_events,
+        &config.replicas,
+        precise.as_ref(),
+        &replicas,
+        &metrics,
+    )?;
     let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
     let admin_index = index.clone();
     let reload_index = index.clone();
@@ -137,7 +143,13 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         Arc::clone(&replicas),
         Duration::from_millis(config.caps.adaptive.interval_ms),
     );
-    let resilience = Resilience::new(&config, &metrics)?;
+    let resilience = Resilience::new(
+        &config.retry,
+        config.outlier.clone(),
+        Duration::from_millis(config.timeouts.stream_first_byte_ms),
+        config.errors.expose_upstream_details,
+        &metrics,
+    )?;
     let dispatcher = Arc::new(Dispatcher {
         replicas: Arc::clone(&replicas),
         policy,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Reconciler;
-use crate::{health::AbortOnDrop, replicas::ReplicaChange};
+use crate::{abort::AbortOnDrop, replicas::ReplicaChange};
 
 /// The `discovery.kubernetes` config section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@
 //!
 //! Replicas need not be equal, nor match the configured constants: with `learn_replica_speed`
 //! each replica's constants (steps, prefill per token, queue drain) are fitted online from its
-//! streaming requests' time to first byte and its scraped prefill histogram ([`super::speed`]),
+//! streaming requests' time to first byte and its scraped prefill histogram ([`crate::load`]),
 //! the configured values serving as the prior, and scale its estimate.
 
 use std::{sync::Arc, time::Instant};
@@ -42,12 +42,14 @@ use rand::rngs::SmallRng;
 
 use super::{
     Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
-    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView, Speed},
+    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
     prefix_index::PrefixIndex,
     share::DispatchShare,
-    speed::{Prior, pooled_speeds},
 };
-use crate::replicas::ReplicaId;
+use crate::{
+    load::{Prior, Speed, pooled_speeds},
+    replicas::ReplicaId,
+};
 
 /// The cost policy over a shared prefix index.
 pub struct CostPolicy {

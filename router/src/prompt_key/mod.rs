@@ -5,17 +5,16 @@
 //! on a blocking thread, so tokenizing never stalls the async runtime; the tree then cuts keys to
 //! whole `block_size` blocks. Client-sent token ids are used as they are in both modes.
 
-mod chat;
 mod config;
-mod estimate;
-mod extract;
 mod tokenize;
 
 use std::sync::Arc;
 
 pub use config::PrefixConfig;
-pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
-pub use extract::{RestPrompts, chat_prompt, completion_prompt};
+// The prompt extraction and token estimate live with the request they are parsed from.
+pub use crate::request::{
+    DEFAULT_BYTES_PER_TOKEN, RestPrompts, chat_prompt, completion_prompt, estimate_tokens,
+};
 pub use tokenize::TokenKeyer;
 
 #[cfg(test)]
@@ -78,7 +77,7 @@ impl PromptKeys {
                 match tokio::task::spawn_blocking(move || keyer.encode(&text)).await {
                     Ok(Ok(ids)) => {
                         // Further text prompts of a batch: the first prompt's bytes per token.
-                        let measured = estimate::measured_bytes_per_token(bytes, ids.len());
+                        let measured = crate::request::measured_bytes_per_token(bytes, ids.len());
                         parsed.prompt = Prompt::Tokens(ids);
                         measured
                     }
@@ -101,7 +100,7 @@ impl PromptKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{policy::Endpoint, request};
+    use crate::request::{self, Endpoint};
 
     fn parsed(body: &str, endpoint: Endpoint) -> ParsedRequest {
         request::parse(endpoint, body.as_bytes()).unwrap()

@@ -6,19 +6,22 @@ mod load;
 mod outlier;
 mod serving;
 mod set;
+mod spec;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use http::uri::{Authority, Scheme};
 
+pub use crate::load::ReplicaLoad;
 pub use health_state::HealthState;
-pub use load::{LoadGuard, ReplicaLoad};
-pub use outlier::OutlierDetector;
+pub use load::LoadGuard;
+pub use outlier::{OutlierConfig, OutlierDetector};
 pub use serving::Serving;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
+pub use spec::{ReplicaKvEvents, ReplicaSpec};
 
 use crate::Error;
-use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
+use crate::metrics::ReplicaMetrics;
 
 /// Stable identifier of a replica for its lifetime in the set (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,4 +146,19 @@ impl std::fmt::Debug for Replica {
             .field("in_flight", &self.load.requests())
             .finish()
     }
+}
+
+/// A read-only view of one healthy replica.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    /// Stable id.
+    pub id: ReplicaId,
+    /// Unique name.
+    pub name: &'a str,
+    /// Base URL.
+    pub url: &'a str,
+    /// Relative weight (>= 1).
+    pub weight: u32,
+    /// Live load counters.
+    pub load: &'a ReplicaLoad,
 }

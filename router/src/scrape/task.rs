@@ -14,8 +14,8 @@ use super::{
     ExternalLoad, ScrapeConfig, ScrapeMetrics, ScrapeSignals, ScrapedLoad, prefill_sample,
 };
 use crate::{
-    config::HealthConfig,
-    health::AbortOnDrop,
+    abort::AbortOnDrop,
+    health::HealthConfig,
     policy::PrefixIndex,
     proxy::Proxy,
     replicas::{Replica, ReplicaId, ReplicaSet},

@@ -1,0 +1,59 @@
+//! Per-replica load and learnt state, beneath both the replica set and the policies: in-flight
+//! counters, queued prefill, the latest metrics scrape and the speed learnt online.
+
+mod learn;
+mod pending;
+mod scraped;
+mod signals;
+mod speed;
+mod ttft;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use learn::ConstantFit;
+pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
+pub use scraped::{Engine, LatencyTotals, NoLoadMetrics, ScrapedLoad, SumCount};
+pub use signals::{ExternalLoad, ScrapeSignals, ScrapeSlot, prefill_sample};
+pub use speed::{LearntSpeed, PrefillSample, Prior, SpeedEstimate, pooled_speeds};
+pub use ttft::{Speed, TtftPrediction};
+
+/// Live load of one replica as counted by this router.
+#[derive(Debug, Default)]
+pub struct ReplicaLoad {
+    in_flight_requests: AtomicU64,
+    in_flight_prompt_tokens: AtomicU64,
+    /// The in-flight requests not yet past first byte (queued prefill work).
+    pub pending: PendingLoad,
+    /// The latest scrape of the replica's metrics.
+    pub scraped: ScrapeSlot,
+    /// The replica's cost constants learnt online (by the cost policy).
+    pub speed: SpeedEstimate,
+}
+
+impl ReplicaLoad {
+    /// Requests dispatched to the replica and not finished yet.
+    pub fn requests(&self) -> u64 {
+        self.in_flight_requests.load(Ordering::Relaxed)
+    }
+
+    /// Estimated prompt tokens of those requests.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.in_flight_prompt_tokens.load(Ordering::Relaxed)
+    }
+
+    /// Adds `requests` and `tokens` (the guard's half; tests use it to fake load).
+    pub(crate) fn add(&self, requests: u64, tokens: u64) {
+        self.in_flight_requests
+            .fetch_add(requests, Ordering::Relaxed);
+        self.in_flight_prompt_tokens
+            .fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    /// Removes what `add` added.
+    pub(crate) fn sub(&self, requests: u64, tokens: u64) {
+        self.in_flight_requests
+            .fetch_sub(requests, Ordering::Relaxed);
+        self.in_flight_prompt_tokens
+            .fetch_sub(tokens, Ordering::Relaxed);
+    }
+}
