@@ -29,7 +29,7 @@ use crate::{
     api::{self, AppState},
     auth::Auth,
     config::PolicyName,
-    dispatch::Dispatcher,
+    dispatch::{DispatchSettings, Dispatcher},
     membership::Membership,
     metrics::RouterMetrics,
     policy::{self, PrefixIndex},
@@ -150,18 +150,20 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         config.errors.expose_upstream_details,
         &metrics,
     )?;
-    let dispatcher = Arc::new(Dispatcher {
-        replicas: Arc::clone(&replicas),
+    let dispatcher = Arc::new(Dispatcher::new(
+        Arc::clone(&replicas),
         policy,
         proxy,
         metrics,
-        retry: config.retry.clone(),
-        health: config.health.clone(),
-        idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
-        keys,
         admission,
         resilience,
-    });
+        DispatchSettings {
+            retry: config.retry.clone(),
+            health: config.health.clone(),
+            idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
+            keys,
+        },
+    ));
     let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
     let reloader = Arc::new(Reloader {
         current: parking_lot::Mutex::new(config.clone()),
