@@ -28,7 +28,6 @@ use crate::{
     admission::{Admission, AdmissionMetrics},
     api::{self, AppState},
     auth::Auth,
-    config::PolicyName,
     dispatch::{DispatchSettings, Dispatcher},
     membership::Membership,
     metrics::RouterMetrics,
@@ -64,10 +63,7 @@ pub struct RouterServer {
 pub async fn start(config: Config) -> Result<RouterServer, Error> {
     config.validate("config")?;
     let metrics = Arc::new(RouterMetrics::new()?);
-    let prefix_policy = matches!(
-        config.policy.name,
-        PolicyName::Cost | PolicyName::PrefixAware
-    );
+    let prefix_policy = config.policy.name.keys_prefixes();
     let index = prefix_policy.then(|| Arc::new(PrefixIndex::new(&config.prefix)));
     let keys = if prefix_policy {
         PromptKeys::from_config(&config.prefix)?
@@ -89,8 +85,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         &metrics,
     )?;
     let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
-    let admin_index = index.clone();
     let reload_index = index.clone();
+    let admin_policy = Arc::clone(&policy);
     let auth = Auth::new(&config.auth, metrics.registry())?;
     let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let scraper = Scraper {
@@ -98,7 +94,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         proxy: proxy.clone(),
         config: config.scrape.clone(),
         health: config.health.clone(),
-        index,
+        policy: Arc::clone(&policy),
         unhealthy_grace: Duration::from_millis(config.prefix.unhealthy_grace_ms),
         metrics: ScrapeMetrics::new(metrics.registry())?,
     }
@@ -181,7 +177,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         token: token.into(),
         replicas: Arc::clone(&replicas),
         changes: changes.clone(),
-        index: admin_index,
+        policy: admin_policy,
     });
     let shutting_down = Arc::new(AtomicBool::new(false));
     let app = api::app(AppState {

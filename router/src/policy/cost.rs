@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 
 use super::{
-    Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
+    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
     cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
     prefix_index::PrefixIndex,
     share::DispatchShare,
@@ -254,6 +254,18 @@ impl Policy for CostPolicy {
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.index.remove(replica);
         self.share.remove(replica);
+    }
+
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        self.index.set_capacity(replica, kv_tokens);
+    }
+
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        self.index.remove(replica);
+    }
+
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        Some(self.index.held(replica))
     }
 }
 

@@ -137,6 +137,29 @@ pub trait Policy: Send + Sync {
 
     /// Called when a replica leaves the set.
     fn on_replica_removed(&self, _replica: ReplicaId) {}
+
+    /// Called on each scrape of a replica with its KV-cache capacity in tokens, if it reports
+    /// one (`vllm:cache_config_info`): prefix policies size its share of the tree from it.
+    fn on_capacity_learnt(&self, _replica: ReplicaId, _kv_tokens: Option<u64>) {}
+
+    /// Called once a replica has stayed unhealthy past `prefix.unhealthy_grace_ms`: prefix
+    /// policies forget what it held.
+    fn on_replica_unhealthy(&self, _replica: ReplicaId) {}
+
+    /// What the policy believes `replica` holds of prompt prefixes; `None` for policies that
+    /// keep no prefix tree.
+    fn held_prefix(&self, _replica: ReplicaId) -> Option<HeldPrefix> {
+        None
+    }
+}
+
+/// What a prefix policy believes one replica holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldPrefix {
+    /// Units (bytes or tokens) of prompt prefixes in the replica's part of the tree.
+    pub units: usize,
+    /// How full that part is against the replica's capacity (0..=1).
+    pub fill: f64,
 }
 
 /// Builds the configured policy; its RNG is seeded from `config.seed` or the OS. Prefix
@@ -203,6 +226,12 @@ pub enum PolicyName {
 }
 
 impl PolicyName {
+    /// Whether the policy routes on held prompt prefixes (and so needs a [`PrefixIndex`] and
+    /// prompt keys).
+    pub fn keys_prefixes(self) -> bool {
+        matches!(self, Self::Cost | Self::PrefixAware)
+    }
+
     /// The name as written in config.
     pub fn as_str(self) -> &'static str {
         match self {

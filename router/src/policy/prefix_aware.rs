@@ -13,7 +13,7 @@ use rand::{Rng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Decision, DecisionReason, Policy, ReplicaView, RouteRequest, cost::matched_tokens,
+    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest, cost::matched_tokens,
     prefix_index::PrefixIndex,
 };
 use crate::replicas::ReplicaId;
@@ -218,6 +218,18 @@ impl Policy for PrefixAwarePolicy {
 
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.index.remove(replica);
+    }
+
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        self.index.set_capacity(replica, kv_tokens);
+    }
+
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        self.index.remove(replica);
+    }
+
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        Some(self.index.held(replica))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use radix_tree::{RadixTree, TenantId};
 
-use super::PromptKey;
+use super::{HeldPrefix, PromptKey};
 use crate::{kv::PreciseIndex, prompt_key::PrefixConfig, replicas::ReplicaId};
 
 enum Tree {
@@ -219,7 +219,15 @@ impl PrefixIndex {
         }
     }
 
-    /// Key units held for `replica`.
+    /// What the tree holds for `replica`: units and fill.
+    pub fn held(&self, replica: ReplicaId) -> HeldPrefix {
+        HeldPrefix {
+            units: self.units(replica),
+            fill: self.fill(replica),
+        }
+    }
+
+    /// Units (bytes or tokens) the tree holds for `replica`.
     pub fn units(&self, replica: ReplicaId) -> usize {
         match &self.tree {
             Tree::Bytes(tree) => tree.tenant_size(tenant(replica)),
