@@ -94,7 +94,8 @@ impl CostPolicy {
         now: Instant,
         speed: Speed,
     ) -> (ReplicaLoadView, f64) {
-        let pending = view.load.pending.snapshot(now);
+        let reading = view.load_at(now);
+        let pending = reading.pending;
         let [steps, _, queue] = speed.multipliers();
         let queued_s = queue * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
         // Pending requests older than the model says they should be: the replica is behind
@@ -107,12 +108,9 @@ impl CostPolicy {
         let external = view.load.scraped.fresh(now).map(|s| s.external);
         let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
         let load = ReplicaLoadView {
-            inflight: view.load.requests(),
+            inflight: reading.requests,
             pending_tokens: pending.prefill_tokens,
-            decoding_tokens: view
-                .load
-                .prompt_tokens()
-                .saturating_sub(pending.prompt_tokens),
+            decoding_tokens: reading.decoding_tokens(),
             external,
             lag_s,
             speed,

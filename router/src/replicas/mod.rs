@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use http::uri::{Authority, Scheme};
 
-pub use crate::load::ReplicaLoad;
+pub use crate::load::{LoadReading, ReplicaLoad};
 pub use health_state::HealthState;
 pub use load::LoadGuard;
 pub use outlier::{OutlierConfig, OutlierDetector};
@@ -161,4 +161,11 @@ pub struct ReplicaView<'a> {
     pub weight: u32,
     /// Live load counters.
     pub load: &'a ReplicaLoad,
+}
+
+impl ReplicaView<'_> {
+    /// The replica's load at `now`, with its weight.
+    pub fn load_at(&self, now: std::time::Instant) -> LoadReading {
+        self.load.read(self.weight, now)
+    }
 }
