@@ -43,7 +43,7 @@ use rand::rngs::SmallRng;
 use super::{
     Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
     cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
-    prefix_index::PrefixIndex,
+    prefix_index::{PrefixIndex, matched_tokens},
     share::DispatchShare,
 };
 use crate::{
@@ -65,14 +65,6 @@ impl std::fmt::Debug for CostPolicy {
             .field("model", &self.model)
             .finish()
     }
-}
-
-/// Tokens `replica` holds according to `matches` (sorted by replica id).
-pub(crate) fn matched_tokens(matches: &[(ReplicaId, u64)], replica: ReplicaId) -> u64 {
-    matches
-        .iter()
-        .find(|(r, _)| *r == replica)
-        .map_or(0, |(_, t)| *t)
 }
 
 impl CostPolicy {

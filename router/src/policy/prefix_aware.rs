@@ -15,8 +15,8 @@ use rand::{Rng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest, cost::matched_tokens,
-    prefix_index::PrefixIndex,
+    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
+    prefix_index::{PrefixIndex, matched_tokens},
 };
 use crate::{load::LoadReading, replicas::ReplicaId};
 

@@ -244,6 +244,14 @@ impl PrefixIndex {
     }
 }
 
+/// Tokens `replica` holds according to `matches` (sorted by replica id).
+pub(crate) fn matched_tokens(matches: &[(ReplicaId, u64)], replica: ReplicaId) -> u64 {
+    matches
+        .iter()
+        .find(|(r, _)| *r == replica)
+        .map_or(0, |(_, t)| *t)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
