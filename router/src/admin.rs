@@ -17,9 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     Error,
-    config::ReplicaSpec,
-    policy::PrefixIndex,
-    replicas::{Replica, ReplicaChange, ReplicaSet},
+    policy::Policy,
+    replicas::{Replica, ReplicaChange, ReplicaSet, ReplicaSpec},
 };
 
 /// The `admin` config section.
@@ -58,7 +57,8 @@ pub(crate) struct AdminState {
     pub(crate) token: Arc<str>,
     pub(crate) replicas: Arc<ReplicaSet>,
     pub(crate) changes: mpsc::Sender<ReplicaChange>,
-    pub(crate) index: Option<Arc<PrefixIndex>>,
+    /// The routing policy, asked what it believes each replica holds.
+    pub(crate) policy: Arc<dyn Policy>,
 }
 
 /// The `/admin` routes, or none when no token is configured.
@@ -108,13 +108,14 @@ async fn list(State(state): State<AdminState>) -> Response {
     let data: Vec<Value> = snapshot
         .all()
         .iter()
-        .map(|r| describe(r, state.index.as_deref(), now))
+        .map(|r| describe(r, state.policy.as_ref(), now))
         .collect();
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
-fn describe(r: &Replica, index: Option<&PrefixIndex>, now: Instant) -> Value {
+fn describe(r: &Replica, policy: &dyn Policy, now: Instant) -> Value {
     let scraped = r.load.scraped.fresh(now);
+    let held = policy.held_prefix(r.id());
     json!({
         "name": r.name(),
         "url": r.url(),
@@ -131,8 +132,8 @@ fn describe(r: &Replica, index: Option<&PrefixIndex>, now: Instant) -> Value {
         },
         "learnt_ttft_ratio": r.load.speed.ratio(now),
         "cache": {
-            "tree_units": index.map(|i| i.units(r.id())),
-            "tree_fill": index.map(|i| i.fill(r.id())),
+            "tree_units": held.map(|h| h.units),
+            "tree_fill": held.map(|h| h.fill),
             "prefix_cache_hit_rate": scraped.as_ref().and_then(|s| s.load.prefix_cache_hit_rate),
         },
     })

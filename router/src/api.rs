@@ -25,9 +25,8 @@ use serde_json::{Value, json};
 use crate::{
     Error, admin, auth,
     dispatch::{Dispatcher, REQUEST_ID},
-    policy::Endpoint,
     proxy::UpstreamRequest,
-    request::{self, ParsedRequest},
+    request::{self, Endpoint, ParsedRequest},
 };
 
 /// Shared state of the HTTP handlers.
@@ -138,7 +137,7 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
     let facts_slot = &mut facts;
     let result = async {
         let (parts, body) = request.into_parts();
-        let idle = state.dispatcher.idle_timeout;
+        let idle = state.dispatcher.idle_timeout();
         let limit = state.limits.max_body_bytes();
         let bytes = read_body(&parts.headers, body, limit, idle).await?;
         let parsed = match endpoint {
@@ -149,10 +148,10 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
                 facts_slot.model.clone_from(&parsed.model);
                 facts_slot.stream = parsed.stream;
                 crate::models::check_model(
-                    &state.dispatcher.replicas.snapshot(),
+                    &state.dispatcher.replica_snapshot(),
                     parsed.model.as_deref(),
                 )?;
-                state.dispatcher.keys.prepare(&mut parsed).await;
+                state.dispatcher.prepare_key(&mut parsed).await;
                 parsed
             }
         };
@@ -189,7 +188,7 @@ async fn inference(state: AppState, endpoint: Endpoint, request: Request) -> Res
                 tracing::debug!(request_id, %error, "rejected request");
             }
             crate::access_log::log_refused(&facts, error.status().as_u16(), started);
-            error_response(error, state.dispatcher.resilience.expose_upstream_details)
+            error_response(error, state.dispatcher.expose_upstream_details())
         }
     }
 }
@@ -305,26 +304,15 @@ fn new_request_id() -> String {
 
 /// Merges the model lists of all healthy replicas, deduplicated by id.
 async fn models(State(state): State<AppState>) -> Response {
-    let dispatcher = &state.dispatcher;
-    let snapshot = dispatcher.replicas.snapshot();
-    let healthy: Vec<_> = snapshot
-        .all()
-        .iter()
-        .filter(|r| r.is_healthy())
-        .cloned()
-        .collect();
-    if healthy.is_empty() {
-        return Error::NoHealthyReplica.into_response();
-    }
-    let timeout = Duration::from_millis(dispatcher.health.timeout_ms.max(1000));
-    let fetches = healthy
-        .iter()
-        .map(|r| dispatcher.proxy.get(r, "/v1/models", timeout));
-    let results = futures_util::future::join_all(fetches).await;
+    let results = match state.dispatcher.get_from_healthy("/v1/models").await {
+        Ok(results) => results,
+        Err(error) => return error.into_response(),
+    };
     let mut seen = HashSet::new();
     let mut data = Vec::new();
     let mut errors = Vec::new();
-    for (replica, result) in healthy.iter().zip(results) {
+    let total = results.len();
+    for (replica, result) in results {
         let parsed = result
             .map_err(|e| e.to_string())
             .and_then(|(status, body)| {
@@ -351,10 +339,10 @@ async fn models(State(state): State<AppState>) -> Response {
                     }
                 }
             }
-            Err(e) => errors.push(format!("{}: {e}", replica.name())),
+            Err(e) => errors.push(format!("{replica}: {e}")),
         }
     }
-    if errors.len() == healthy.len() {
+    if errors.len() == total {
         return Error::Upstream {
             replica: "all".into(),
             kind: crate::error::UpstreamErrorKind::Protocol,
@@ -370,7 +358,7 @@ async fn health() -> Response {
 }
 
 async fn readiness(State(state): State<AppState>) -> Response {
-    let snapshot = state.dispatcher.replicas.snapshot();
+    let snapshot = state.dispatcher.replica_snapshot();
     let healthy = snapshot.healthy_count();
     let stopping = state.shutting_down.load(Ordering::Relaxed);
     let ready = healthy > 0 && !stopping;
@@ -394,7 +382,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.dispatcher.metrics.render();
+    let text = state.dispatcher.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

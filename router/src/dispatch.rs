@@ -18,8 +18,8 @@ use crate::{
     Error,
     admission::{Admission, Permit},
     body::{BodyMode, InFlight, TrackedBody},
-    config::{HealthConfig, RetryConfig},
     error::UpstreamErrorKind,
+    health::HealthConfig,
     metrics::RouterMetrics,
     policy::{Decision, Policy, ReplicaView, RouteRequest},
     prompt_key::PromptKeys,
@@ -27,6 +27,7 @@ use crate::{
     replicas::{LoadGuard, Replica, ReplicaId, ReplicaSet, Snapshot},
     request::ParsedRequest,
     resilience::Resilience,
+    retry::RetryConfig,
 };
 
 /// Header naming the replica that served the request.
@@ -37,25 +38,38 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Admits requests and sends them to the replica the policy picks.
 pub struct Dispatcher {
     /// The replica set.
-    pub replicas: Arc<ReplicaSet>,
+    replicas: Arc<ReplicaSet>,
     /// The routing policy.
-    pub policy: Arc<dyn Policy>,
+    policy: Arc<dyn Policy>,
     /// The upstream client.
-    pub proxy: Proxy,
+    proxy: Proxy,
     /// Router metrics.
-    pub metrics: Arc<RouterMetrics>,
+    metrics: Arc<RouterMetrics>,
     /// Retry budget.
-    pub retry: RetryConfig,
+    retry: RetryConfig,
     /// Health settings for passive marking.
-    pub health: HealthConfig,
+    health: HealthConfig,
     /// Longest pause inside a response body.
+    idle_timeout: Duration,
+    /// How prompt keys are made (bytes, or tokens off the async threads).
+    keys: PromptKeys,
+    /// The admission queue and replica caps.
+    admission: Admission,
+    /// Retry budget, outlier ejection, streaming first-byte timeout, error exposure.
+    resilience: Resilience,
+}
+
+/// The dispatcher's settings taken from config.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Retries of requests that never reached a replica.
+    pub retry: RetryConfig,
+    /// Health settings for passive marking (and the timeout of fan-out GETs).
+    pub health: HealthConfig,
+    /// Longest pause inside a request or response body.
     pub idle_timeout: Duration,
     /// How prompt keys are made (bytes, or tokens off the async threads).
     pub keys: PromptKeys,
-    /// The admission queue and replica caps.
-    pub admission: Admission,
-    /// Retry budget, outlier ejection, streaming first-byte timeout, error exposure.
-    pub resilience: Resilience,
 }
 
 /// The replica the policy chose for one attempt.
@@ -82,6 +96,78 @@ enum Cause {
 }
 
 impl Dispatcher {
+    /// A dispatcher over `replicas`, routing with `policy` through `proxy`.
+    pub fn new(
+        replicas: Arc<ReplicaSet>,
+        policy: Arc<dyn Policy>,
+        proxy: Proxy,
+        metrics: Arc<RouterMetrics>,
+        admission: Admission,
+        resilience: Resilience,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            replicas,
+            policy,
+            proxy,
+            metrics,
+            retry: settings.retry,
+            health: settings.health,
+            idle_timeout: settings.idle_timeout,
+            keys: settings.keys,
+            admission,
+            resilience,
+        }
+    }
+
+    /// The replica set as it is now.
+    pub fn replica_snapshot(&self) -> Arc<Snapshot> {
+        self.replicas.snapshot()
+    }
+
+    /// Longest pause allowed inside a request or response body.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Finalises the prompt key of `parsed` (tokenizing in token mode); see
+    /// [`PromptKeys::prepare`].
+    pub async fn prepare_key(&self, parsed: &mut ParsedRequest) {
+        self.keys.prepare(parsed).await;
+    }
+
+    /// Whether clients see replicas' own error bodies and failure details.
+    pub fn expose_upstream_details(&self) -> bool {
+        self.resilience.expose_upstream_details
+    }
+
+    /// The router's metrics in Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// GETs `path` on every healthy replica at once (timeout: the probe timeout, at least 1 s);
+    /// each replica's name with its status and body or why it failed. No healthy replica is an
+    /// error.
+    pub async fn get_from_healthy(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(String, Result<(u16, Bytes), Error>)>, Error> {
+        let snapshot = self.replicas.snapshot();
+        let healthy: Vec<_> = snapshot.all().iter().filter(|r| r.is_healthy()).collect();
+        if healthy.is_empty() {
+            return Err(Error::NoHealthyReplica);
+        }
+        let timeout = Duration::from_millis(self.health.timeout_ms.max(1000));
+        let fetches = healthy.iter().map(|r| self.proxy.get(r, path, timeout));
+        let results = futures_util::future::join_all(fetches).await;
+        Ok(healthy
+            .iter()
+            .map(|r| r.name().to_owned())
+            .zip(results)
+            .collect())
+    }
+
     /// Routes one request and returns the streaming response, or the error to send instead.
     pub async fn dispatch(
         &self,

@@ -2,19 +2,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::task::JoinHandle;
+use serde::{Deserialize, Serialize};
 
-use crate::{config::HealthConfig, proxy::Proxy, replicas::Replica};
-
-/// Aborts the wrapped task when dropped, so removed replicas stop being probed.
-#[derive(Debug)]
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+use crate::{abort::AbortOnDrop, proxy::Proxy, replicas::Replica};
 
 /// Spawns the probe loop of `replica`.
 pub(crate) fn spawn_probe(
@@ -45,4 +35,38 @@ pub(crate) fn spawn_probe(
             }
         }
     }))
+}
+
+/// Active (`GET /health`) and passive (errors on real traffic) health checking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Turn health checking on; when off every replica is always considered healthy.
+    pub enabled: bool,
+    /// Path probed on each replica.
+    pub path: String,
+    /// Milliseconds between probes of one replica.
+    pub interval_ms: u64,
+    /// Milliseconds before a probe counts as failed.
+    pub timeout_ms: u64,
+    /// Consecutive successful probes that bring an unhealthy replica back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures (probes, connect errors, 5xx) that mark a replica unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Count connect errors and 5xx responses on real traffic as failures.
+    pub passive: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/health".to_owned(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            passive: true,
+        }
+    }
 }

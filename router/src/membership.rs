@@ -6,8 +6,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 
 use crate::{
-    config::HealthConfig,
-    health::{AbortOnDrop, spawn_probe},
+    abort::AbortOnDrop,
+    health::{HealthConfig, spawn_probe},
     models::{ModelsConfig, spawn_refresh},
     policy::Policy,
     proxy::Proxy,

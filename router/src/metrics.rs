@@ -42,7 +42,7 @@ pub struct RouterMetrics {
 }
 
 /// The `constant` label values of `router_replica_cost_constant_seconds`, in the order of
-/// [`crate::policy::SpeedEstimate::constants`].
+/// [`crate::load::SpeedEstimate::constants`].
 pub const COST_CONSTANTS: [&str; 3] = ["step", "prefill_per_token", "queue_per_token"];
 
 /// Handles of one replica's labelled series, resolved once when the replica joins.

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Error, health::AbortOnDrop, proxy::Proxy, replicas::Replica, replicas::Snapshot};
+use crate::{Error, abort::AbortOnDrop, proxy::Proxy, replicas::Replica, replicas::Snapshot};
 
 /// The `models` config section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,9 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use crate::{Error, config::TimeoutConfig, error::UpstreamErrorKind, replicas::Replica};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, error::UpstreamErrorKind, replicas::Replica};
 
 /// A request ready to forward: the received bytes and headers, unchanged.
 #[derive(Debug, Clone)]
@@ -198,6 +200,44 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// Timeouts, all in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    /// TCP connect to a replica.
+    pub connect_ms: u64,
+    /// From sending a non-streaming request to receiving response headers (vLLM sends them
+    /// with the whole answer, so this bounds generation time).
+    pub first_byte_ms: u64,
+    /// From sending a streaming request to receiving response headers (vLLM sends them before
+    /// generating): past it the request is re-sent elsewhere, so a stalled replica costs this.
+    pub stream_first_byte_ms: u64,
+    /// Longest time a client may take to send its request headers (slowloris guard); also how
+    /// long an idle keep-alive connection waits for its next request (uvicorn's is 5 s).
+    pub header_read_ms: u64,
+    /// Longest pause between two chunks of a response body, and longest wait for a request body.
+    pub idle_ms: u64,
+    /// How long shutdown waits for in-flight requests to finish.
+    pub shutdown_drain_ms: u64,
+    /// On shutdown, how long `/readiness` answers 503 before the listener closes (lets a load
+    /// balancer stop sending first).
+    pub shutdown_unready_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 1000,
+            first_byte_ms: 120_000,
+            stream_first_byte_ms: 2_000,
+            header_read_ms: 10_000,
+            idle_ms: 60_000,
+            shutdown_drain_ms: 10_000,
+            shutdown_unready_ms: 0,
+        }
+    }
 }
 
 #[cfg(test)]

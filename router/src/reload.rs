@@ -15,32 +15,16 @@ use std::{
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use prometheus::{Gauge, IntCounterVec, Opts, Registry};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::{
     Config, Error,
+    abort::AbortOnDrop,
     auth::Auth,
-    config::{ConfigOverrides, LoggingConfig, PolicyName},
-    health::AbortOnDrop,
-    policy::{self, Decision, Policy, PrefixIndex, ReplicaView, RouteRequest},
+    config::{ConfigOverrides, LoggingConfig},
+    policy::{self, Decision, HeldPrefix, Policy, PrefixIndex, ReplicaView, RouteRequest},
     replicas::{ReplicaChange, ReplicaId, ReplicaSet},
 };
-
-/// The `reload` config section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReloadConfig {
-    /// Milliseconds between two checks of the config file's modification time; 0 turns file
-    /// watching off (SIGHUP still reloads).
-    pub watch_ms: u64,
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        Self { watch_ms: 2000 }
-    }
-}
 
 /// A policy that can be replaced while requests are routed through it.
 pub(crate) struct SwapPolicy {
@@ -78,6 +62,18 @@ impl Policy for SwapPolicy {
 
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.current.load().on_replica_removed(replica);
+    }
+
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        self.current.load().on_capacity_learnt(replica, kv_tokens);
+    }
+
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        self.current.load().on_replica_unhealthy(replica);
+    }
+
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        self.current.load().held_prefix(replica)
     }
 }
 
@@ -269,7 +265,7 @@ impl Reloader {
     /// The prefix tree a new policy shares; a router that started with a non-prefix policy in
     /// byte mode gets one now (token mode would need the tokenizer loaded at start).
     fn index_for(&self, new: &Config) -> Result<Option<Arc<PrefixIndex>>, Error> {
-        let prefix_policy = matches!(new.policy.name, PolicyName::Cost | PolicyName::PrefixAware);
+        let prefix_policy = new.policy.name.keys_prefixes();
         let mut index = self.index.lock();
         if index.is_none() && prefix_policy {
             if new.prefix.tokenizer.is_some() {

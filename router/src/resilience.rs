@@ -3,7 +3,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{Config, Error, metrics::RouterMetrics, replicas::OutlierDetector, retry::RetryBudget};
+use crate::{
+    Error,
+    metrics::RouterMetrics,
+    replicas::{OutlierConfig, OutlierDetector},
+    retry::{RetryBudget, RetryConfig},
+};
 
 /// Failure handling state shared by every request.
 pub struct Resilience {
@@ -18,16 +23,20 @@ pub struct Resilience {
 }
 
 impl Resilience {
-    /// Builds it from `config`, registering the ejection metrics in `metrics`' registry.
-    pub fn new(config: &Config, metrics: &RouterMetrics) -> Result<Self, Error> {
+    /// Builds it from the `retry` and `outlier` sections, the streaming first-byte timeout and
+    /// `errors.expose_upstream_details`, registering the ejection metrics in `metrics`' registry.
+    pub fn new(
+        retry: &RetryConfig,
+        outlier: OutlierConfig,
+        stream_first_byte: Duration,
+        expose_upstream_details: bool,
+        metrics: &RouterMetrics,
+    ) -> Result<Self, Error> {
         Ok(Self {
-            budget: RetryBudget::new(&config.retry),
-            outliers: Arc::new(OutlierDetector::new(
-                config.outlier.clone(),
-                metrics.registry(),
-            )?),
-            stream_first_byte: Duration::from_millis(config.timeouts.stream_first_byte_ms),
-            expose_upstream_details: config.errors.expose_upstream_details,
+            budget: RetryBudget::new(retry),
+            outliers: Arc::new(OutlierDetector::new(outlier, metrics.registry())?),
+            stream_first_byte,
+            expose_upstream_details,
         })
     }
 }

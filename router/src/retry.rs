@@ -7,8 +7,7 @@ use std::{
 };
 
 use rand::Rng;
-
-use crate::config::RetryConfig;
+use serde::{Deserialize, Serialize};
 
 /// One retry in budget units; each request deposits `budget_percent` hundredths of it.
 const UNIT: u64 = 100;
@@ -68,6 +67,35 @@ impl RetryBudget {
         }
         let ms = ceiling.as_micros() as u64;
         Duration::from_micros(rand::rng().random_range(0..=ms))
+    }
+}
+
+/// Retries of requests that failed before any response byte reached the client (connect
+/// error, 5xx, connection closed before headers, first-byte timeout); 4xx are never retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Extra attempts per request, each on a replica not tried yet.
+    pub max_retries: u32,
+    /// First back-off before a retry; doubles per attempt, with full jitter.
+    pub backoff_base_ms: u64,
+    /// Longest back-off before a retry.
+    pub backoff_max_ms: u64,
+    /// Retries allowed across the router, as a percentage of requests (on top of `budget_min`).
+    pub budget_percent: u32,
+    /// Retries always allowed however few requests arrived (the budget's floor and burst).
+    pub budget_min: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            backoff_base_ms: 10,
+            backoff_max_ms: 200,
+            budget_percent: 20,
+            budget_min: 10,
+        }
     }
 }
 

@@ -23,13 +23,12 @@ use tokio::{
 
 use crate::{
     Config, Error,
+    abort::AbortOnDrop,
     admin::AdminState,
     admission::{Admission, AdmissionMetrics},
     api::{self, AppState},
     auth::Auth,
-    config::PolicyName,
-    dispatch::Dispatcher,
-    health::AbortOnDrop,
+    dispatch::{DispatchSettings, Dispatcher},
     membership::Membership,
     metrics::RouterMetrics,
     policy::{self, PrefixIndex},
@@ -64,10 +63,7 @@ pub struct RouterServer {
 pub async fn start(config: Config) -> Result<RouterServer, Error> {
     config.validate("config")?;
     let metrics = Arc::new(RouterMetrics::new()?);
-    let prefix_policy = matches!(
-        config.policy.name,
-        PolicyName::Cost | PolicyName::PrefixAware
-    );
+    let prefix_policy = config.policy.name.keys_prefixes();
     let index = prefix_policy.then(|| Arc::new(PrefixIndex::new(&config.prefix)));
     let keys = if prefix_policy {
         PromptKeys::from_config(&config.prefix)?
@@ -81,11 +77,17 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     )?));
     let policy: Arc<dyn policy::Policy> = swap.clone();
     let replicas = Arc::new(ReplicaSet::new((*metrics).clone()));
-    let kv_events = crate::kv::spawn(&config, index.as_deref(), &replicas, &metrics)?;
     let precise = index.as_ref().and_then(|i| i.precise().cloned());
+    let kv_events = crate::kv::spawn(
+        &config.prefix.kv_events,
+        &config.replicas,
+        precise.as_ref(),
+        &replicas,
+        &metrics,
+    )?;
     let proxy = Proxy::new(&config.timeouts).with_authorization(config.auth.upstream.header());
-    let admin_index = index.clone();
     let reload_index = index.clone();
+    let admin_policy = Arc::clone(&policy);
     let auth = Auth::new(&config.auth, metrics.registry())?;
     let reload_metrics = ReloadMetrics::new(metrics.registry())?;
     let scraper = Scraper {
@@ -93,7 +95,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         proxy: proxy.clone(),
         config: config.scrape.clone(),
         health: config.health.clone(),
-        index,
+        policy: Arc::clone(&policy),
         unhealthy_grace: Duration::from_millis(config.prefix.unhealthy_grace_ms),
         metrics: ScrapeMetrics::new(metrics.registry())?,
     }
@@ -138,19 +140,27 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         Arc::clone(&replicas),
         Duration::from_millis(config.caps.adaptive.interval_ms),
     );
-    let resilience = Resilience::new(&config, &metrics)?;
-    let dispatcher = Arc::new(Dispatcher {
-        replicas: Arc::clone(&replicas),
+    let resilience = Resilience::new(
+        &config.retry,
+        config.outlier.clone(),
+        Duration::from_millis(config.timeouts.stream_first_byte_ms),
+        config.errors.expose_upstream_details,
+        &metrics,
+    )?;
+    let dispatcher = Arc::new(Dispatcher::new(
+        Arc::clone(&replicas),
         policy,
         proxy,
         metrics,
-        retry: config.retry.clone(),
-        health: config.health.clone(),
-        idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
-        keys,
         admission,
         resilience,
-    });
+        DispatchSettings {
+            retry: config.retry.clone(),
+            health: config.health.clone(),
+            idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
+            keys,
+        },
+    ));
     let limits = Arc::new(LiveLimits::new(config.limits.max_body_bytes));
     let reloader = Arc::new(Reloader {
         current: parking_lot::Mutex::new(config.clone()),
@@ -168,7 +178,7 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         token: token.into(),
         replicas: Arc::clone(&replicas),
         changes: changes.clone(),
-        index: admin_index,
+        policy: admin_policy,
     });
     let shutting_down = Arc::new(AtomicBool::new(false));
     let app = api::app(AppState {

@@ -1,7 +1,7 @@
 //! Scraped replica metrics feed decisions: waiting requests other clients put on a replica move
 //! traffic away from it; a failing scrape is stale and decisions fall back to the router's own
 //! counts; scrape failures feed health, and a replica unhealthy past the grace period is dropped
-//! from the prefix tree.
+//! from the prefix tree; a replica's reported KV capacity sizes its part of the tree.
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
@@ -225,6 +225,52 @@ async fn scrape_failures_mark_unhealthy_and_the_tree_forgets_after_the_grace_per
     );
 
     router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
+
+/// The capacity a replica reports (`vllm:cache_config_info`) reaches the prefix policy through
+/// its lifecycle hook: the admin API's `tree_fill` is measured against it, not the fallback cap.
+#[tokio::test]
+async fn learnt_capacity_sizes_the_prefix_policys_tree() {
+    // 8 blocks of 16 tokens: 128 tokens, 512 bytes of prompt in byte mode (4 bytes a token).
+    let sims = start_sims(
+        1,
+        SimConfig {
+            num_gpu_blocks: 8,
+            block_size: 16,
+            ..SimConfig::zero_delay()
+        },
+    )
+    .await;
+    for policy in ["cost", "prefix_aware"] {
+        let extra = "scrape:\n  interval_ms: 50\nadmin:\n  token: adm-token\n";
+        let router = start_router(&router_yaml(&sims, policy, extra)).await;
+        let client = reqwest::Client::new();
+        // 300 bytes: about 0.59 of the learnt cap, 0.00008 of the 1M-token fallback.
+        let text = format!("{policy} {}", "x".repeat(300 - policy.len() - 1));
+        route(&client, &router, &text).await;
+        wait_until(
+            Duration::from_secs(10),
+            "tree fill measured against the learnt capacity",
+            || async {
+                let body: serde_json::Value = client
+                    .get(format!("{}/admin/replicas", router.url()))
+                    .bearer_auth("adm-token")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let fill = body["data"][0]["cache"]["tree_fill"].as_f64();
+                fill.is_some_and(|f| (0.5..0.7).contains(&f))
+            },
+        )
+        .await;
+        router.shutdown().await;
+    }
     for sim in sims {
         sim.shutdown().await;
     }

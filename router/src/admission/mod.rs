@@ -35,10 +35,9 @@ pub use metrics::AdmissionMetrics;
 
 use crate::{
     Error,
-    policy::Endpoint,
     proxy::UpstreamRequest,
     replicas::{ReplicaSet, Snapshot},
-    request::ParsedRequest,
+    request::{Endpoint, ParsedRequest},
 };
 
 /// Response header with the milliseconds the request waited in the admission queue.

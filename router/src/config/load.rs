@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::shorthand::Shorthand;
 use super::sources::{Flag, Sources};
-use super::{Config, PolicyName, ReplicaSpec};
+use super::{Config, PolicyName};
 use crate::Error;
 
 /// Values given on the command line; each one set wins over the file and the environment.
@@ -154,43 +154,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-impl ReplicaSpec {
-    /// The name used in metrics and headers: `name`, or the URL's `host:port`.
-    pub fn resolved_name(&self) -> String {
-        match (&self.name, self.base_uri()) {
-            (Some(name), _) => name.clone(),
-            (None, Ok(uri)) => uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-            (None, Err(_)) => self.url.clone(),
-        }
-    }
-
-    /// Parses `url` into an `http://host:port[/prefix]` URI or says why it cannot.
-    pub fn base_uri(&self) -> Result<http::Uri, Error> {
-        let bad = |reason: String| Error::ReplicaUrl {
-            url: self.url.clone(),
-            reason,
-        };
-        let uri: http::Uri = self
-            .url
-            .parse()
-            .map_err(|e| bad(format!("not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(bad(format!("scheme `{other}` is not supported (use http)")));
-            }
-            None => return Err(bad("no scheme (expected http://host:port)".into())),
-        }
-        if uri.authority().is_none() {
-            return Err(bad("no host".into()));
-        }
-        if uri.query().is_some() {
-            return Err(bad("must not have a query string".into()));
-        }
-        Ok(uri)
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     Reconciler,
     dns_wire::{Answer, encode_query, parse_answer},
 };
-use crate::{error::Error, health::AbortOnDrop, replicas::ReplicaChange};
+use crate::{abort::AbortOnDrop, error::Error, replicas::ReplicaChange};
 
 /// The `discovery.dns` config section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

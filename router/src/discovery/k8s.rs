@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Reconciler;
-use crate::{error::Error, health::AbortOnDrop, replicas::ReplicaChange};
+use crate::{abort::AbortOnDrop, error::Error, replicas::ReplicaChange};
 
 /// The `discovery.kubernetes` config section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::ReplicaSpec, replicas::ReplicaChange};
+use crate::{replicas::ReplicaChange, replicas::ReplicaSpec};
 
 /// The `discovery` config section; each source is off unless configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

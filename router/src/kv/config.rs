@@ -2,16 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One replica's event sockets (vLLM's `--kv-events-config` endpoint and replay endpoint).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplicaKvEvents {
-    /// PUB endpoint to subscribe to, e.g. `tcp://10.0.0.5:5557`.
-    pub endpoint: String,
-    /// ROUTER endpoint that replays missed batches, e.g. `tcp://10.0.0.5:5558`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_endpoint: Option<String>,
-}
+/// Declared with the replica spec that names it; re-exported here with the other settings.
+pub use crate::replicas::ReplicaKvEvents;
 
 /// `prefix.kv_events`: subscribe to every replica's KV-cache events (token mode only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

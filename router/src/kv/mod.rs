@@ -25,23 +25,25 @@ pub(crate) use task::KvManager;
 use std::sync::Arc;
 
 use crate::{
-    Config, Error, health::AbortOnDrop, metrics::RouterMetrics, policy::PrefixIndex,
-    replicas::ReplicaSet,
+    Error,
+    abort::AbortOnDrop,
+    metrics::RouterMetrics,
+    replicas::{ReplicaSet, ReplicaSpec},
 };
 
-/// Starts the subscriber manager when the prefix index has a precise part (token mode with
-/// `prefix.kv_events.enabled`); `None` otherwise.
+/// Starts the subscriber manager when the prefix index has a `precise` part (token mode with
+/// `prefix.kv_events.enabled`); `None` otherwise. `specs` are the configured replicas.
 pub(crate) fn spawn(
-    config: &Config,
-    index: Option<&PrefixIndex>,
+    config: &KvEventsConfig,
+    specs: &[ReplicaSpec],
+    precise: Option<&Arc<PreciseIndex>>,
     replicas: &Arc<ReplicaSet>,
     metrics: &RouterMetrics,
 ) -> Result<Option<AbortOnDrop>, Error> {
-    let Some(precise) = index.and_then(PrefixIndex::precise) else {
+    let Some(precise) = precise else {
         return Ok(None);
     };
-    let specs = config
-        .replicas
+    let specs = specs
         .iter()
         .filter_map(|spec| {
             let kv = spec.kv_events.clone()?;
@@ -50,7 +52,7 @@ pub(crate) fn spawn(
         .collect();
     Ok(Some(
         KvManager {
-            config: config.prefix.kv_events.clone(),
+            config: config.clone(),
             specs,
             replicas: Arc::clone(replicas),
             index: Arc::clone(precise),

@@ -17,7 +17,7 @@ use super::config::{KvEventsConfig, ReplicaKvEvents};
 use super::index::{PreciseIndex, StreamState};
 use super::ingest::Ingestor;
 use super::metrics::KvMetrics;
-use crate::health::AbortOnDrop;
+use crate::abort::AbortOnDrop;
 use crate::replicas::{ReplicaId, ReplicaSet};
 
 /// How often the manager looks at the replica set and sweeps expired `Sent` holds.

@@ -32,7 +32,7 @@
 //!
 //! Replicas need not be equal, nor match the configured constants: with `learn_replica_speed`
 //! each replica's constants (steps, prefill per token, queue drain) are fitted online from its
-//! streaming requests' time to first byte and its scraped prefill histogram ([`super::speed`]),
+//! streaming requests' time to first byte and its scraped prefill histogram ([`crate::load`]),
 //! the configured values serving as the prior, and scale its estimate.
 
 use std::{sync::Arc, time::Instant};
@@ -41,13 +41,15 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 
 use super::{
-    Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
-    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView, Speed},
-    prefix_index::PrefixIndex,
+    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
+    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
+    prefix_index::{PrefixIndex, matched_tokens},
     share::DispatchShare,
-    speed::{Prior, pooled_speeds},
 };
-use crate::replicas::ReplicaId;
+use crate::{
+    load::{Prior, Speed, pooled_speeds},
+    replicas::ReplicaId,
+};
 
 /// The cost policy over a shared prefix index.
 pub struct CostPolicy {
@@ -63,14 +65,6 @@ impl std::fmt::Debug for CostPolicy {
             .field("model", &self.model)
             .finish()
     }
-}
-
-/// Tokens `replica` holds according to `matches` (sorted by replica id).
-pub(crate) fn matched_tokens(matches: &[(ReplicaId, u64)], replica: ReplicaId) -> u64 {
-    matches
-        .iter()
-        .find(|(r, _)| *r == replica)
-        .map_or(0, |(_, t)| *t)
 }
 
 impl CostPolicy {
@@ -92,7 +86,8 @@ impl CostPolicy {
         now: Instant,
         speed: Speed,
     ) -> (ReplicaLoadView, f64) {
-        let pending = view.load.pending.snapshot(now);
+        let reading = view.load_at(now);
+        let pending = reading.pending;
         let [steps, _, queue] = speed.multipliers();
         let queued_s = queue * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
         // Pending requests older than the model says they should be: the replica is behind
@@ -105,12 +100,9 @@ impl CostPolicy {
         let external = view.load.scraped.fresh(now).map(|s| s.external);
         let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
         let load = ReplicaLoadView {
-            inflight: view.load.requests(),
+            inflight: reading.requests,
             pending_tokens: pending.prefill_tokens,
-            decoding_tokens: view
-                .load
-                .prompt_tokens()
-                .saturating_sub(pending.prompt_tokens),
+            decoding_tokens: reading.decoding_tokens(),
             external,
             lag_s,
             speed,
@@ -252,6 +244,18 @@ impl Policy for CostPolicy {
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.index.remove(replica);
         self.share.remove(replica);
+    }
+
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        self.index.set_capacity(replica, kv_tokens);
+    }
+
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        self.index.remove(replica);
+    }
+
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        Some(self.index.held(replica))
     }
 }
 

@@ -1,14 +1,15 @@
-//! Load as a comparable metric, so balancing policies are generic over how load is measured.
+//! Load as a comparable metric over a [`LoadReading`], so balancing policies are generic over
+//! how load is compared.
 
-use super::ReplicaView;
+use crate::load::LoadReading;
 
-/// Measures a replica's load; lower metrics are less loaded.
+/// Compares replicas' loads; lower metrics are less loaded.
 pub trait Load: Send + Sync {
     /// The comparable load value.
     type Metric: PartialOrd + std::fmt::Debug;
 
-    /// The load of `replica` right now.
-    fn load(&self, replica: &ReplicaView<'_>) -> Self::Metric;
+    /// The load of a replica read as `reading`.
+    fn load(&self, reading: &LoadReading) -> Self::Metric;
 }
 
 /// In-flight requests then in-flight prompt tokens, each divided by the replica's weight.
@@ -27,11 +28,10 @@ pub struct InFlightLoad;
 impl Load for InFlightLoad {
     type Metric = InFlight;
 
-    fn load(&self, replica: &ReplicaView<'_>) -> InFlight {
-        let weight = f64::from(replica.weight.max(1));
+    fn load(&self, reading: &LoadReading) -> InFlight {
         InFlight {
-            requests: replica.load.requests() as f64 / weight,
-            tokens: replica.load.prompt_tokens() as f64 / weight,
+            requests: reading.requests_per_weight(),
+            tokens: reading.prompt_tokens_per_weight(),
         }
     }
 }
@@ -48,7 +48,8 @@ mod tests {
         f.loads[1].add(1, 10);
         f.loads[2].add(2, 10);
         let v = f.views();
-        let l = |i: usize| InFlightLoad.load(&v[i]);
+        let now = std::time::Instant::now();
+        let l = |i: usize| InFlightLoad.load(&v[i].load_at(now));
         assert!(l(1) < l(0), "same requests: fewer tokens is less loaded");
         assert_eq!(l(2).requests, 1.0, "weight 2 halves the load");
         assert!(l(2) < l(0));

@@ -5,91 +5,39 @@
 
 mod cost;
 mod cost_model;
-mod learn;
 mod load;
-mod pending;
 mod power_of_two;
 mod prefix_aware;
 mod prefix_index;
 mod random;
 mod round_robin;
 mod share;
-mod speed;
 
 use std::sync::Arc;
 
 use rand::{SeedableRng, rngs::SmallRng};
 
 pub use cost::CostPolicy;
-pub use cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView, Speed, TtftPrediction};
-pub use learn::ConstantFit;
+pub use cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView};
 pub use load::{InFlight, InFlightLoad, Load};
-pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
 pub use power_of_two::PowerOfTwo;
 pub use prefix_aware::{PrefixAwareConfig, PrefixAwarePolicy, PrefixCandidate, PrefixReason};
 pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 pub use share::DispatchShare;
-pub use speed::{LearntSpeed, PrefillSample, Prior, SpeedEstimate, pooled_speeds};
-
-use crate::{
-    Error,
-    config::{PolicyConfig, PolicyName},
-    replicas::{ReplicaId, ReplicaLoad},
+// The policies' per-replica state lives beneath both them and the replica set, in `load`; the
+// request-shaped types with the request; the replica view with the replicas.
+pub use crate::load::{
+    ConstantFit, LearntSpeed, PendingLoad, PendingSnapshot, PendingTicket, PrefillSample, Prior,
+    Speed, SpeedEstimate, TtftPrediction, pooled_speeds,
 };
+pub use crate::replicas::ReplicaView;
+pub use crate::request::{Endpoint, PromptKey, RouteRequest};
 
-/// Which API a request targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /v1/completions`.
-    Completions,
-    /// `POST /v1/chat/completions`.
-    ChatCompletions,
-    /// Any other `/v1/*` route passed through.
-    Other,
-}
+use serde::{Deserialize, Serialize};
 
-/// The prompt as a policy may key on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptKey<'a> {
-    /// No prompt (pass-through routes).
-    Empty,
-    /// Prompt text: the completion prompt or the rendered chat messages.
-    Text(&'a str),
-    /// Prompt given as token ids.
-    Tokens(&'a [u32]),
-}
-
-/// What a policy knows about the request being routed.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteRequest<'a> {
-    /// Target endpoint.
-    pub endpoint: Endpoint,
-    /// The `model` field, if any.
-    pub model: Option<&'a str>,
-    /// The prompt key.
-    pub prompt: PromptKey<'a>,
-    /// Estimated prompt length in tokens.
-    pub prompt_tokens_estimate: usize,
-    /// The `priority` field (lower is served first by vLLM), if any.
-    pub priority: Option<i64>,
-}
-
-/// A read-only view of one healthy replica.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplicaView<'a> {
-    /// Stable id.
-    pub id: ReplicaId,
-    /// Unique name.
-    pub name: &'a str,
-    /// Base URL.
-    pub url: &'a str,
-    /// Relative weight (>= 1).
-    pub weight: u32,
-    /// Live load counters.
-    pub load: &'a ReplicaLoad,
-}
+use crate::{Error, replicas::ReplicaId};
 
 /// Why a policy chose a replica; a metric label and a log field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +137,29 @@ pub trait Policy: Send + Sync {
 
     /// Called when a replica leaves the set.
     fn on_replica_removed(&self, _replica: ReplicaId) {}
+
+    /// Called on each scrape of a replica with its KV-cache capacity in tokens, if it reports
+    /// one (`vllm:cache_config_info`): prefix policies size its share of the tree from it.
+    fn on_capacity_learnt(&self, _replica: ReplicaId, _kv_tokens: Option<u64>) {}
+
+    /// Called once a replica has stayed unhealthy past `prefix.unhealthy_grace_ms`: prefix
+    /// policies forget what it held.
+    fn on_replica_unhealthy(&self, _replica: ReplicaId) {}
+
+    /// What the policy believes `replica` holds of prompt prefixes; `None` for policies that
+    /// keep no prefix tree.
+    fn held_prefix(&self, _replica: ReplicaId) -> Option<HeldPrefix> {
+        None
+    }
+}
+
+/// What a prefix policy believes one replica holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldPrefix {
+    /// Units (bytes or tokens) of prompt prefixes in the replica's part of the tree.
+    pub units: usize,
+    /// How full that part is against the replica's capacity (0..=1).
+    pub fill: f64,
 }
 
 /// Builds the configured policy; its RNG is seeded from `config.seed` or the OS. Prefix
@@ -237,10 +208,73 @@ pub(crate) fn total_weight(candidates: &[ReplicaView<'_>]) -> u64 {
     candidates.iter().map(|c| u64::from(c.weight.max(1))).sum()
 }
 
+/// Names of the available policies (the CLI's `--policy` values derive from this enum too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Cycle through healthy replicas (by weight).
+    RoundRobin,
+    /// Pick a healthy replica at random (by weight).
+    Random,
+    /// Sample two healthy replicas, send to the less loaded one.
+    PowerOfTwo,
+    /// Longest held prefix unless load is imbalanced (SGLang cache-aware style).
+    PrefixAware,
+    /// Lowest estimated time to first token from held prefix and load (the default).
+    Cost,
+}
+
+impl PolicyName {
+    /// Whether the policy routes on held prompt prefixes (and so needs a [`PrefixIndex`] and
+    /// prompt keys).
+    pub fn keys_prefixes(self) -> bool {
+        matches!(self, Self::Cost | Self::PrefixAware)
+    }
+
+    /// The name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Random => "random",
+            Self::PowerOfTwo => "power_of_two",
+            Self::PrefixAware => "prefix_aware",
+            Self::Cost => "cost",
+        }
+    }
+}
+
+/// Which policy routes requests, and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy.
+    pub name: PolicyName,
+    /// Seed for the policy's RNG; unset means seeded from the OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Constants of the `cost` policy's time-to-first-token model.
+    pub cost: crate::policy::CostConfig,
+    /// Thresholds of the `prefix_aware` policy.
+    pub prefix_aware: crate::policy::PrefixAwareConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            name: PolicyName::Cost,
+            seed: None,
+            cost: crate::policy::CostConfig::default(),
+            prefix_aware: crate::policy::PrefixAwareConfig::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Candidate lists for policy unit tests.
     use super::*;
+    use crate::load::ReplicaLoad;
 
     /// Owned replicas loads to borrow views from.
     pub(crate) struct Fixture {

@@ -1,5 +1,7 @@
 //! Power of two choices: sample two distinct replicas (by weight), send to the less loaded.
 
+use std::time::Instant;
+
 use parking_lot::Mutex;
 use rand::{Rng, rngs::SmallRng};
 
@@ -55,9 +57,10 @@ impl<L: Load> Policy for PowerOfTwo<L> {
             return only;
         }
         let (a, b) = self.sample(candidates);
+        let now = Instant::now();
         let (load_a, load_b) = (
-            self.load.load(&candidates[a]),
-            self.load.load(&candidates[b]),
+            self.load.load(&candidates[a].load_at(now)),
+            self.load.load(&candidates[b].load_at(now)),
         );
         let (winner, reason) = if load_b < load_a {
             (b, DecisionReason::LessLoaded)

@@ -4,19 +4,21 @@
 //! more than the idlest AND more than `balance_rel_threshold` times as many), the least loaded
 //! replica wins. Otherwise the replica holding the longest prefix wins, provided it covers at
 //! least `min_match_ratio` of the prompt; below that the least loaded wins and the tree learns the
-//! new placement. Ties go to the less loaded, then to a seeded random draw.
+//! new placement. Ties go to the less loaded, then to a seeded random draw by weight. Load is
+//! in-flight requests per unit of replica weight (a [`LoadReading`]), so weights 3:1 spread
+//! traffic 3:1.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use parking_lot::Mutex;
 use rand::{Rng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Decision, DecisionReason, Policy, ReplicaView, RouteRequest, cost::matched_tokens,
-    prefix_index::PrefixIndex,
+    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
+    prefix_index::{PrefixIndex, matched_tokens},
 };
-use crate::replicas::ReplicaId;
+use crate::{load::LoadReading, replicas::ReplicaId};
 
 /// Thresholds of the prefix-aware policy (defaults are SGLang's cache-aware defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,13 +42,25 @@ impl Default for PrefixAwareConfig {
     }
 }
 
-/// One candidate: what it holds of the prompt and its in-flight requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One candidate: what it holds of the prompt, its load and its weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrefixCandidate {
     /// Prompt tokens the replica is believed to hold.
     pub matched_tokens: u64,
-    /// Requests in flight on the replica.
-    pub load: u64,
+    /// Requests in flight on the replica per unit of its weight.
+    pub load: f64,
+    /// The replica's relative weight (>= 1): the odds of a random tie-break.
+    pub weight: u32,
+}
+
+impl Default for PrefixCandidate {
+    fn default() -> Self {
+        Self {
+            matched_tokens: 0,
+            load: 0.0,
+            weight: 1,
+        }
+    }
 }
 
 /// Why the prefix-aware policy chose a replica.
@@ -73,14 +87,13 @@ impl From<PrefixReason> for DecisionReason {
 impl PrefixAwareConfig {
     /// True when the loads are imbalanced past both thresholds.
     pub fn imbalanced(&self, candidates: &[PrefixCandidate]) -> bool {
-        let (Some(max), Some(min)) = (
-            candidates.iter().map(|c| c.load).max(),
-            candidates.iter().map(|c| c.load).min(),
-        ) else {
+        if candidates.is_empty() {
             return false;
-        };
-        max - min > self.balance_abs_threshold
-            && max as f64 > self.balance_rel_threshold * min as f64
+        }
+        let loads = candidates.iter().map(|c| c.load);
+        let max = loads.clone().fold(f64::NEG_INFINITY, f64::max);
+        let min = loads.fold(f64::INFINITY, f64::min);
+        max - min > self.balance_abs_threshold as f64 && max > self.balance_rel_threshold * min
     }
 
     /// Picks a candidate for a `prompt_tokens`-token prompt; `None` only for an empty list.
@@ -125,7 +138,7 @@ impl PrefixAwareConfig {
     }
 }
 
-/// Index of the least loaded candidate among those `eligible`, random among equals.
+/// Index of the least loaded candidate among those `eligible`, drawn by weight among equals.
 fn least_loaded<R: Rng + ?Sized>(
     candidates: &[PrefixCandidate],
     eligible: impl Fn(&PrefixCandidate) -> bool,
@@ -135,15 +148,25 @@ fn least_loaded<R: Rng + ?Sized>(
         .iter()
         .filter(|c| eligible(c))
         .map(|c| c.load)
-        .min()
-        .unwrap_or(0);
+        .fold(f64::INFINITY, f64::min);
     let tied: Vec<usize> = (0..candidates.len())
         .filter(|&i| eligible(&candidates[i]) && candidates[i].load == min)
         .collect();
     match tied.len() {
         0 => 0,
         1 => tied[0],
-        n => tied[rng.random_range(0..n)],
+        _ => {
+            let weight = |i: usize| u64::from(candidates[i].weight.max(1));
+            let total: u64 = tied.iter().map(|&i| weight(i)).sum();
+            let mut ticket = rng.random_range(0..total);
+            for &i in &tied {
+                if ticket < weight(i) {
+                    return i;
+                }
+                ticket -= weight(i);
+            }
+            tied[tied.len() - 1]
+        }
     }
 }
 
@@ -181,11 +204,16 @@ impl Policy for PrefixAwarePolicy {
     fn pick(&self, request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
         let prompt_tokens = request.prompt_tokens_estimate as u64;
         let matches = self.index.matches(&request.prompt);
+        let now = Instant::now();
         let cands: Vec<PrefixCandidate> = candidates
             .iter()
-            .map(|v| PrefixCandidate {
-                matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
-                load: v.load.requests(),
+            .map(|v| {
+                let reading: LoadReading = v.load_at(now);
+                PrefixCandidate {
+                    matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
+                    load: reading.requests_per_weight(),
+                    weight: reading.weight,
+                }
             })
             .collect();
         let (i, why) = self
@@ -219,6 +247,18 @@ impl Policy for PrefixAwarePolicy {
     fn on_replica_removed(&self, replica: ReplicaId) {
         self.index.remove(replica);
     }
+
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        self.index.set_capacity(replica, kv_tokens);
+    }
+
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        self.index.remove(replica);
+    }
+
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        Some(self.index.held(replica))
+    }
 }
 
 #[cfg(test)]
@@ -236,7 +276,8 @@ mod tests {
     fn c(matched_tokens: u64, load: u64) -> PrefixCandidate {
         PrefixCandidate {
             matched_tokens,
-            load,
+            load: load as f64,
+            weight: 1,
         }
     }
 
@@ -304,6 +345,33 @@ mod tests {
         }
         assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
         assert!(cfg.choose(10, &[], &mut rng).is_none());
+    }
+
+    #[test]
+    fn load_is_per_unit_of_weight_and_ties_are_drawn_by_weight() {
+        let cfg = PrefixAwareConfig::default();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let heavy = PrefixCandidate {
+            weight: 3,
+            ..c(0, 0)
+        };
+        let mut firsts = 0;
+        for _ in 0..400 {
+            firsts += usize::from(cfg.choose(100, &[heavy, c(0, 0)], &mut rng).unwrap().0 == 0);
+        }
+        assert!((260..=340).contains(&firsts), "weight 3 of 4: {firsts}/400");
+        // Through the policy: 3 requests on weight 3 weigh as 1 request on weight 1.
+        let p = PrefixAwarePolicy::new(
+            Arc::new(PrefixIndex::new(&PrefixConfig::default())),
+            cfg,
+            SmallRng::seed_from_u64(5),
+        );
+        let f = Fixture::new(&[3, 1]);
+        f.loads[0].add(3, 0);
+        f.loads[1].add(2, 0);
+        for _ in 0..20 {
+            assert_eq!(p.pick(&request(), &f.views()).replica, ReplicaId(0));
+        }
     }
 
     #[test]

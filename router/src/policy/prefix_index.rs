@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use radix_tree::{RadixTree, TenantId};
 
-use super::PromptKey;
+use super::{HeldPrefix, PromptKey};
 use crate::{kv::PreciseIndex, prompt_key::PrefixConfig, replicas::ReplicaId};
 
 enum Tree {
@@ -219,7 +219,15 @@ impl PrefixIndex {
         }
     }
 
-    /// Key units held for `replica`.
+    /// What the tree holds for `replica`: units and fill.
+    pub fn held(&self, replica: ReplicaId) -> HeldPrefix {
+        HeldPrefix {
+            units: self.units(replica),
+            fill: self.fill(replica),
+        }
+    }
+
+    /// Units (bytes or tokens) the tree holds for `replica`.
     pub fn units(&self, replica: ReplicaId) -> usize {
         match &self.tree {
             Tree::Bytes(tree) => tree.tenant_size(tenant(replica)),
@@ -234,6 +242,14 @@ impl PrefixIndex {
             Tree::Tokens(tree) => tree.total_size(),
         }
     }
+}
+
+/// Tokens `replica` holds according to `matches` (sorted by replica id).
+pub(crate) fn matched_tokens(matches: &[(ReplicaId, u64)], replica: ReplicaId) -> u64 {
+    matches
+        .iter()
+        .find(|(r, _)| *r == replica)
+        .map_or(0, |(_, t)| *t)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use minijinja::value::{Value as Jinja, ValueKind};
 use serde_json::Value;
 
-use super::{ordered::OrderedJson, template::to_jinja};
+use crate::request::OrderedJson;
 
 /// How a template reads `message['content']` (vLLM's "content format").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ fn content(content: Option<&Value>, format: ContentFormat) -> Result<Jinja, Stri
                 .filter_map(|p| match p {
                     Part::Media(kind, v) => Some(format!(
                         "<|{kind}:{:016x}|>",
-                        super::chat::fnv1a64(v.to_string().as_bytes())
+                        crate::request::fnv1a64(v.to_string().as_bytes())
                     )),
                     Part::Text(_) => None,
                 })
@@ -203,6 +203,23 @@ fn media_modality(kind: &str) -> &'static str {
         "audio_url" | "input_audio" | "audio_embeds" => "audio",
         "video_url" => "video",
         _ => "unknown",
+    }
+}
+
+/// A JSON value as a template value (integers stay integers).
+pub(crate) fn to_jinja(v: &Value) -> Jinja {
+    match v {
+        Value::Null => Jinja::from(()),
+        Value::Bool(b) => Jinja::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), ..) => Jinja::from(i),
+            (None, Some(u), _) => Jinja::from(u),
+            (.., Some(f)) => Jinja::from(f),
+            _ => Jinja::from(()),
+        },
+        Value::String(s) => Jinja::from(s.as_str()),
+        Value::Array(items) => items.iter().map(to_jinja).collect(),
+        Value::Object(map) => Jinja::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v)))),
     }
 }
 

@@ -7,13 +7,8 @@
 //! then cuts keys to whole `block_size` blocks. Client-sent token ids are used as they are in
 //! both modes.
 
-mod chat;
 mod config;
 mod conversation;
-mod estimate;
-mod extract;
-mod input;
-mod ordered;
 mod pycompat;
 mod template;
 mod token_mode;
@@ -22,10 +17,11 @@ mod tokenize;
 use std::sync::Arc;
 
 pub use config::PrefixConfig;
-pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
-pub use extract::{RestPrompts, chat_prompt, completion_prompt};
-pub use input::KeyInput;
-pub use ordered::RawTools;
+// The prompt extraction, token estimate and keying input live with the request they are parsed from.
+pub use crate::request::{
+    DEFAULT_BYTES_PER_TOKEN, KeyInput, RawTools, RestPrompts, chat_prompt, completion_prompt,
+    estimate_tokens,
+};
 pub use template::ChatTemplate;
 pub use token_mode::TokenMode;
 pub use tokenize::TokenKeyer;
@@ -35,8 +31,7 @@ pub(crate) use tokenize::test_support;
 
 use crate::{
     Error,
-    policy::Endpoint,
-    request::{ParsedRequest, Prompt},
+    request::{Endpoint, ParsedRequest, Prompt},
 };
 pub use token_mode::KeyJob;
 
@@ -111,7 +106,7 @@ impl PromptKeys {
                 match tokio::task::spawn_blocking(move || mode.key(job)).await {
                     Ok(Ok((ids, bytes))) => {
                         // Further text prompts of a batch: the first prompt's bytes per token.
-                        let measured = estimate::measured_bytes_per_token(bytes, ids.len());
+                        let measured = crate::request::measured_bytes_per_token(bytes, ids.len());
                         parsed.prompt = Prompt::Tokens(ids);
                         measured
                     }
@@ -134,7 +129,7 @@ impl PromptKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{policy::Endpoint, request};
+    use crate::request::{self, Endpoint};
 
     fn parsed(body: &str, endpoint: Endpoint) -> ParsedRequest {
         request::parse(endpoint, body.as_bytes()).unwrap()

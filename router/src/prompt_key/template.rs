@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use minijinja::value::Value as Jinja;
 use serde_json::Value;
 
+pub(crate) use super::conversation::to_jinja;
 use super::conversation::{ContentFormat, conversation};
-use super::input::KeyInput;
-use super::ordered::RawTools;
 use crate::Error;
+use crate::request::KeyInput;
+use crate::request::RawTools;
 
 const DEFAULT: &str = "default";
 const TOOL_USE: &str = "tool_use";
@@ -324,23 +325,6 @@ fn extras(map: &Jinja, skip: &[&str]) -> Vec<(String, Jinja)> {
             (!skip.contains(&name.as_str())).then(|| (name, map.get_item(&k).unwrap_or_default()))
         })
         .collect()
-}
-
-/// A JSON value as a template value (integers stay integers).
-pub(crate) fn to_jinja(v: &Value) -> Jinja {
-    match v {
-        Value::Null => Jinja::from(()),
-        Value::Bool(b) => Jinja::from(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), ..) => Jinja::from(i),
-            (None, Some(u), _) => Jinja::from(u),
-            (.., Some(f)) => Jinja::from(f),
-            _ => Jinja::from(()),
-        },
-        Value::String(s) => Jinja::from(s.as_str()),
-        Value::Array(items) => items.iter().map(to_jinja).collect(),
-        Value::Object(map) => Jinja::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v)))),
-    }
 }
 
 #[cfg(test)]

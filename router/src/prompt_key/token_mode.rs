@@ -1,7 +1,7 @@
 //! Token mode's keys, computed as vLLM computes prompt token ids: completions text encoded with
 //! the tokenizer's special tokens (its post-processor adds BOS), chat messages rendered with the
 //! model's chat template and encoded without them. With no template the fixed rendering of
-//! [`super::chat`] is encoded instead; a template failing on a request falls back to it too
+//! [`crate::request`] (its fixed form) is encoded instead; a template failing on a request falls back to it too
 //! (logged once, counted in `router_prompt_key_fallbacks_total{reason="chat_template"}`), and
 //! so does every chat when the template found beside the tokenizer does not compile (a
 //! configured `prefix.chat_template` that does not is a startup error).
@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 use super::PrefixConfig;
-use super::input::KeyInput;
 use super::template::ChatTemplate;
 use super::tokenize::TokenKeyer;
 use crate::Error;
+use crate::request::KeyInput;
 
 /// A tokenizer and, when the model has one, its chat template.
 #[derive(Debug)]

@@ -1,56 +1,9 @@
-//! In-flight load counters and the RAII guard that holds them for one request.
+//! The RAII guard that holds a replica's in-flight load counters for one request.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
 use super::Replica;
-use crate::{
-    policy::{PendingLoad, PendingTicket, SpeedEstimate, TtftPrediction},
-    scrape::ScrapeSlot,
-};
-
-/// Live load of one replica as counted by this router.
-#[derive(Debug, Default)]
-pub struct ReplicaLoad {
-    in_flight_requests: AtomicU64,
-    in_flight_prompt_tokens: AtomicU64,
-    /// The in-flight requests not yet past first byte (queued prefill work).
-    pub pending: PendingLoad,
-    /// The latest scrape of the replica's metrics.
-    pub scraped: ScrapeSlot,
-    /// The replica's cost constants learnt online (by the cost policy).
-    pub speed: SpeedEstimate,
-}
-
-impl ReplicaLoad {
-    /// Requests dispatched to the replica and not finished yet.
-    pub fn requests(&self) -> u64 {
-        self.in_flight_requests.load(Ordering::Relaxed)
-    }
-
-    /// Estimated prompt tokens of those requests.
-    pub fn prompt_tokens(&self) -> u64 {
-        self.in_flight_prompt_tokens.load(Ordering::Relaxed)
-    }
-
-    /// Adds `requests` and `tokens` (the guard's half; tests use it to fake load).
-    pub(crate) fn add(&self, requests: u64, tokens: u64) {
-        self.in_flight_requests
-            .fetch_add(requests, Ordering::Relaxed);
-        self.in_flight_prompt_tokens
-            .fetch_add(tokens, Ordering::Relaxed);
-    }
-
-    /// Removes what `add` added.
-    pub(crate) fn sub(&self, requests: u64, tokens: u64) {
-        self.in_flight_requests
-            .fetch_sub(requests, Ordering::Relaxed);
-        self.in_flight_prompt_tokens
-            .fetch_sub(tokens, Ordering::Relaxed);
-    }
-}
+use crate::load::{PendingTicket, TtftPrediction};
 
 /// Counts one request against a replica from dispatch until dropped, whatever the ending.
 #[derive(Debug)]
@@ -96,7 +49,8 @@ impl LoadGuard {
     }
 
     /// The policy predicted this time to first byte: when a pending (streaming) request's first
-    /// byte arrives, the replica's [`SpeedEstimate`] learns from the difference.
+    /// byte arrives, the replica's [`SpeedEstimate`](crate::load::SpeedEstimate) learns from
+    /// the difference.
     pub fn predict_first_byte(&mut self, prediction: Option<TtftPrediction>) {
         self.predicted_ttft_s = prediction;
     }

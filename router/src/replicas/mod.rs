@@ -6,19 +6,22 @@ mod load;
 mod outlier;
 mod serving;
 mod set;
+mod spec;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use http::uri::{Authority, Scheme};
 
+pub use crate::load::{LoadReading, ReplicaLoad};
 pub use health_state::HealthState;
-pub use load::{LoadGuard, ReplicaLoad};
-pub use outlier::OutlierDetector;
+pub use load::LoadGuard;
+pub use outlier::{OutlierConfig, OutlierDetector};
 pub use serving::Serving;
 pub use set::{MembershipEvent, ReplicaChange, ReplicaSet, Snapshot};
+pub use spec::{ReplicaKvEvents, ReplicaSpec};
 
 use crate::Error;
-use crate::{config::ReplicaSpec, metrics::ReplicaMetrics, policy::ReplicaView};
+use crate::metrics::ReplicaMetrics;
 
 /// Stable identifier of a replica for its lifetime in the set (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,5 +145,27 @@ impl std::fmt::Debug for Replica {
             .field("healthy", &self.is_healthy())
             .field("in_flight", &self.load.requests())
             .finish()
+    }
+}
+
+/// A read-only view of one healthy replica.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    /// Stable id.
+    pub id: ReplicaId,
+    /// Unique name.
+    pub name: &'a str,
+    /// Base URL.
+    pub url: &'a str,
+    /// Relative weight (>= 1).
+    pub weight: u32,
+    /// Live load counters.
+    pub load: &'a ReplicaLoad,
+}
+
+impl ReplicaView<'_> {
+    /// The replica's load at `now`, with its weight.
+    pub fn load_at(&self, now: std::time::Instant) -> LoadReading {
+        self.load.read(self.weight, now)
     }
 }

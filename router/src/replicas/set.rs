@@ -8,9 +8,10 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use super::ReplicaSpec;
 use super::{Replica, ReplicaId};
 use crate::Error;
-use crate::{config::ReplicaSpec, metrics::RouterMetrics};
+use crate::metrics::RouterMetrics;
 
 /// A membership change; static config, DNS or an admin API all feed these.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The scraper task: every interval, polls each replica's metrics page, publishes fresh signals
-//! (or marks them stale), feeds failures to health, and keeps the prefix index in step with the
-//! replicas: caps from their KV capacity, and forgetting those unhealthy past the grace period.
+//! (or marks them stale), feeds failures to health, and tells the policy (which alone owns
+//! its prefix index) each replica's KV capacity and which replicas stayed unhealthy past the
+//! grace period.
 
 use std::{
     collections::HashMap,
@@ -14,9 +15,9 @@ use super::{
     ExternalLoad, ScrapeConfig, ScrapeMetrics, ScrapeSignals, ScrapedLoad, prefill_sample,
 };
 use crate::{
-    config::HealthConfig,
-    health::AbortOnDrop,
-    policy::PrefixIndex,
+    abort::AbortOnDrop,
+    health::HealthConfig,
+    policy::Policy,
     proxy::Proxy,
     replicas::{Replica, ReplicaId, ReplicaSet},
 };
@@ -27,7 +28,8 @@ pub(crate) struct Scraper {
     pub(crate) proxy: Proxy,
     pub(crate) config: ScrapeConfig,
     pub(crate) health: HealthConfig,
-    pub(crate) index: Option<Arc<PrefixIndex>>,
+    /// The routing policy, told of learnt capacities and long-unhealthy replicas.
+    pub(crate) policy: Arc<dyn Policy>,
     pub(crate) unhealthy_grace: Duration,
     pub(crate) metrics: ScrapeMetrics,
 }
@@ -156,9 +158,8 @@ impl Scraper {
                 if let Some(kv) = load.kv_usage {
                     self.metrics.kv_usage.with_label_values(&[name]).set(kv);
                 }
-                if let Some(index) = &self.index {
-                    index.set_capacity(replica.id(), load.kv_capacity_tokens());
-                }
+                self.policy
+                    .on_capacity_learnt(replica.id(), load.kv_capacity_tokens());
                 // The prefill histogram since the last scrape teaches the learnt constants.
                 if let Some(previous) = replica.load.scraped.latest()
                     && let Some(sample) = prefill_sample(&previous.load, &load)
@@ -193,18 +194,19 @@ impl Scraper {
         self.metrics.age.with_label_values(&[name]).set(age);
     }
 
-    /// Drops a replica from the tree once unhealthy past the grace period; reports tree size.
+    /// Tells the policy once a replica stays unhealthy past the grace period (prefix policies
+    /// forget what it held); reports what the policy believes it holds.
     fn maintain_tree(&self, replica: &Replica, t: &mut Tracked, now: Instant) {
-        let Some(index) = &self.index else {
+        if self.policy.held_prefix(replica.id()).is_none() {
             return;
-        };
+        }
         if replica.is_healthy() {
             t.unhealthy_since = None;
             t.dropped_from_tree = false;
         } else {
             let since = *t.unhealthy_since.get_or_insert(now);
             if !t.dropped_from_tree && now.duration_since(since) >= self.unhealthy_grace {
-                index.remove(replica.id());
+                self.policy.on_replica_unhealthy(replica.id());
                 t.dropped_from_tree = true;
                 tracing::info!(
                     replica = replica.name(),
@@ -212,7 +214,8 @@ impl Scraper {
                 );
             }
         }
-        let units = i64::try_from(index.units(replica.id())).unwrap_or(i64::MAX);
+        let units = self.policy.held_prefix(replica.id()).map_or(0, |h| h.units);
+        let units = i64::try_from(units).unwrap_or(i64::MAX);
         self.metrics
             .tree_units
             .with_label_values(&[replica.name()])

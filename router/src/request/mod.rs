@@ -1,16 +1,24 @@
-//! Parses an inference request body once: the fields routing needs, never re-serialized.
+//! Parses an inference request body once: the fields routing needs, never re-serialized; and
+//! the request as policies see it ([`RouteRequest`], [`Endpoint`], [`PromptKey`]).
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{
-    Error,
-    policy::{Endpoint, PromptKey, RouteRequest},
-    prompt_key::{
-        DEFAULT_BYTES_PER_TOKEN, KeyInput, RestPrompts, chat_prompt, completion_prompt,
-        estimate_tokens,
-    },
-};
+mod chat;
+mod estimate;
+mod extract;
+mod input;
+mod ordered;
+
+pub(crate) use chat::fnv1a64;
+pub(crate) use estimate::measured_bytes_per_token;
+pub use estimate::{DEFAULT_BYTES_PER_TOKEN, estimate_tokens};
+pub use extract::{RestPrompts, chat_prompt, completion_prompt};
+pub use input::KeyInput;
+pub(crate) use ordered::OrderedJson;
+pub use ordered::RawTools;
+
+use crate::Error;
 
 /// The prompt extracted from a request, owned so policies can borrow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +134,43 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, Error> {
         rest_prompts,
         key_input,
     })
+}
+
+/// Which API a request targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// Any other `/v1/*` route passed through.
+    Other,
+}
+
+/// The prompt as a policy may key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKey<'a> {
+    /// No prompt (pass-through routes).
+    Empty,
+    /// Prompt text: the completion prompt or the rendered chat messages.
+    Text(&'a str),
+    /// Prompt given as token ids.
+    Tokens(&'a [u32]),
+}
+
+/// What a policy knows about the request being routed.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    /// Target endpoint.
+    pub endpoint: Endpoint,
+    /// The `model` field, if any.
+    pub model: Option<&'a str>,
+    /// The prompt key.
+    pub prompt: PromptKey<'a>,
+    /// Estimated prompt length in tokens.
+    pub prompt_tokens_estimate: usize,
+    /// The `priority` field (lower is served first by vLLM), if any.
+    pub priority: Option<i64>,
 }
 
 #[cfg(test)]

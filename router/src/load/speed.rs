@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::{
-    cost_model::{Speed, TtftPrediction},
     learn::{ConstantFit, TERMS},
+    ttft::{Speed, TtftPrediction},
 };
 
 /// Uncached tokens of the reference request [`SpeedEstimate::ratio`] reports on.

@@ -32,7 +32,7 @@ pub(super) fn text_tokens(bytes: usize, bytes_per_token: f64) -> usize {
 
 /// Bytes per token measured on a text of `bytes` bytes that tokenized to `tokens` ids, or
 /// the default for an empty tokenization.
-pub(super) fn measured_bytes_per_token(bytes: usize, tokens: usize) -> f64 {
+pub(crate) fn measured_bytes_per_token(bytes: usize, tokens: usize) -> f64 {
     if tokens == 0 || bytes == 0 {
         DEFAULT_BYTES_PER_TOKEN
     } else {

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Instant};
 
 use arc_swap::ArcSwapOption;
 
+use super::PrefillSample;
 use super::ScrapedLoad;
-use crate::policy::PrefillSample;
 
 /// Load a replica reports that this router did not send (other clients, other routers).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -80,7 +80,7 @@ fn render_content(content: Option<&Value>, i: usize, out: &mut String) -> Result
     }
 }
 
-pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
