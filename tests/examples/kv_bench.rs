@@ -6,15 +6,17 @@
 //! requests), and mean / p99 latency of the routed requests.
 //!
 //! `cargo run --release -p prefix-router-tests --example kv_bench -- SCENARIO ARGS...`:
-//! - `ingest [DOCS] [QUERIES_PER_DOC] [BLOCKS]` (120 2 800), one router: a batch job sends each
-//!   new 2048-token document straight to one replica (its own static sharding, past the router),
-//!   and users then ask `QUERIES_PER_DOC` questions about it through the router. The
+//! - `ingest [DOCS] [QUERIES_PER_DOC] [BLOCKS] [THINK_MS]` (120 2 800 0), one router: a batch
+//!   job sends each new 2048-token document straight to one replica (its own static sharding,
+//!   past the router), and users then ask `QUERIES_PER_DOC` 64-token questions about it through
+//!   the router (`THINK_MS` after it is in), 12 users at a time. The
 //!   approximate tree never saw the documents, and believes its own copies stay while the batch
 //!   job keeps the caches full and evicting.
 //! - `sessions [ROUTERS] [BYPASS] [SESSIONS] [BLOCKS]` (1 0.3 48 800): 8-turn sessions, a share
 //!   `BYPASS` of turns sent straight to a random replica, round-robin over `ROUTERS` routers.
-//! - `sharegpt [ROUTERS] [PROMPTS] [BLOCKS]` (3 400 4000) and `tenants [ROUTERS] [PROMPTS]
-//!   [BLOCKS]` (3 600 800): loadgen's ShareGPT multi-turn workload (bundled sample) and its
+//! - `sharegpt [ROUTERS] [PROMPTS] [BLOCKS] [FILE]` (3 400 4000) and `tenants [ROUTERS] [PROMPTS]
+//!   [BLOCKS]` (3 600 1600): loadgen's ShareGPT multi-turn workload (bundled sample, or a
+//!   ShareGPT JSON `FILE`) and its
 //!   shared-prefix workload with 64 tenants (1000-token system prompts, Zipf 0.8), rendered and
 //!   tokenized exactly as vllm-sim does and sent as token ids, 8 at a time, round-robin over
 //!   `ROUTERS` routers; compared with precise mode behind one router.
@@ -370,9 +372,10 @@ async fn sessions(routers_n: usize, bypass: f64, sessions: u32, blocks: usize, p
 }
 
 /// A loadgen workload's prompts as vllm-sim tokenizes them (chat template included).
-fn workload_prompts(kind: DatasetKind, prompts: usize) -> Vec<Vec<u32>> {
+fn workload_prompts(kind: DatasetKind, prompts: usize, path: Option<PathBuf>) -> Vec<Vec<u32>> {
     let cfg = DatasetConfig {
         kind,
+        path,
         num_prompts: prompts,
         seed: 7,
         shared_prefix: SharedPrefixConfig {
@@ -482,12 +485,13 @@ async fn main() {
             let (kind, prompts_d, blocks_d) = if scenario == "sharegpt" {
                 (DatasetKind::Sharegpt, 400, 4000)
             } else {
-                (DatasetKind::SharedPrefix, 600, 800)
+                (DatasetKind::SharedPrefix, 600, 1600)
             };
             let routers = arg(&args, 1, 3usize);
             let n = arg(&args, 2, prompts_d);
             let blocks = arg(&args, 3, blocks_d);
-            let prompts = Arc::new(workload_prompts(kind, n));
+            let path = args.get(4).map(PathBuf::from);
+            let prompts = Arc::new(workload_prompts(kind, n, path));
             let one = workload(scenario, &prompts, 1, blocks, true).await;
             let many = workload(scenario, &prompts, routers, blocks, true).await;
             let approx = workload(scenario, &prompts, routers, blocks, false).await;
