@@ -414,3 +414,81 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
     assert_eq!(owner, "r0", "some prompt went to r0");
     router.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_publisher_is_detected_from_requests_without_events_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = write_tokenizer(dir.path());
+    let sims = sims_with_events(2, 256).await;
+    let eps: Vec<_> = sims.iter().map(sockets).collect();
+    // Three requests with uncached blocks unanswered for 200 ms: silent.
+    let y = yaml(&sims, &eps, &tok) + "    silent_after: 3\n    silent_window_ms: 200\n";
+    let router = start_router(&y).await;
+    wait_live(&router, &["r0", "r1"]).await;
+    wait_subscribed(&sims, 1).await;
+    let client = reqwest::Client::new();
+
+    // r0's publisher stays connected but every batch is lost (replayable later).
+    let kv = sims[0].kv_events().unwrap();
+    kv.set_drop_fraction(1.0);
+    let mut to_r0 = 0;
+    for k in 0..200u32 {
+        let q = ids(300_000 + k * 1000, 64);
+        if routed_to(&client, &router, "/v1/completions", &body(&q)).await == "r0" {
+            to_r0 += 1;
+            if to_r0 == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(to_r0, 3, "three fresh prompts went to r0");
+    wait_until(PATIENCE, "r0 marked silent", || async {
+        state(&router, "r0").await == Some(3.0)
+    })
+    .await;
+    let text = router_metrics(&router).await;
+    assert_eq!(
+        metric_sum(
+            &text,
+            "router_kv_event_silences_total",
+            &[("replica", "r0")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "router_kv_event_silences_total",
+            &[("replica", "r1")]
+        ),
+        0.0,
+        "r1's events kept flowing"
+    );
+    assert_eq!(state(&router, "r1").await, Some(1.0));
+    let ready: Value = client
+        .get(format!("{}/readiness", router.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["kv_events"]["r0"], "silent", "{ready}");
+
+    // Events flow again: the next batch shows the gap, the replay fills it, r0 is live.
+    kv.set_drop_fraction(0.0);
+    direct(&client, &sims[0], &ids(900_000, 32)).await;
+    caught_up(&router, &sims[0], "r0").await;
+    assert_eq!(state(&router, "r0").await, Some(1.0), "precise again");
+    let text = router_metrics(&router).await;
+    assert_eq!(
+        metric_sum(
+            &text,
+            "router_kv_event_replays_total",
+            &[("replica", "r0"), ("outcome", "ok")]
+        ),
+        1.0,
+        "the batches lost while silent were replayed"
+    );
+    router.shutdown().await;
+}

@@ -29,6 +29,11 @@ pub struct KvEventsConfig {
     /// Weight of a block held in CPU memory relative to one in GPU memory (0..=1): a CPU hit
     /// is cheaper than a miss but dearer than a GPU hit.
     pub cpu_hit_weight: f64,
+    /// A live replica goes `silent` (approximate) when this many requests sent to it with
+    /// uncached blocks brought no event within `silent_window_ms` (0 = never).
+    pub silent_after: usize,
+    /// Milliseconds a request with uncached blocks may wait for the replica's next event.
+    pub silent_window_ms: u64,
 }
 
 impl Default for KvEventsConfig {
@@ -42,6 +47,8 @@ impl Default for KvEventsConfig {
             max_replay_batches: 10_000,
             replay_timeout_ms: 2_000,
             cpu_hit_weight: 0.5,
+            silent_after: 4,
+            silent_window_ms: 10_000,
         }
     }
 }
@@ -52,6 +59,12 @@ impl KvEventsConfig {
         let bad = |key: &str, why: &str| Err((format!("prefix.kv_events.{key}"), why.to_owned()));
         if !(0.0..=1.0).contains(&self.cpu_hit_weight) {
             return bad("cpu_hit_weight", "must be within 0..=1");
+        }
+        if self.silent_after > 0 && self.silent_window_ms == 0 {
+            return bad(
+                "silent_window_ms",
+                "must be greater than 0 when silent_after is set",
+            );
         }
         if self.replay_timeout_ms == 0 {
             return bad("replay_timeout_ms", "must be greater than 0");
@@ -111,6 +124,13 @@ mod tests {
             replay_endpoint: None,
         };
         assert_eq!(cfg.endpoints_for(Some(&spec), "http://x:1"), Some(spec));
+        cfg.silent_window_ms = 0;
+        assert_eq!(
+            cfg.check().unwrap_err().0,
+            "prefix.kv_events.silent_window_ms"
+        );
+        cfg.silent_after = 0;
+        assert!(cfg.check().is_ok(), "no window needed when off");
         cfg.cpu_hit_weight = 2.0;
         assert_eq!(
             cfg.check().unwrap_err().0,

@@ -13,6 +13,7 @@ use std::time::Instant;
 use dashmap::DashMap;
 use kv_events::idmap::IdBuildHasher;
 
+use super::watch::SilenceWatch;
 use crate::replicas::ReplicaId;
 
 /// Parent of a prompt's first block.
@@ -72,6 +73,9 @@ pub enum StreamState {
     /// Connected, but batches were lost beyond replay: the approximate tree answers for it
     /// until the replica restarts or clears its cache.
     Stale = 2,
+    /// Connected, but requests sent there with uncached blocks brought no event (a publisher
+    /// that stays connected and sends nothing): approximate until events flow again.
+    Silent = 3,
 }
 
 impl StreamState {
@@ -79,6 +83,7 @@ impl StreamState {
         match v {
             1 => StreamState::Live,
             2 => StreamState::Stale,
+            3 => StreamState::Silent,
             _ => StreamState::Down,
         }
     }
@@ -89,6 +94,7 @@ impl StreamState {
             StreamState::Down => "down",
             StreamState::Live => "live",
             StreamState::Stale => "stale",
+            StreamState::Silent => "silent",
         }
     }
 }
@@ -99,6 +105,7 @@ impl StreamState {
 pub struct PreciseIndex {
     blocks: DashMap<u64, Vec<Hold>, IdBuildHasher>,
     states: DashMap<u32, Arc<AtomicU8>>,
+    watch: SilenceWatch,
     block_size: usize,
     sent_window_ms: u32,
     cpu_weight: f64,
@@ -111,6 +118,7 @@ impl PreciseIndex {
         Self {
             blocks: DashMap::default(),
             states: DashMap::new(),
+            watch: SilenceWatch::default(),
             block_size: block_size.max(1),
             sent_window_ms: u32::try_from(sent_window_ms).unwrap_or(u32::MAX),
             cpu_weight,
@@ -146,6 +154,30 @@ impl PreciseIndex {
         self.states.get(&replica.0).map_or(StreamState::Down, |s| {
             StreamState::from_u8(s.load(Ordering::Acquire))
         })
+    }
+
+    /// Marks `replica` silent if at least `after` requests sent there with uncached blocks
+    /// have waited more than `window_ms` for any event; true when it just went silent.
+    pub(crate) fn check_silent(&self, replica: ReplicaId, after: usize, window_ms: u64) -> bool {
+        self.check_silent_at(replica, after, window_ms, self.now_ms())
+    }
+
+    fn check_silent_at(&self, replica: ReplicaId, after: usize, window_ms: u64, now: u32) -> bool {
+        let cell = self.state_cell(replica);
+        self.watch.expired(replica.0, after, window_ms, now, || {
+            cell.compare_exchange(
+                StreamState::Live as u8,
+                StreamState::Silent as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        })
+    }
+
+    /// An event batch arrived from `replica`: every request sent there before now is answered.
+    pub(crate) fn heard(&self, replica: ReplicaId) {
+        self.watch.heard(replica.0);
     }
 
     /// Whether the precise index answers for `replica`.
@@ -199,17 +231,28 @@ impl PreciseIndex {
             return;
         }
         let now = self.now_ms();
+        let mut uncached = false;
         for key in self.prompt_keys(tokens) {
             let mut holds = self.blocks.entry(key).or_default();
             match holds.iter_mut().find(|h| h.replica == replica.0) {
-                Some(h) if h.tier == Tier::Sent => h.at_ms = now,
+                Some(h) if h.tier == Tier::Sent => {
+                    h.at_ms = now;
+                    uncached = true;
+                }
                 Some(_) => {}
-                None => holds.push(Hold {
-                    replica: replica.0,
-                    tier: Tier::Sent,
-                    at_ms: now,
-                }),
+                None => {
+                    holds.push(Hold {
+                        replica: replica.0,
+                        tier: Tier::Sent,
+                        at_ms: now,
+                    });
+                    uncached = true;
+                }
             }
+        }
+        if uncached {
+            // The engine will compute and store these blocks: an event should follow.
+            self.watch.probe(replica.0, now);
         }
     }
 
@@ -351,6 +394,43 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(3));
         idx.sweep();
         assert_eq!(idx.matches(&toks(9)), vec![(ReplicaId(0), 8.0)]);
+    }
+
+    #[test]
+    fn requests_without_events_make_a_live_replica_silent_until_it_is_heard() {
+        let idx = PreciseIndex::new(4, 10_000, 0.5);
+        let r = ReplicaId(5);
+        idx.set_state(r, StreamState::Live);
+        idx.record_sent(r, &toks(8));
+        idx.record_sent(r, &(100..108).collect::<Vec<_>>());
+        let now = idx.now_ms();
+        assert!(
+            !idx.check_silent_at(r, 3, 100, now + 1_000),
+            "two unanswered requests are not yet several"
+        );
+        // A request whose blocks are all confirmed expects no event.
+        for k in idx.prompt_keys(&toks(12)) {
+            idx.store(r, k, Tier::Gpu);
+        }
+        idx.record_sent(r, &toks(12));
+        assert!(!idx.check_silent_at(r, 3, 100, now + 1_000));
+        idx.record_sent(r, &(200..208).collect::<Vec<_>>());
+        assert!(
+            !idx.check_silent_at(r, 3, 100, now + 50),
+            "still within the window"
+        );
+        assert!(idx.check_silent_at(r, 3, 100, now + 1_000));
+        assert_eq!(idx.state(r), StreamState::Silent);
+        assert!(idx.matches(&toks(12)).is_empty(), "silent is approximate");
+        assert!(
+            !idx.check_silent_at(r, 3, 100, now + 2_000),
+            "reported once"
+        );
+        // Events flow again: heard, and the stream sets it live; old requests are answered.
+        idx.heard(r);
+        idx.set_state(r, StreamState::Live);
+        assert!(!idx.check_silent_at(r, 1, 100, now + 5_000));
+        assert_eq!(idx.state(r), StreamState::Live);
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub struct KvMetrics {
     pub replays: IntCounterVec,
     /// `router_kv_event_restarts_total{replica}`: sequences that went backwards (engine restarts).
     pub restarts: IntCounterVec,
-    /// `router_kv_events_state{replica}`: 0 down, 1 live, 2 stale (precise only when 1).
+    /// `router_kv_event_silences_total{replica}`: times a connected stream was found silent.
+    pub silences: IntCounterVec,
+    /// `router_kv_events_state{replica}`: 0 down, 1 live, 2 stale, 3 silent (precise only at 1).
     pub state: IntGaugeVec,
     /// `router_kv_blocks{replica}`: engine blocks the index knows the replica holds.
     pub blocks: IntGaugeVec,
@@ -60,9 +62,14 @@ impl KvMetrics {
                 "KV-event sequences that went backwards (engine restarts)",
                 &["replica"],
             )?,
+            silences: counter(
+                "router_kv_event_silences_total",
+                "Times requests with uncached blocks brought no KV event from a connected replica",
+                &["replica"],
+            )?,
             state: gauge(
                 "router_kv_events_state",
-                "KV-event stream state: 0 down (approximate), 1 live (precise), 2 stale (approximate)",
+                "KV-event stream state: 0 down, 1 live (precise), 2 stale, 3 silent (approximate unless 1)",
             )?,
             blocks: gauge(
                 "router_kv_blocks",
@@ -85,6 +92,7 @@ impl KvMetrics {
         let _ = self.received.remove_label_values(&[replica]);
         let _ = self.gaps.remove_label_values(&[replica]);
         let _ = self.restarts.remove_label_values(&[replica]);
+        let _ = self.silences.remove_label_values(&[replica]);
         for outcome in ["ok", "partial", "failed"] {
             let _ = self.replays.remove_label_values(&[replica, outcome]);
         }

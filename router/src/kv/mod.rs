@@ -7,7 +7,8 @@
 //! same token-derived keys, so the router never reproduces vLLM's hash seed or algorithm.
 //!
 //! A replica is answered by this index only while its stream is live and in sequence; down or
-//! stale streams fall back to the approximate tree (`router_kv_events_state`, readiness).
+//! stale streams fall back to the approximate tree (`router_kv_events_state`, readiness), and so
+//! do silent ones: connected, but requests sent there with uncached blocks brought no event.
 //! Token mode (`prefix.tokenizer`) is required: byte-mode keys cannot be matched to blocks.
 
 mod config;
@@ -15,6 +16,7 @@ mod index;
 mod ingest;
 mod metrics;
 mod task;
+mod watch;
 
 pub use config::{KvEventsConfig, ReplicaKvEvents};
 pub use index::{PreciseIndex, StreamState};

@@ -5,7 +5,8 @@
 //! missed (bounded), and if that fails the replica goes `Stale` (the approximate tree answers
 //! for it) until it restarts or clears its cache; a number going backwards is an engine
 //! restart: its blocks are forgotten. A lost connection makes it `Down` (approximate) until the
-//! stream is back and in sequence.
+//! stream is back and in sequence. A connected stream whose requests bring no events goes
+//! `Silent` (approximate) until its next batch arrives.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -119,6 +120,8 @@ impl Stream {
     }
 
     async fn on_message(&self, cur: &mut Cursor, seq: u64, payload: &[u8]) {
+        // The publisher speaks: whatever was sent there before is answered (not silent).
+        self.index.heard(self.replica);
         match cur.last {
             Some(last) if seq == last.wrapping_add(1) => {}
             Some(last) if seq <= last => {
@@ -206,6 +209,21 @@ pub(crate) struct KvManager {
 }
 
 impl KvManager {
+    /// Marks live replicas whose requests brought no events within the window as silent.
+    fn watch_silence(&self, tasks: &HashMap<ReplicaId, (String, AbortOnDrop)>) {
+        let (after, window) = (self.config.silent_after, self.config.silent_window_ms);
+        for (id, (name, _)) in tasks {
+            if self.index.check_silent(*id, after, window) {
+                tracing::warn!(replica = %name, after, window_ms = window, "requests brought no KV events: publisher silent, approximate routing");
+                self.metrics.silences.with_label_values(&[name]).inc();
+                self.metrics
+                    .state
+                    .with_label_values(&[name])
+                    .set(self.index.state(*id) as i64);
+            }
+        }
+    }
+
     /// Starts the manager loop on the current runtime.
     pub(crate) fn spawn(self) -> AbortOnDrop {
         AbortOnDrop(tokio::spawn(self.run()))
@@ -254,6 +272,7 @@ impl KvManager {
                     ),
                 );
             }
+            self.watch_silence(&tasks);
             ticks += 1;
             if ticks % 5 == 0 {
                 self.index.sweep();
