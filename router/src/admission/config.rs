@@ -224,6 +224,12 @@ pub struct AdaptiveConfig {
     pub waiting_low: f64,
     /// Factor applied on a shrink (0..1).
     pub decrease_factor: f64,
+    /// When set, a replica whose latest scrape shows requests waiting in its own queue gets its
+    /// cap cut at once to the requests it runs plus this many: the router holds the rest,
+    /// where it can still choose the replica (and keeps its queue order). Unset: only the
+    /// smoothed waiting queue counts, against `waiting_high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_headroom: Option<u32>,
     /// Requests added on a grow.
     pub increase_step: u32,
     /// Weight of the newest sample in the exponential smoothing (0..=1).
@@ -242,6 +248,7 @@ impl Default for AdaptiveConfig {
             waiting_high: 2.0,
             waiting_low: 0.5,
             decrease_factor: 0.8,
+            queue_headroom: None,
             increase_step: 2,
             smoothing: 0.5,
             interval_ms: 1000,

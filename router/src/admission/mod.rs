@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod config;
 pub mod gate;
+pub mod group;
 pub mod metrics;
 pub mod priority;
 pub mod queue;
@@ -31,6 +32,7 @@ use http_body::{Frame, SizeHint};
 pub use caps::{Cap, Pressure};
 pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy};
 pub use gate::{Admission, Permit, Rejection};
+pub use group::Eligible;
 pub use metrics::AdmissionMetrics;
 
 use crate::{
@@ -46,11 +48,12 @@ pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
 
 impl Admission {
     /// The dispatcher's one call: finds the request's priority (forwarding it in the body when
-    /// it came from the header or a default), then waits for a permit. Queue full is a 429,
-    /// waited too long a 503, both with `Retry-After`.
+    /// it came from the header or a default), then waits for a permit on a replica of the
+    /// request's model group (those the dispatcher's candidates come from). Queue full is a
+    /// 429, waited too long a 503, both with `Retry-After`.
     pub async fn admit_request(
         &self,
-        snapshot: &Snapshot,
+        replicas: &Arc<ReplicaSet>,
         parsed: &ParsedRequest,
         upstream: &mut UpstreamRequest,
     ) -> Result<Permit, Error> {
@@ -73,8 +76,8 @@ impl Admission {
             upstream.body = priority::with_priority(&upstream.body, priority);
             upstream.headers.remove(http::header::CONTENT_LENGTH);
         }
-        self.sync_snapshot(snapshot);
-        self.admit(priority, parsed.prompt_tokens as u64)
+        self.sync_snapshot(&replicas.snapshot());
+        self.admit_to(model_group(replicas, parsed), priority, parsed.prompt_tokens as u64)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -122,6 +125,7 @@ impl Admission {
                     let pressure = replica.load.scraped.fresh(now).map(|s| Pressure {
                         kv_usage: s.load.kv_usage,
                         waiting: s.load.waiting,
+                        running: s.load.running,
                         kv_capacity_tokens: s.load.kv_capacity_tokens(),
                     });
                     gate.observe(replica.id(), pressure);
@@ -129,6 +133,21 @@ impl Admission {
             }
         });
     }
+}
+
+/// The replicas that may serve `parsed`: those serving its model, as the dispatcher's
+/// candidates are (`Serving::accepts`), read from the live replica set when checked.
+fn model_group(replicas: &Arc<ReplicaSet>, parsed: &ParsedRequest) -> Eligible {
+    let Some(model) = parsed.model.clone() else {
+        return Eligible::any();
+    };
+    let replicas = Arc::clone(replicas);
+    Eligible::new(Some(model.clone()), move |id| {
+        replicas
+            .snapshot()
+            .get(id)
+            .is_some_and(|r| r.serving.accepts(Some(&model)))
+    })
 }
 
 /// `response` with `x-queue-wait-ms` set and a body that holds `permit` until it ends.

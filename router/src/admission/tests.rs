@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{
-    Admission, AdmissionMetrics, CapsConfig, CapsMode, Permit, Pressure, QueueConfig, QueuePolicy,
-    Rejection,
+    Admission, AdmissionMetrics, CapsConfig, CapsMode, Eligible, Permit, Pressure, QueueConfig,
+    QueuePolicy, Rejection,
     config::{AdaptiveConfig, ClassConfig},
 };
 use crate::replicas::ReplicaId;
@@ -248,8 +248,7 @@ async fn adaptive_cap_shrinks_then_lets_waiters_in_as_it_grows() {
     let g = gate_with(QueueConfig::default(), caps, 1);
     let hot = Some(Pressure {
         kv_usage: Some(0.99),
-        waiting: 0.0,
-        kv_capacity_tokens: None,
+        ..Pressure::default()
     });
     for _ in 0..4 {
         g.observe(R0, hot);
@@ -262,11 +261,46 @@ async fn adaptive_cap_shrinks_then_lets_waiters_in_as_it_grows() {
     assert_eq!(g.waiting(), 1);
     let cool = Some(Pressure {
         kv_usage: Some(0.1),
-        waiting: 0.0,
-        kv_capacity_tokens: None,
+        ..Pressure::default()
     });
     g.observe(R0, cool);
     settle().await;
     assert_eq!(g.cap(R0).map(|c| c.requests), Some(2));
     assert!(waiter.is_finished(), "the grown cap admitted the waiter");
+}
+
+/// The group of model `name`, served only by replica `only`.
+fn group(name: &str, only: ReplicaId) -> Eligible {
+    Eligible::new(Some(name.to_owned()), move |id| id == only)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_its_model_group_not_for_any_replica() {
+    let g = gate(QueuePolicy::Fcfs, 1, 2);
+    let mut a = g.admit_to(group("a", R0), 0, 10).await.expect("room on r0");
+    assert!(a.has_room(R0));
+    a.bind(R0);
+    let g2 = g.clone();
+    let second_a = tokio::spawn(async move {
+        let mut p = g2.admit_to(group("a", R0), 0, 10).await.expect("admitted");
+        p.bind(R0);
+        p
+    });
+    settle().await;
+    assert_eq!(g.waiting(), 1, "r1 has room but does not serve a");
+    // A waiting `a` does not hold back `b`, whose replica has room.
+    let mut b = g.admit_to(group("b", R1), 0, 10).await.expect("b at once");
+    b.bind(R1);
+    assert!(!second_a.is_finished());
+    drop(b);
+    settle().await;
+    assert!(!second_a.is_finished(), "r1's freed slot is not a's");
+    assert_eq!(g.waiting(), 1);
+    drop(a);
+    settle().await;
+    assert!(second_a.is_finished(), "r0's freed slot went to the waiting a");
+    assert_eq!(g.waiting(), 0);
+    // A group with no healthy replica is let through (the dispatcher answers 503 itself).
+    g.sync_replicas([(R0, "r0", false), (R1, "r1", true)]);
+    assert!(g.admit_to(group("a", R0), 0, 10).await.is_ok());
 }
