@@ -189,6 +189,10 @@ pub struct CapsConfig {
     /// replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_prompt_tokens: Option<u64>,
+    /// Count each request's output budget (`max_tokens` / `max_completion_tokens`) with its
+    /// prompt against `max_prompt_tokens` (or the KV capacity): what it may hold in KV by its
+    /// end, so the requests admitted cannot outgrow the replica's cache and get preempted.
+    pub count_max_tokens: bool,
     /// The adaptive controller.
     pub adaptive: AdaptiveConfig,
 }
@@ -199,6 +203,7 @@ impl Default for CapsConfig {
             mode: CapsMode::None,
             max_requests: 256,
             max_prompt_tokens: None,
+            count_max_tokens: false,
             adaptive: AdaptiveConfig::default(),
         }
     }

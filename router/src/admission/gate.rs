@@ -149,6 +149,11 @@ impl Admission {
         &self.shared.queue
     }
 
+    /// The caps settings.
+    pub fn caps_config(&self) -> &CapsConfig {
+        &self.shared.caps
+    }
+
     /// Brings the gate's replicas in line with `replicas` (id, name, healthy): new ones get a
     /// cap, gone ones are forgotten. Waiters are admitted if that made room.
     pub fn sync_replicas<'a>(

@@ -77,7 +77,11 @@ impl Admission {
             upstream.headers.remove(http::header::CONTENT_LENGTH);
         }
         self.sync_snapshot(&replicas.snapshot());
-        self.admit_to(model_group(replicas, parsed), priority, parsed.prompt_tokens as u64)
+        let mut tokens = parsed.prompt_tokens as u64;
+        if self.caps_config().count_max_tokens {
+            tokens = tokens.saturating_add(output_budget(&upstream.body));
+        }
+        self.admit_to(model_group(replicas, parsed), priority, tokens)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -133,6 +137,20 @@ impl Admission {
             }
         });
     }
+}
+
+/// The output tokens a request body asks for at most (`max_completion_tokens`, else
+/// `max_tokens`; 0 when it names neither or is not JSON).
+fn output_budget(body: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Budget {
+        max_tokens: Option<u64>,
+        max_completion_tokens: Option<u64>,
+    }
+    serde_json::from_slice::<Budget>(body)
+        .ok()
+        .and_then(|b| b.max_completion_tokens.or(b.max_tokens))
+        .unwrap_or(0)
 }
 
 /// The replicas that may serve `parsed`: those serving its model, as the dispatcher's

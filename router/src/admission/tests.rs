@@ -304,3 +304,16 @@ async fn a_request_waits_for_its_model_group_not_for_any_replica() {
     g.sync_replicas([(R0, "r0", false), (R1, "r1", true)]);
     assert!(g.admit_to(group("a", R0), 0, 10).await.is_ok());
 }
+
+#[test]
+fn the_output_budget_is_read_from_the_body() {
+    let budget = |body: &str| super::output_budget(body.as_bytes());
+    assert_eq!(budget(r#"{"prompt":"x","max_tokens":7}"#), 7);
+    assert_eq!(
+        budget(r#"{"max_tokens":7,"max_completion_tokens":9}"#),
+        9,
+        "the newer field wins"
+    );
+    assert_eq!(budget(r#"{"prompt":"x"}"#), 0);
+    assert_eq!(budget("not json"), 0);
+}
