@@ -271,8 +271,14 @@ mod tests {
         assert_eq!(c.cap().requests, 21, "never raised by a queueing engine");
         c.observe(queueing(1.0, 5.0));
         assert_eq!(c.cap().requests, 4, "bounded below");
-        // No queue and low KV: grows back as before.
-        c.observe(queueing(4.0, 0.0));
+        // No queue and low KV: grows back as before, once the smoothed queue is under
+        // `waiting_low`, one step at a time.
+        let mut steps = 0;
+        while c.cap().requests == 4 {
+            c.observe(queueing(4.0, 0.0));
+            steps += 1;
+            assert!(steps < 10, "grows again");
+        }
         assert_eq!(c.cap().requests, 6);
     }
 }

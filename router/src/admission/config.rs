@@ -73,6 +73,10 @@ pub struct QueueConfig {
     pub route_priority: BTreeMap<String, i64>,
     /// Per-class settings (weight, bounds), one entry per priority value.
     pub classes: Vec<ClassConfig>,
+    /// How many waiting requests, in turn, a slot freed on a replica looks through for one
+    /// whose cached prefix the routing policy places there (it goes first, keeping cache
+    /// affinity under late binding); 0: the next in turn always goes.
+    pub affinity_window: usize,
 }
 
 impl Default for QueueConfig {
@@ -85,6 +89,7 @@ impl Default for QueueConfig {
             default_priority: 0,
             route_priority: BTreeMap::new(),
             classes: Vec::new(),
+            affinity_window: 0,
         }
     }
 }

@@ -57,6 +57,8 @@ struct Waiter {
     priority: i64,
     /// Arrival order across every line.
     order: u64,
+    /// The replica holding the request's cached prefix, if any.
+    prefer: Option<ReplicaId>,
     grant: oneshot::Sender<()>,
 }
 
@@ -91,6 +93,8 @@ struct State {
     /// with room seen by its dispatcher are not taken by another one meanwhile.
     reserved: usize,
     slots: HashMap<ReplicaId, Slot>,
+    /// The replica whose slot freed last, not yet handed on.
+    freed: Option<ReplicaId>,
 }
 
 impl State {
@@ -128,6 +132,7 @@ impl Admission {
             next_order: 0,
             reserved: 0,
             slots: HashMap::new(),
+            freed: None,
         };
         Self {
             shared: Arc::new(Shared {
@@ -225,17 +230,21 @@ impl Admission {
 
     /// [`Admission::admit_to`] any replica.
     pub async fn admit(&self, priority: i64, tokens: u64) -> Result<Permit, Rejection> {
-        self.admit_to(Eligible::any(), priority, tokens).await
+        self.admit_to(Eligible::any(), priority, tokens, || None)
+            .await
     }
 
     /// Waits for a permit for a request of `priority` and `tokens` estimated prompt tokens that
-    /// only the `eligible` replicas may serve: room elsewhere does not admit it. Dropping the
-    /// future (client gone) leaves the queue at once.
+    /// only the `eligible` replicas may serve: room elsewhere does not admit it. If it has to
+    /// wait, `prefer` names the replica holding its cached prefix (a slot freed there may go
+    /// to it first, see `queue.affinity_window`). Dropping the future (client gone) leaves the
+    /// queue at once.
     pub async fn admit_to(
         &self,
         eligible: Eligible,
         priority: i64,
         tokens: u64,
+        prefer: impl FnOnce() -> Option<ReplicaId>,
     ) -> Result<Permit, Rejection> {
         let arrived = Instant::now();
         let shared = &self.shared;
@@ -264,12 +273,18 @@ impl Admission {
                 });
             }
             let (tx, rx) = oneshot::channel();
+            let prefer = if shared.queue.affinity_window > 0 {
+                prefer()
+            } else {
+                None
+            };
             let order = st.next_order;
             st.next_order += 1;
             let waiter = Waiter {
                 tokens,
                 priority,
                 order,
+                prefer,
                 grant: tx,
             };
             let policy = shared.queue.policy;
@@ -376,10 +391,26 @@ impl Shared {
             let Some(key) = next else {
                 return;
             };
+            let freed = st.freed.take();
+            let slots = &st.slots;
             let Some(line) = st.lines.get_mut(&key) else {
                 return;
             };
-            let Some((priority, waiter)) = line.queue.pop(&weight) else {
+            // A slot freed on a replica goes first to a waiter whose cached prefix is there.
+            let window = self.queue.affinity_window;
+            let affine = freed
+                .filter(|_| window > 0)
+                .and_then(|id| slots.get(&id).map(|slot| (id, slot)))
+                .and_then(|(id, slot)| {
+                    line.queue.find(window, &weight, |w| {
+                        w.prefer == Some(id) && slot.fits(w.tokens)
+                    })
+                });
+            let taken = match affine {
+                Some((priority, seq)) => line.queue.remove(priority, seq).map(|w| (priority, w)),
+                None => line.queue.pop(&weight),
+            };
+            let Some((priority, waiter)) = taken else {
                 return;
             };
             if line.queue.is_empty() {
@@ -428,6 +459,7 @@ impl Shared {
                     slot.requests = slot.requests.saturating_sub(1);
                     slot.tokens = slot.tokens.saturating_sub(tokens);
                 }
+                st.freed = Some(id);
             }
             Held::Released => return,
         }

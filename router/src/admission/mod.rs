@@ -37,9 +37,9 @@ pub use metrics::AdmissionMetrics;
 
 use crate::{
     Error,
-    policy::Endpoint,
+    policy::{Endpoint, Policy},
     proxy::UpstreamRequest,
-    replicas::{ReplicaSet, Snapshot},
+    replicas::{ReplicaId, ReplicaSet, Snapshot},
     request::ParsedRequest,
 };
 
@@ -54,6 +54,7 @@ impl Admission {
     pub async fn admit_request(
         &self,
         replicas: &Arc<ReplicaSet>,
+        policy: &dyn Policy,
         parsed: &ParsedRequest,
         upstream: &mut UpstreamRequest,
     ) -> Result<Permit, Error> {
@@ -81,7 +82,8 @@ impl Admission {
         if self.caps_config().count_max_tokens {
             tokens = tokens.saturating_add(output_budget(&upstream.body));
         }
-        self.admit_to(model_group(replicas, parsed), priority, tokens)
+        let prefer = || cached_on(replicas, policy, parsed);
+        self.admit_to(model_group(replicas, parsed), priority, tokens, prefer)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -137,6 +139,30 @@ impl Admission {
             }
         });
     }
+}
+
+/// The replica the routing policy would choose for `parsed` if every healthy replica of its
+/// group had room, when it chose it for a cached prefix (prefix policies); `None` otherwise.
+fn cached_on(
+    replicas: &ReplicaSet,
+    policy: &dyn Policy,
+    parsed: &ParsedRequest,
+) -> Option<ReplicaId> {
+    let snapshot = replicas.snapshot();
+    let views: Vec<_> = snapshot
+        .all()
+        .iter()
+        .filter(|r| r.is_healthy() && r.serving.accepts(parsed.model.as_deref()))
+        .map(|r| r.view())
+        .collect();
+    if views.len() < 2 {
+        return None;
+    }
+    let decision = policy.pick(&parsed.route_request(), &views);
+    decision
+        .matched_tokens
+        .is_some_and(|m| m > 0)
+        .then_some(decision.replica)
 }
 
 /// The output tokens a request body asks for at most (`max_completion_tokens`, else
