@@ -108,7 +108,10 @@ impl State {
 
     /// Requests of `priority` waiting, all lines together.
     fn class_len(&self, priority: i64) -> usize {
-        self.lines.values().map(|l| l.queue.class_len(priority)).sum()
+        self.lines
+            .values()
+            .map(|l| l.queue.class_len(priority))
+            .sum()
     }
 
     /// Takes waiter `seq` of `priority` out of `key`'s line, if it still waits there.
@@ -384,7 +387,8 @@ impl Shared {
                 .filter_map(|(key, line)| {
                     let head = line.queue.peek(&weight)?;
                     let rank = (if strict { head.priority } else { 0 }, head.order);
-                    st.may_go(&line.eligible, head.tokens).then_some((rank, key))
+                    st.may_go(&line.eligible, head.tokens)
+                        .then_some((rank, key))
                 })
                 .min_by_key(|(rank, _)| *rank)
                 .map(|(_, key)| key.clone());

@@ -24,7 +24,10 @@ impl Eligible {
 
     /// The group `key`, whose replicas are those `accepts` takes. Requests with the same key
     /// must have the same filter.
-    pub fn new(key: Option<String>, accepts: impl Fn(ReplicaId) -> bool + Send + Sync + 'static) -> Self {
+    pub fn new(
+        key: Option<String>,
+        accepts: impl Fn(ReplicaId) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Self {
             key,
             accepts: Arc::new(accepts),

@@ -277,19 +277,28 @@ fn group(name: &str, only: ReplicaId) -> Eligible {
 #[tokio::test(start_paused = true)]
 async fn a_request_waits_for_its_model_group_not_for_any_replica() {
     let g = gate(QueuePolicy::Fcfs, 1, 2);
-    let mut a = g.admit_to(group("a", R0), 0, 10, || None).await.expect("room on r0");
+    let mut a = g
+        .admit_to(group("a", R0), 0, 10, || None)
+        .await
+        .expect("room on r0");
     assert!(a.has_room(R0));
     a.bind(R0);
     let g2 = g.clone();
     let second_a = tokio::spawn(async move {
-        let mut p = g2.admit_to(group("a", R0), 0, 10, || None).await.expect("admitted");
+        let mut p = g2
+            .admit_to(group("a", R0), 0, 10, || None)
+            .await
+            .expect("admitted");
         p.bind(R0);
         p
     });
     settle().await;
     assert_eq!(g.waiting(), 1, "r1 has room but does not serve a");
     // A waiting `a` does not hold back `b`, whose replica has room.
-    let mut b = g.admit_to(group("b", R1), 0, 10, || None).await.expect("b at once");
+    let mut b = g
+        .admit_to(group("b", R1), 0, 10, || None)
+        .await
+        .expect("b at once");
     b.bind(R1);
     assert!(!second_a.is_finished());
     drop(b);
@@ -298,7 +307,10 @@ async fn a_request_waits_for_its_model_group_not_for_any_replica() {
     assert_eq!(g.waiting(), 1);
     drop(a);
     settle().await;
-    assert!(second_a.is_finished(), "r0's freed slot went to the waiting a");
+    assert!(
+        second_a.is_finished(),
+        "r0's freed slot went to the waiting a"
+    );
     assert_eq!(g.waiting(), 0);
     // A group with no healthy replica is let through (the dispatcher answers 503 itself).
     g.sync_replicas([(R0, "r0", false), (R1, "r1", true)]);
