@@ -180,7 +180,7 @@ impl Dispatcher {
         let mut tried: Vec<ReplicaId> = Vec::new();
         // Waits while every replica is at its cap; the permit is held like the load guard.
         let admitted = (self.admission)
-            .admit_request(&self.replicas.snapshot(), parsed, &mut upstream)
+            .admit_request(&self.replicas, &*self.policy, parsed, &mut upstream)
             .await;
         let mut permit = match admitted {
             Ok(permit) => permit,

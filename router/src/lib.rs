@@ -7,10 +7,11 @@
 //! 1. foundations: `error`, `access_log`, `abort`, `metrics`, `retry`
 //! 2. per-replica load and learnt state, and the parsed request: `load`, `request`
 //! 3. the replica set (spec, health state, load guard, outliers): `replicas`
-//! 4. around each replica: `proxy`, `health`, `models`, `discovery`, `resilience`, `body`,
-//!    `admission`, `kv`, `prompt_key`
+//! 4. around each replica: `proxy`, `health`, `models`, `discovery`, `resilience`, `body`, `kv`,
+//!    `prompt_key`
 //! 5. routing decisions (one file per policy, the prefix index): `policy`
-//! 6. the request path and background tasks: `dispatch`, `scrape`, `membership`, `auth`, `admin`
+//! 6. the request path and background tasks: `admission` (asks the policy where a waiter's prefix
+//!    lives), `dispatch`, `scrape`, `membership`, `auth`, `admin`
 //! 7. the whole configuration: `config`
 //! 8. the service: `reload`, `api`, `server`
 

@@ -288,3 +288,68 @@ async fn a_client_keys_default_priority_is_forwarded_in_the_body() {
     assert_eq!(batch.status(), 200, "{}", batch.text().await.unwrap());
     stop(sims, router).await;
 }
+
+/// Sends a completion for `model` in the background.
+fn send_model(router: &RouterServer, model: &str) -> JoinHandle<reqwest::Response> {
+    let url = format!("{}/v1/completions", router.url());
+    let mut body = completion_body("hello there", 4, false);
+    body["model"] = model.into();
+    tokio::spawn(async move { post_json(&reqwest::Client::new(), url, &body).await })
+}
+
+#[tokio::test]
+async fn a_full_model_group_queues_its_requests_while_another_group_is_served() {
+    // r0 serves alpha, r1 serves beta; one request in flight per replica.
+    let mut sims = Vec::new();
+    for model in ["alpha", "beta"] {
+        let config = SimConfig {
+            model: model.into(),
+            ..SimConfig::zero_delay()
+        };
+        sims.extend(start_sims(1, config).await);
+    }
+    let extra = "caps:\n  mode: static\n  max_requests: 1\n";
+    let router = start_router(&router_yaml(&sims, "round_robin", extra)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/completions", router.url());
+    let unknown = serde_json::json!({"model": "gamma", "prompt": "x", "max_tokens": 1});
+    wait_until(PATIENCE, "model lists learnt", || async {
+        post_json(&client, &url, &unknown).await.status() == 404
+    })
+    .await;
+    let admitted = metric(&router, "router_admitted_total", &[]).await;
+
+    sims[0].faults().set_stall(true);
+    let held = send_model(&router, "alpha");
+    wait_metric(
+        &router,
+        "router_in_flight_requests",
+        &[("replica", "r0")],
+        1.0,
+    )
+    .await;
+    // beta's replica has room, but it cannot serve alpha: the second alpha request waits.
+    let queued = send_model(&router, "alpha");
+    wait_metric(&router, "router_queue_length", &[], 1.0).await;
+    let mut beta_body = completion_body("hello there", 4, false);
+    beta_body["model"] = "beta".into();
+    let beta = post_json(&client, &url, &beta_body).await;
+    assert_eq!(beta.status(), 200, "beta served at once");
+    assert_eq!(beta.headers()["x-routed-to"], "r1");
+    assert_eq!(beta.headers()["x-queue-wait-ms"], "0");
+    assert!(!queued.is_finished(), "alpha still waits for r0");
+    assert_eq!(metric(&router, "router_queue_length", &[]).await, 1.0);
+
+    sims[0].faults().set_stall(false);
+    for request in [held, queued] {
+        let response = request.await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-routed-to"], "r0");
+    }
+    wait_in_flight_zero(&router, &["r0", "r1"]).await;
+    wait_metric(&router, "router_queue_length", &[], 0.0).await;
+    let admitted = metric(&router, "router_admitted_total", &[]).await - admitted;
+    assert_eq!(admitted, 3.0, "two alpha, one beta");
+    assert_eq!(metric(&router, "router_rejected_total", &[]).await, 0.0);
+    stop(sims, router).await;
+}

@@ -39,6 +39,8 @@ pub struct Pressure {
     pub kv_usage: Option<f64>,
     /// Requests waiting in the replica's own queue.
     pub waiting: f64,
+    /// Requests the replica is running (prefill or decode).
+    pub running: f64,
     /// KV capacity in tokens, when reported (`vllm:cache_config_info`).
     pub kv_capacity_tokens: Option<u64>,
 }
@@ -122,6 +124,13 @@ impl CapController {
         self.waiting = Some(waiting);
         let kv = self.kv.unwrap_or(0.0);
         let (min, max) = (f64::from(a.min_requests), f64::from(self.max_requests));
+        if let Some(headroom) = a.queue_headroom.filter(|_| p.waiting > 0.0) {
+            // The engine queues already: what it does not run yet, the router holds instead
+            // (where it can still choose the replica).
+            let running = (p.running + f64::from(headroom)).floor().max(min);
+            self.current = self.current.min(running);
+            return Step::Shrink;
+        }
         if kv > a.kv_high || waiting > a.waiting_high {
             self.current = (self.current * a.decrease_factor).floor().max(min);
             Step::Shrink
@@ -154,7 +163,7 @@ mod tests {
         Some(Pressure {
             kv_usage: Some(kv),
             waiting,
-            kv_capacity_tokens: None,
+            ..Pressure::default()
         })
     }
 
@@ -182,6 +191,7 @@ mod tests {
             kv_usage: Some(1.0),
             waiting: 50.0,
             kv_capacity_tokens: Some(4096),
+            ..Pressure::default()
         }));
         assert_eq!(step, Step::Hold);
         assert_eq!(
@@ -240,5 +250,35 @@ mod tests {
             shrunk |= c.observe(pressure(0.2, waiting)) == Step::Shrink;
         }
         assert!(shrunk && c.cap().requests < 64);
+    }
+
+    #[test]
+    fn with_queue_headroom_a_queueing_engine_gets_what_it_runs_at_once() {
+        let mut config = adaptive();
+        config.adaptive.queue_headroom = Some(1);
+        let mut c = CapController::new(&config);
+        let queueing = |running: f64, waiting: f64| {
+            Some(Pressure {
+                kv_usage: Some(0.5),
+                waiting,
+                running,
+                kv_capacity_tokens: None,
+            })
+        };
+        assert_eq!(c.observe(queueing(20.0, 3.0)), Step::Shrink);
+        assert_eq!(c.cap().requests, 21, "running 20 plus 1, in one step");
+        c.observe(queueing(30.0, 1.0));
+        assert_eq!(c.cap().requests, 21, "never raised by a queueing engine");
+        c.observe(queueing(1.0, 5.0));
+        assert_eq!(c.cap().requests, 4, "bounded below");
+        // No queue and low KV: grows back as before, once the smoothed queue is under
+        // `waiting_low`, one step at a time.
+        let mut steps = 0;
+        while c.cap().requests == 4 {
+            c.observe(queueing(4.0, 0.0));
+            steps += 1;
+            assert!(steps < 10, "grows again");
+        }
+        assert_eq!(c.cap().requests, 6);
     }
 }

@@ -73,6 +73,10 @@ pub struct QueueConfig {
     pub route_priority: BTreeMap<String, i64>,
     /// Per-class settings (weight, bounds), one entry per priority value.
     pub classes: Vec<ClassConfig>,
+    /// How many waiting requests, in turn, a slot freed on a replica looks through for one
+    /// whose cached prefix the routing policy places there (it goes first, keeping cache
+    /// affinity under late binding); 0: the next in turn always goes.
+    pub affinity_window: usize,
 }
 
 impl Default for QueueConfig {
@@ -85,6 +89,7 @@ impl Default for QueueConfig {
             default_priority: 0,
             route_priority: BTreeMap::new(),
             classes: Vec::new(),
+            affinity_window: 0,
         }
     }
 }
@@ -189,6 +194,10 @@ pub struct CapsConfig {
     /// replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_prompt_tokens: Option<u64>,
+    /// Count each request's output budget (`max_tokens` / `max_completion_tokens`) with its
+    /// prompt against `max_prompt_tokens` (or the KV capacity): what it may hold in KV by its
+    /// end, so the requests admitted cannot outgrow the replica's cache and get preempted.
+    pub count_max_tokens: bool,
     /// The adaptive controller.
     pub adaptive: AdaptiveConfig,
 }
@@ -199,6 +208,7 @@ impl Default for CapsConfig {
             mode: CapsMode::None,
             max_requests: 256,
             max_prompt_tokens: None,
+            count_max_tokens: false,
             adaptive: AdaptiveConfig::default(),
         }
     }
@@ -224,6 +234,12 @@ pub struct AdaptiveConfig {
     pub waiting_low: f64,
     /// Factor applied on a shrink (0..1).
     pub decrease_factor: f64,
+    /// When set, a replica whose latest scrape shows requests waiting in its own queue gets its
+    /// cap cut at once to the requests it runs plus this many: the router holds the rest,
+    /// where it can still choose the replica (and keeps its queue order). Unset: only the
+    /// smoothed waiting queue counts, against `waiting_high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_headroom: Option<u32>,
     /// Requests added on a grow.
     pub increase_step: u32,
     /// Weight of the newest sample in the exponential smoothing (0..=1).
@@ -242,6 +258,7 @@ impl Default for AdaptiveConfig {
             waiting_high: 2.0,
             waiting_low: 0.5,
             decrease_factor: 0.8,
+            queue_headroom: None,
             increase_step: 2,
             smoothing: 0.5,
             interval_ms: 1000,

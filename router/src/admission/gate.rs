@@ -1,6 +1,7 @@
-//! The gate: a request waits here for a permit while every healthy replica is at its cap; a
-//! freed slot goes to the head of the queue, whose dispatcher then routes it over the replicas
-//! with room. No HTTP: the dispatcher turns rejections into responses.
+//! The gate: a request waits here for a permit while every healthy replica of its model group is
+//! at its cap; a freed slot goes to the head of a line whose group has room (the earliest such
+//! head), whose dispatcher then routes it over the replicas with room. No HTTP: the dispatcher
+//! turns rejections into responses.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,8 @@ use tokio::{sync::oneshot, time::Instant};
 
 use super::{
     caps::{Cap, CapController, Pressure, Step},
-    config::{CapsConfig, CapsMode, QueueConfig},
+    config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy},
+    group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
     queue::WaitQueue,
 };
@@ -52,7 +54,18 @@ struct Shared {
 /// One waiting request.
 struct Waiter {
     tokens: u64,
+    priority: i64,
+    /// Arrival order across every line.
+    order: u64,
+    /// The replica holding the request's cached prefix, if any.
+    prefer: Option<ReplicaId>,
     grant: oneshot::Sender<()>,
+}
+
+/// The waiting line of one model group.
+struct Line {
+    eligible: Eligible,
+    queue: WaitQueue<Waiter>,
 }
 
 /// What the gate knows of one replica: health, what its permits hold, and its cap.
@@ -71,22 +84,45 @@ impl Slot {
 }
 
 struct State {
-    queue: WaitQueue<Waiter>,
+    /// One waiting line per model group.
+    lines: HashMap<Option<String>, Line>,
+    /// Requests waiting, all lines together.
+    len: usize,
+    next_order: u64,
     /// Permits granted and not yet bound to a replica: at most one at a time, so the replicas
     /// with room seen by its dispatcher are not taken by another one meanwhile.
     reserved: usize,
     slots: HashMap<ReplicaId, Slot>,
+    /// The replica whose slot freed last, not yet handed on.
+    freed: Option<ReplicaId>,
 }
 
 impl State {
-    fn room_for(&self, tokens: u64) -> bool {
-        self.slots.values().any(|s| s.fits(tokens))
+    /// Whether a request of `tokens` may go now: a replica of its group has room, or none of
+    /// the group is healthy (the gate lets it through: the dispatcher answers 503 at once
+    /// instead of holding it for the whole wait).
+    fn may_go(&self, eligible: &Eligible, tokens: u64) -> bool {
+        let group = || self.slots.iter().filter(|(id, _)| eligible.accepts(**id));
+        group().any(|(_, s)| s.fits(tokens)) || !group().any(|(_, s)| s.healthy)
     }
 
-    /// With no healthy replica the gate lets requests through: the dispatcher answers 503 at
-    /// once instead of holding them for the whole wait.
-    fn none_healthy(&self) -> bool {
-        !self.slots.values().any(|s| s.healthy)
+    /// Requests of `priority` waiting, all lines together.
+    fn class_len(&self, priority: i64) -> usize {
+        self.lines
+            .values()
+            .map(|l| l.queue.class_len(priority))
+            .sum()
+    }
+
+    /// Takes waiter `seq` of `priority` out of `key`'s line, if it still waits there.
+    fn remove(&mut self, key: &Option<String>, priority: i64, seq: u64) -> Option<Waiter> {
+        let line = self.lines.get_mut(key)?;
+        let waiter = line.queue.remove(priority, seq)?;
+        if line.queue.is_empty() {
+            self.lines.remove(key);
+        }
+        self.len -= 1;
+        Some(waiter)
     }
 }
 
@@ -94,9 +130,12 @@ impl Admission {
     /// A gate with `queue` ordering and bounds and `caps` per replica, counting into `metrics`.
     pub fn new(queue: QueueConfig, caps: CapsConfig, metrics: AdmissionMetrics) -> Self {
         let state = State {
-            queue: WaitQueue::new(queue.policy),
+            lines: HashMap::new(),
+            len: 0,
+            next_order: 0,
             reserved: 0,
             slots: HashMap::new(),
+            freed: None,
         };
         Self {
             shared: Arc::new(Shared {
@@ -116,6 +155,11 @@ impl Admission {
     /// The queue settings.
     pub fn queue_config(&self) -> &QueueConfig {
         &self.shared.queue
+    }
+
+    /// The caps settings.
+    pub fn caps_config(&self) -> &CapsConfig {
+        &self.shared.caps
     }
 
     /// Brings the gate's replicas in line with `replicas` (id, name, healthy): new ones get a
@@ -184,22 +228,38 @@ impl Admission {
 
     /// Requests waiting now.
     pub fn waiting(&self) -> usize {
-        self.shared.state.lock().queue.len()
+        self.shared.state.lock().len
     }
 
-    /// Waits for a permit for a request of `priority` and `tokens` estimated prompt tokens.
-    /// Dropping the future (client gone) leaves the queue at once.
+    /// [`Admission::admit_to`] any replica.
     pub async fn admit(&self, priority: i64, tokens: u64) -> Result<Permit, Rejection> {
+        self.admit_to(Eligible::any(), priority, tokens, || None)
+            .await
+    }
+
+    /// Waits for a permit for a request of `priority` and `tokens` estimated prompt tokens that
+    /// only the `eligible` replicas may serve: room elsewhere does not admit it. If it has to
+    /// wait, `prefer` names the replica holding its cached prefix (a slot freed there may go
+    /// to it first, see `queue.affinity_window`). Dropping the future (client gone) leaves the
+    /// queue at once.
+    pub async fn admit_to(
+        &self,
+        eligible: Eligible,
+        priority: i64,
+        tokens: u64,
+        prefer: impl FnOnce() -> Option<ReplicaId>,
+    ) -> Result<Permit, Rejection> {
         let arrived = Instant::now();
         let shared = &self.shared;
         if !self.enabled() {
             return Ok(self.granted(priority, tokens, arrived, false));
         }
         let label = priority_label(priority);
-        let (seq, rx) = {
+        let (seq, rx, key) = {
             let mut st = shared.state.lock();
-            let free = st.reserved == 0 && st.queue.is_empty();
-            if free && (st.room_for(tokens) || st.none_healthy()) {
+            let key = eligible.key().map(str::to_owned);
+            let free = st.reserved == 0 && !st.lines.contains_key(&key);
+            if free && st.may_go(&eligible, tokens) {
                 st.reserved += 1;
                 drop(st);
                 return Ok(self.granted(priority, tokens, arrived, true));
@@ -207,8 +267,8 @@ impl Admission {
             let class_full = shared
                 .queue
                 .class_max_length(priority)
-                .is_some_and(|max| st.queue.class_len(priority) >= max);
-            if st.queue.len() >= shared.queue.max_length || class_full {
+                .is_some_and(|max| st.class_len(priority) >= max);
+            if st.len >= shared.queue.max_length || class_full {
                 drop(st);
                 shared.reject(&label, "queue_full");
                 return Err(Rejection::Full {
@@ -216,16 +276,37 @@ impl Admission {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            let seq = st.queue.push(priority, Waiter { tokens, grant: tx });
+            let prefer = if shared.queue.affinity_window > 0 {
+                prefer()
+            } else {
+                None
+            };
+            let order = st.next_order;
+            st.next_order += 1;
+            let waiter = Waiter {
+                tokens,
+                priority,
+                order,
+                prefer,
+                grant: tx,
+            };
+            let policy = shared.queue.policy;
+            let line = st.lines.entry(key.clone()).or_insert_with(|| Line {
+                eligible,
+                queue: WaitQueue::new(policy),
+            });
+            let seq = line.queue.push(priority, waiter);
+            st.len += 1;
             shared
                 .metrics
                 .queue_length
                 .with_label_values(&[&label])
                 .inc();
-            (seq, rx)
+            (seq, rx, key)
         };
         let mut leave = Leave {
             shared: Arc::clone(shared),
+            key: key.clone(),
             priority,
             seq,
             armed: true,
@@ -237,7 +318,7 @@ impl Admission {
             Ok(_) => Ok(self.granted(priority, tokens, arrived, true)),
             Err(_) => {
                 let mut st = shared.state.lock();
-                if st.queue.remove(priority, seq).is_none() {
+                if st.remove(&key, priority, seq).is_none() {
                     // Granted just as the wait ran out: take it.
                     drop(st);
                     return Ok(self.granted(priority, tokens, arrived, true));
@@ -293,19 +374,53 @@ impl Admission {
 }
 
 impl Shared {
-    /// Hands freed room to the head of the queue, one unbound permit at a time.
+    /// Hands freed room to the head of a line whose group has room, one unbound permit at a
+    /// time. Among such heads the earliest goes first (under `priority`: the most urgent, then
+    /// the earliest).
     fn pump(&self, st: &mut State) {
         let weight = |p: i64| self.queue.weight(p);
+        let strict = self.queue.policy == QueuePolicy::Priority;
         while st.reserved == 0 {
-            let Some(head) = st.queue.peek(&weight) else {
+            let next = st
+                .lines
+                .iter()
+                .filter_map(|(key, line)| {
+                    let head = line.queue.peek(&weight)?;
+                    let rank = (if strict { head.priority } else { 0 }, head.order);
+                    st.may_go(&line.eligible, head.tokens)
+                        .then_some((rank, key))
+                })
+                .min_by_key(|(rank, _)| *rank)
+                .map(|(_, key)| key.clone());
+            let Some(key) = next else {
                 return;
             };
-            if !st.room_for(head.tokens) && !st.none_healthy() {
+            let freed = st.freed.take();
+            let slots = &st.slots;
+            let Some(line) = st.lines.get_mut(&key) else {
                 return;
+            };
+            // A slot freed on a replica goes first to a waiter whose cached prefix is there.
+            let window = self.queue.affinity_window;
+            let affine = freed
+                .filter(|_| window > 0)
+                .and_then(|id| slots.get(&id).map(|slot| (id, slot)))
+                .and_then(|(id, slot)| {
+                    line.queue.find(window, &weight, |w| {
+                        w.prefer == Some(id) && slot.fits(w.tokens)
+                    })
+                });
+            let taken = match affine {
+                Some((priority, seq)) => line.queue.remove(priority, seq).map(|w| (priority, w)),
+                None => line.queue.pop(&weight),
+            };
+            let Some((priority, waiter)) = taken else {
+                return;
+            };
+            if line.queue.is_empty() {
+                st.lines.remove(&key);
             }
-            let Some((priority, waiter)) = st.queue.pop(&weight) else {
-                return;
-            };
+            st.len -= 1;
             self.metrics
                 .queue_length
                 .with_label_values(&[&priority_label(priority)])
@@ -348,6 +463,7 @@ impl Shared {
                     slot.requests = slot.requests.saturating_sub(1);
                     slot.tokens = slot.tokens.saturating_sub(tokens);
                 }
+                st.freed = Some(id);
             }
             Held::Released => return,
         }
@@ -359,6 +475,7 @@ impl Shared {
 /// hands back a permit granted to it that it never took.
 struct Leave {
     shared: Arc<Shared>,
+    key: Option<String>,
     priority: i64,
     seq: u64,
     armed: bool,
@@ -371,7 +488,7 @@ impl Drop for Leave {
         }
         let shared = &self.shared;
         let mut st = shared.state.lock();
-        if st.queue.remove(self.priority, self.seq).is_some() {
+        if st.remove(&self.key, self.priority, self.seq).is_some() {
             drop(st);
             let label = priority_label(self.priority);
             shared

@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod config;
 pub mod gate;
+pub mod group;
 pub mod metrics;
 pub mod priority;
 pub mod queue;
@@ -31,12 +32,14 @@ use http_body::{Frame, SizeHint};
 pub use caps::{Cap, Pressure};
 pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy};
 pub use gate::{Admission, Permit, Rejection};
+pub use group::Eligible;
 pub use metrics::AdmissionMetrics;
 
 use crate::{
     Error,
+    policy::Policy,
     proxy::UpstreamRequest,
-    replicas::{ReplicaSet, Snapshot},
+    replicas::{ReplicaId, ReplicaSet, Snapshot},
     request::{Endpoint, ParsedRequest},
 };
 
@@ -45,11 +48,13 @@ pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
 
 impl Admission {
     /// The dispatcher's one call: finds the request's priority (forwarding it in the body when
-    /// it came from the header or a default), then waits for a permit. Queue full is a 429,
-    /// waited too long a 503, both with `Retry-After`.
+    /// it came from the header or a default), then waits for a permit on a replica of the
+    /// request's model group (those the dispatcher's candidates come from). Queue full is a
+    /// 429, waited too long a 503, both with `Retry-After`.
     pub async fn admit_request(
         &self,
-        snapshot: &Snapshot,
+        replicas: &Arc<ReplicaSet>,
+        policy: &dyn Policy,
         parsed: &ParsedRequest,
         upstream: &mut UpstreamRequest,
     ) -> Result<Permit, Error> {
@@ -72,8 +77,13 @@ impl Admission {
             upstream.body = priority::with_priority(&upstream.body, priority);
             upstream.headers.remove(http::header::CONTENT_LENGTH);
         }
-        self.sync_snapshot(snapshot);
-        self.admit(priority, parsed.prompt_tokens as u64)
+        self.sync_snapshot(&replicas.snapshot());
+        let mut tokens = parsed.prompt_tokens as u64;
+        if self.caps_config().count_max_tokens {
+            tokens = tokens.saturating_add(output_budget(&upstream.body));
+        }
+        let prefer = || cached_on(replicas, policy, parsed);
+        self.admit_to(model_group(replicas, parsed), priority, tokens, prefer)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -121,6 +131,7 @@ impl Admission {
                     let pressure = replica.load.scraped.fresh(now).map(|s| Pressure {
                         kv_usage: s.load.kv_usage,
                         waiting: s.load.waiting,
+                        running: s.load.running,
                         kv_capacity_tokens: s.load.kv_capacity_tokens(),
                     });
                     gate.observe(replica.id(), pressure);
@@ -128,6 +139,59 @@ impl Admission {
             }
         });
     }
+}
+
+/// The replica the routing policy would choose for `parsed` if every healthy replica of its
+/// group had room, when it chose it for a cached prefix (prefix policies); `None` otherwise.
+fn cached_on(
+    replicas: &ReplicaSet,
+    policy: &dyn Policy,
+    parsed: &ParsedRequest,
+) -> Option<ReplicaId> {
+    let snapshot = replicas.snapshot();
+    let views: Vec<_> = snapshot
+        .all()
+        .iter()
+        .filter(|r| r.is_healthy() && r.serving.accepts(parsed.model.as_deref()))
+        .map(|r| r.view())
+        .collect();
+    if views.len() < 2 {
+        return None;
+    }
+    let decision = policy.pick(&parsed.route_request(), &views);
+    decision
+        .matched_tokens
+        .is_some_and(|m| m > 0)
+        .then_some(decision.replica)
+}
+
+/// The output tokens a request body asks for at most (`max_completion_tokens`, else
+/// `max_tokens`; 0 when it names neither or is not JSON).
+fn output_budget(body: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Budget {
+        max_tokens: Option<u64>,
+        max_completion_tokens: Option<u64>,
+    }
+    serde_json::from_slice::<Budget>(body)
+        .ok()
+        .and_then(|b| b.max_completion_tokens.or(b.max_tokens))
+        .unwrap_or(0)
+}
+
+/// The replicas that may serve `parsed`: those serving its model, as the dispatcher's
+/// candidates are (`Serving::accepts`), read from the live replica set when checked.
+fn model_group(replicas: &Arc<ReplicaSet>, parsed: &ParsedRequest) -> Eligible {
+    let Some(model) = parsed.model.clone() else {
+        return Eligible::any();
+    };
+    let replicas = Arc::clone(replicas);
+    Eligible::new(Some(model.clone()), move |id| {
+        replicas
+            .snapshot()
+            .get(id)
+            .is_some_and(|r| r.serving.accepts(Some(&model)))
+    })
 }
 
 /// `response` with `x-queue-wait-ms` set and a body that holds `permit` until it ends.

@@ -115,6 +115,43 @@ impl<T> WaitQueue<T> {
         Some((chosen, item))
     }
 
+    /// The first entry among the next `window` in turn (round robin: the next one only) that
+    /// `wanted` accepts, as its priority and ticket for [`WaitQueue::remove`].
+    pub fn find(
+        &self,
+        window: usize,
+        weight: &impl Fn(i64) -> u32,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Option<(i64, u64)> {
+        let in_turn: Vec<(i64, u64, &T)> = match self.policy {
+            QueuePolicy::PriorityRoundRobin => {
+                let class = self.next_class(weight)?;
+                let (seq, item) = self.classes.get(&class)?.entries.front()?;
+                vec![(class, *seq, item)]
+            }
+            QueuePolicy::Priority => self
+                .classes
+                .iter()
+                .flat_map(|(p, c)| c.entries.iter().map(move |(s, t)| (*p, *s, t)))
+                .take(window)
+                .collect(),
+            QueuePolicy::Fcfs => {
+                let mut all: Vec<(i64, u64, &T)> = self
+                    .classes
+                    .iter()
+                    .flat_map(|(p, c)| c.entries.iter().take(window).map(move |(s, t)| (*p, *s, t)))
+                    .collect();
+                all.sort_unstable_by_key(|(_, s, _)| *s);
+                all.truncate(window);
+                all
+            }
+        };
+        in_turn
+            .into_iter()
+            .find(|(_, _, item)| wanted(item))
+            .map(|(p, s, _)| (p, s))
+    }
+
     /// Removes the entry with ticket `seq` (a waiter that left), if it still waits.
     pub fn remove(&mut self, priority: i64, seq: u64) -> Option<T> {
         let class = self.classes.get_mut(&priority)?;
@@ -198,6 +235,22 @@ mod tests {
             }
             assert!(turns <= 11, "class 5 waited more than one round");
         }
+    }
+
+    #[test]
+    fn find_looks_through_the_window_in_turn() {
+        let w = |_: i64| 1;
+        let mut q = WaitQueue::new(QueuePolicy::Fcfs);
+        let a = q.push(1, "a");
+        let _b = q.push(0, "b");
+        let c = q.push(1, "c");
+        assert_eq!(q.find(3, &w, |t| *t != "b"), Some((1, a)));
+        assert_eq!(q.find(3, &w, |t| *t == "c"), Some((1, c)));
+        assert_eq!(q.find(2, &w, |t| *t == "c"), None, "beyond the window");
+        let mut q = WaitQueue::new(QueuePolicy::Priority);
+        q.push(1, "a");
+        let b = q.push(0, "b");
+        assert_eq!(q.find(1, &w, |_| true), Some((0, b)), "most urgent first");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{
-    Admission, AdmissionMetrics, CapsConfig, CapsMode, Permit, Pressure, QueueConfig, QueuePolicy,
-    Rejection,
+    Admission, AdmissionMetrics, CapsConfig, CapsMode, Eligible, Permit, Pressure, QueueConfig,
+    QueuePolicy, Rejection,
     config::{AdaptiveConfig, ClassConfig},
 };
 use crate::replicas::ReplicaId;
@@ -248,8 +248,7 @@ async fn adaptive_cap_shrinks_then_lets_waiters_in_as_it_grows() {
     let g = gate_with(QueueConfig::default(), caps, 1);
     let hot = Some(Pressure {
         kv_usage: Some(0.99),
-        waiting: 0.0,
-        kv_capacity_tokens: None,
+        ..Pressure::default()
     });
     for _ in 0..4 {
         g.observe(R0, hot);
@@ -262,11 +261,108 @@ async fn adaptive_cap_shrinks_then_lets_waiters_in_as_it_grows() {
     assert_eq!(g.waiting(), 1);
     let cool = Some(Pressure {
         kv_usage: Some(0.1),
-        waiting: 0.0,
-        kv_capacity_tokens: None,
+        ..Pressure::default()
     });
     g.observe(R0, cool);
     settle().await;
     assert_eq!(g.cap(R0).map(|c| c.requests), Some(2));
     assert!(waiter.is_finished(), "the grown cap admitted the waiter");
+}
+
+/// The group of model `name`, served only by replica `only`.
+fn group(name: &str, only: ReplicaId) -> Eligible {
+    Eligible::new(Some(name.to_owned()), move |id| id == only)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_its_model_group_not_for_any_replica() {
+    let g = gate(QueuePolicy::Fcfs, 1, 2);
+    let mut a = g
+        .admit_to(group("a", R0), 0, 10, || None)
+        .await
+        .expect("room on r0");
+    assert!(a.has_room(R0));
+    a.bind(R0);
+    let g2 = g.clone();
+    let second_a = tokio::spawn(async move {
+        let mut p = g2
+            .admit_to(group("a", R0), 0, 10, || None)
+            .await
+            .expect("admitted");
+        p.bind(R0);
+        p
+    });
+    settle().await;
+    assert_eq!(g.waiting(), 1, "r1 has room but does not serve a");
+    // A waiting `a` does not hold back `b`, whose replica has room.
+    let mut b = g
+        .admit_to(group("b", R1), 0, 10, || None)
+        .await
+        .expect("b at once");
+    b.bind(R1);
+    assert!(!second_a.is_finished());
+    drop(b);
+    settle().await;
+    assert!(!second_a.is_finished(), "r1's freed slot is not a's");
+    assert_eq!(g.waiting(), 1);
+    drop(a);
+    settle().await;
+    assert!(
+        second_a.is_finished(),
+        "r0's freed slot went to the waiting a"
+    );
+    assert_eq!(g.waiting(), 0);
+    // A group with no healthy replica is let through (the dispatcher answers 503 itself).
+    g.sync_replicas([(R0, "r0", false), (R1, "r1", true)]);
+    assert!(g.admit_to(group("a", R0), 0, 10, || None).await.is_ok());
+}
+
+#[test]
+fn the_output_budget_is_read_from_the_body() {
+    let budget = |body: &str| super::output_budget(body.as_bytes());
+    assert_eq!(budget(r#"{"prompt":"x","max_tokens":7}"#), 7);
+    assert_eq!(
+        budget(r#"{"max_tokens":7,"max_completion_tokens":9}"#),
+        9,
+        "the newer field wins"
+    );
+    assert_eq!(budget(r#"{"prompt":"x"}"#), 0);
+    assert_eq!(budget("not json"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_freed_slot_goes_first_to_a_waiter_whose_prefix_is_there() {
+    let queue = QueueConfig {
+        affinity_window: 4,
+        ..QueueConfig::default()
+    };
+    let caps = CapsConfig {
+        mode: CapsMode::Static,
+        max_requests: 1,
+        ..CapsConfig::default()
+    };
+    let g = gate_with(queue, caps, 2);
+    let on_r0 = take(&g, 0).await;
+    let on_r1 = take(&g, 0).await;
+    let waiter = |prefer: Option<ReplicaId>| {
+        let g = g.clone();
+        tokio::spawn(async move { g.admit_to(Eligible::any(), 0, 10, move || prefer).await })
+    };
+    let head = waiter(None);
+    settle().await;
+    let cached_on_r1 = waiter(Some(R1));
+    settle().await;
+    assert_eq!(g.waiting(), 2);
+    drop(on_r1);
+    settle().await;
+    assert!(
+        cached_on_r1.is_finished() && !head.is_finished(),
+        "r1's slot went to the waiter whose prefix is on r1, ahead of the head"
+    );
+    let mut second = cached_on_r1.await.expect("task").expect("admitted");
+    second.bind(R1);
+    drop(on_r0);
+    settle().await;
+    assert!(head.is_finished(), "the next free slot went to the head");
+    assert_eq!(g.waiting(), 0);
 }
