@@ -62,7 +62,7 @@ pub struct ParsedRequest {
     /// Size of the prompts of a batch after the keyed one.
     pub rest_prompts: RestPrompts,
     /// What token mode needs besides the prompt (chat messages, template options); taken by
-    /// [`crate::prompt_key::PromptKeys::prepare`].
+    /// `prompt_key::PromptKeys::prepare`.
     pub key_input: KeyInput,
 }
 
