@@ -13,10 +13,10 @@ pub struct KvEventsConfig {
     pub enabled: bool,
     /// For replicas without `kv_events` in their spec: the PUB port is the HTTP port plus this.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub port_offset: Option<u16>,
+    pub port_offset: Option<i32>,
     /// Likewise for the replay port (no replay without it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay_port_offset: Option<u16>,
+    pub replay_port_offset: Option<i32>,
     /// Topic prefix to subscribe to (vLLM's `topic`; empty = all).
     pub topic: String,
     /// Milliseconds a prefix sent to a replica with a live event stream counts as held before
@@ -88,7 +88,13 @@ impl KvEventsConfig {
         let uri: http::Uri = url.parse().ok()?;
         let host = uri.host()?;
         let port = uri.port_u16().unwrap_or(80);
-        let at = |off: u16| port.checked_add(off).map(|p| format!("tcp://{host}:{p}"));
+        // Offsets may be negative: vLLM's defaults are HTTP 8000 and events on 5557 (-2443).
+        let at = |off: i32| {
+            u16::try_from(i32::from(port) + off)
+                .ok()
+                .filter(|p| *p > 0)
+                .map(|p| format!("tcp://{host}:{p}"))
+        };
         Some(ReplicaKvEvents {
             endpoint: at(offset)?,
             replay_endpoint: self.replay_port_offset.and_then(at),
@@ -119,6 +125,11 @@ mod tests {
         let got = cfg.endpoints_for(None, "http://10.0.0.5:8000").unwrap();
         assert_eq!(got.endpoint, "tcp://10.0.0.5:9000");
         assert_eq!(got.replay_endpoint.as_deref(), Some("tcp://10.0.0.5:9001"));
+        cfg.port_offset = Some(-2443);
+        cfg.replay_port_offset = Some(-70_000);
+        let got = cfg.endpoints_for(None, "http://10.0.0.5:8000").unwrap();
+        assert_eq!(got.endpoint, "tcp://10.0.0.5:5557", "vLLM's default ports");
+        assert_eq!(got.replay_endpoint, None, "a port out of range is no port");
         let spec = ReplicaKvEvents {
             endpoint: "tcp://h:1".into(),
             replay_endpoint: None,
