@@ -9,11 +9,17 @@
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
-//! - `externality` = this prompt's prefill x the requests waiting on the least loaded replica:
-//!   under uniform overload every queued request waits for a miss's prefill, so affinity (and
-//!   throughput) is kept; while any replica has no queue it is 0 and a hot prefix spreads;
+//! - `externality` = this prompt's prefill x (the requests waiting on the least loaded replica
+//!   + the requests expected to reach this replica before its first token, from the recent
+//!   request rate): they all wait for that prefill, so a miss costs them too; under uniform
+//!   overload affinity (and throughput) is kept, while a hit's small prefill costs them little;
+//! - `affinity` = 2 x the prefill the best-placed replica would save (beyond the tie tolerance),
+//!   charged to a replica that holds less of the prompt: a conversation moved away from its
+//!   prefix makes its later turns miss too (or follow it and leave a stale copy behind), and
+//!   near-ties keep affinity;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
-//!   beyond one Poisson standard deviation of chance, once replicas have work in flight.
+//!   beyond one Poisson standard deviation of chance, once replicas have work in flight; the
+//!   fair share is proportional to the replica's capacity (weight over learnt slowness).
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
@@ -63,6 +69,30 @@ impl std::fmt::Debug for CostPolicy {
             .field("model", &self.model)
             .finish()
     }
+}
+
+/// Learnt prefill speeds within this factor of the median count as the same (fit noise).
+const SAME_SPEED: f64 = 1.25;
+
+/// Each speed's prefill multiplier over the median's: 1 within [`SAME_SPEED`] of it.
+fn relative_slowness(speeds: &[Speed]) -> Vec<f64> {
+    let mut m: Vec<f64> = speeds.iter().map(|s| s.multipliers()[1]).collect();
+    let mut sorted = m.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => return m,
+        n if n % 2 == 0 => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        n => sorted[n / 2],
+    };
+    for v in &mut m {
+        let rel = *v / median;
+        *v = if (1.0 / SAME_SPEED..=SAME_SPEED).contains(&rel) {
+            1.0
+        } else {
+            rel
+        };
+    }
+    m
 }
 
 /// Tokens `replica` holds according to `matches` (sorted by replica id).
@@ -144,7 +174,16 @@ impl Policy for CostPolicy {
         let now = Instant::now();
         let prompt_tokens = request.prompt_tokens_estimate as u64;
         let matches = self.index.matches(&request.prompt);
-        let ids: Vec<(ReplicaId, u32)> = candidates.iter().map(|v| (v.id, v.weight)).collect();
+        let speeds = self.speeds(candidates, now);
+        // Each replica's capacity: its weight over how much slower than its peers it is learnt
+        // to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
+        // the fit's noise, [`SAME_SPEED`], count as none).
+        let slowness = relative_slowness(&speeds);
+        let ids: Vec<(ReplicaId, f64)> = candidates
+            .iter()
+            .zip(&slowness)
+            .map(|(v, s)| (v.id, f64::from(v.weight.max(1)) / s))
+            .collect();
         // Long-run balance only matters once replicas have work: with less than one request in
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
@@ -154,7 +193,6 @@ impl Policy for CostPolicy {
         } else {
             vec![0.0; ids.len()]
         };
-        let speeds = self.speeds(candidates, now);
         let loads: Vec<(ReplicaLoadView, f64)> = candidates
             .iter()
             .zip(&speeds)
@@ -170,6 +208,14 @@ impl Policy for CostPolicy {
         } else {
             0.0
         };
+        let best_match = candidates
+            .iter()
+            .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
+            .max()
+            .unwrap_or(0);
+        // Each replica's share of the recent request rate, by weight.
+        let weights: f64 = candidates.iter().map(|v| f64::from(v.weight.max(1))).sum();
+        let rate = self.share.rate(now) / weights.max(1.0);
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)
@@ -179,6 +225,8 @@ impl Policy for CostPolicy {
                 cache_fill: self.index.fill(v.id),
                 excess_share,
                 queued_behind,
+                best_matched_tokens: best_match,
+                arrival_rate: rate * f64::from(v.weight.max(1)),
                 load: *load,
             })
             .collect();
@@ -186,7 +234,6 @@ impl Policy for CostPolicy {
             .model
             .choose(prompt_tokens, &cands, &mut *self.rng.lock());
         let (i, estimate) = chosen.unwrap_or((0, Estimate::default()));
-        let best_match = cands.iter().map(|c| c.matched_tokens).max().unwrap_or(0);
         let matched = cands.get(i).map_or(0, |c| c.matched_tokens);
         let reason = if candidates.len() == 1 {
             DecisionReason::OnlyCandidate
@@ -204,13 +251,14 @@ impl Policy for CostPolicy {
                 .map(|(v, c)| {
                     let e = self.model.estimate(prompt_tokens, c);
                     format!(
-                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
+                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} aff {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
                         v.name,
                         e.total_s() * 1e3,
                         e.ttft_s() * 1e3,
                         e.busy_s * 1e3,
                         e.displace_s * 1e3,
                         e.externality_s * 1e3,
+                        e.affinity_s * 1e3,
                         e.balance_s * 1e3,
                         e.lag_s * 1e3,
                         c.load.speed.prefill,
