@@ -13,7 +13,7 @@
 //!   + the requests expected to reach this replica before its first token, from the recent
 //!   request rate): they all wait for that prefill, so a miss costs them too; under uniform
 //!   overload affinity (and throughput) is kept, while a hit's small prefill costs them little;
-//! - `affinity` = 2 x the prefill the best-placed replica would save (beyond the tie tolerance),
+//! - `affinity` = 3 x the prefill the best-placed replica would save (beyond the tie tolerance),
 //!   charged to a replica that holds less of the prompt: a conversation moved away from its
 //!   prefix makes its later turns miss too (or follow it and leave a stale copy behind), and
 //!   near-ties keep affinity;
@@ -213,22 +213,26 @@ impl Policy for CostPolicy {
             .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
             .max()
             .unwrap_or(0);
-        // Each replica's share of the recent request rate, by weight.
-        let weights: f64 = candidates.iter().map(|v| f64::from(v.weight.max(1))).sum();
-        let rate = self.share.rate(now) / weights.max(1.0);
+        // Requests recently sent to each replica per second: about as many will arrive there
+        // while this one's prefill runs.
+        let ids: Vec<ReplicaId> = ids.iter().map(|(id, _)| *id).collect();
+        let rates = self.share.rates(now, &ids);
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)
             .zip(&loads)
-            .map(|((v, excess_share), (load, _))| CostCandidate {
-                matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
-                cache_fill: self.index.fill(v.id),
-                excess_share,
-                queued_behind,
-                best_matched_tokens: best_match,
-                arrival_rate: rate * f64::from(v.weight.max(1)),
-                load: *load,
-            })
+            .zip(rates)
+            .map(
+                |(((v, excess_share), (load, _)), arrival_rate)| CostCandidate {
+                    matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
+                    cache_fill: self.index.fill(v.id),
+                    excess_share,
+                    queued_behind,
+                    best_matched_tokens: best_match,
+                    arrival_rate,
+                    load: *load,
+                },
+            )
             .collect();
         let chosen = self
             .model
@@ -245,11 +249,12 @@ impl Policy for CostPolicy {
             DecisionReason::LoadSpread
         };
         if tracing::enabled!(tracing::Level::DEBUG) {
+            let estimates = self.model.estimates(prompt_tokens, &cands);
             let all: Vec<String> = candidates
                 .iter()
                 .zip(&cands)
-                .map(|(v, c)| {
-                    let e = self.model.estimate(prompt_tokens, c);
+                .zip(&estimates)
+                .map(|((v, c), e)| {
                     format!(
                         "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} aff {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
                         v.name,

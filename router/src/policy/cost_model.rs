@@ -97,7 +97,7 @@ impl Default for CostConfig {
             learn_replica_speed: true,
             miss_externality: 1.0,
             arrival_externality: 1.0,
-            affinity_margin: 2.0,
+            affinity_margin: 3.0,
         }
     }
 }
@@ -383,6 +383,44 @@ impl CostConfig {
         e
     }
 
+    /// Estimates every candidate, the affinity charge bounded by how much more is queued on
+    /// the replica holding most of the prompt than on the candidate, and faded out as that
+    /// holder's recent request rate rises above the mean (gone at twice the mean): the margin
+    /// keeps a conversation from being traded for a shorter queue, while a hot prefix whose
+    /// holder takes more than its share still spreads as the other terms say.
+    pub fn estimates(&self, prompt_tokens: u64, candidates: &[CostCandidate]) -> Vec<Estimate> {
+        let mut estimates: Vec<Estimate> = candidates
+            .iter()
+            .map(|c| self.estimate(prompt_tokens, c))
+            .collect();
+        let best = candidates.iter().map(|c| c.matched_tokens).max();
+        let holder = candidates
+            .iter()
+            .zip(&estimates)
+            .filter(|(c, _)| Some(c.matched_tokens) == best)
+            .map(|(c, e)| (e.queue_s + e.lag_s, c.arrival_rate))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((holder_wait, holder_rate)) = holder else {
+            return estimates;
+        };
+        let mean_rate = candidates
+            .iter()
+            .map(|c| c.arrival_rate)
+            .filter(|r| r.is_finite())
+            .sum::<f64>()
+            / candidates.len() as f64;
+        let fade = if mean_rate > 0.0 && holder_rate.is_finite() {
+            (2.0 - holder_rate / mean_rate).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        for e in &mut estimates {
+            let gap = (holder_wait - e.queue_s - e.lag_s).max(0.0);
+            e.affinity_s = (fade * e.affinity_s).min(gap);
+        }
+        estimates
+    }
+
     /// Picks the candidate with the lowest estimate; `None` only for an empty list.
     pub fn choose<R: Rng + ?Sized>(
         &self,
@@ -390,10 +428,7 @@ impl CostConfig {
         candidates: &[CostCandidate],
         rng: &mut R,
     ) -> Option<(usize, Estimate)> {
-        let estimates: Vec<Estimate> = candidates
-            .iter()
-            .map(|c| self.estimate(prompt_tokens, c))
-            .collect();
+        let estimates = self.estimates(prompt_tokens, candidates);
         let best = estimates
             .iter()
             .map(Estimate::total_s)

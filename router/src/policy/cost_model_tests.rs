@@ -306,6 +306,20 @@ fn a_near_tie_keeps_the_conversation_where_its_prefix_lives() {
         c.best_matched_tokens = 20;
     }
     assert_eq!(cfg.estimate(2000, &greeting[1]).affinity_s, 0.0);
+    // An owner slowed by decoding (a hot prefix's requests), not by a queue: no margin.
+    let mut decoding = owner_and_idle(0);
+    decoding[0].load.inflight = 30;
+    decoding[0].load.decoding_tokens = 30 * 2000;
+    assert_eq!(cfg.estimates(2000, &decoding)[1].affinity_s, 0.0);
+    assert_eq!(cfg.choose(2000, &decoding, &mut rng()).unwrap().0, 1);
+    // A holder taking twice the mean request rate is a hot spot: no margin either.
+    let mut hot = near;
+    hot[0].arrival_rate = 20.0;
+    hot[1].arrival_rate = 0.0;
+    assert_eq!(cfg.estimates(2000, &hot)[1].affinity_s, 0.0);
+    assert_eq!(cfg.choose(2000, &hot, &mut rng()).unwrap().0, 1);
+    hot[1].arrival_rate = 20.0;
+    assert_eq!(cfg.choose(2000, &hot, &mut rng()).unwrap().0, 0);
     // A queue far dearer than the margin still spreads.
     assert_eq!(
         cfg.choose(2000, &owner_and_idle(12_000), &mut rng())

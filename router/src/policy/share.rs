@@ -1,7 +1,7 @@
 //! Each replica's recent share of dispatched requests (exponentially decayed counts), so the
 //! cost policy can charge replicas that took more than their share of the traffic lately, and
-//! the recent request rate (a short decayed count), so it can price what a miss costs the
-//! requests that arrive while its prefill runs.
+//! each replica's recent request rate (a short decayed count), so it can price what a miss
+//! costs the requests that arrive there while its prefill runs.
 
 use std::time::Instant;
 
@@ -13,8 +13,8 @@ use crate::replicas::ReplicaId;
 struct State {
     last: Option<Instant>,
     counts: Vec<(ReplicaId, f64)>,
-    /// Requests decayed over [`RATE_WINDOW_S`], as of `last`.
-    recent: f64,
+    /// Requests per replica decayed over [`RATE_WINDOW_S`], as of `last`.
+    recent: Vec<(ReplicaId, f64)>,
     /// When counting started (the rate's normalisation).
     since: Option<Instant>,
 }
@@ -49,17 +49,21 @@ impl DispatchShare {
             for (_, c) in &mut state.counts {
                 *c *= k;
             }
-            state.recent *= (-dt / RATE_WINDOW_S).exp();
+            let k = (-dt / RATE_WINDOW_S).exp();
+            for (_, c) in &mut state.recent {
+                *c *= k;
+            }
         }
         state.last = Some(now);
         state.since.get_or_insert(now);
     }
 
-    /// Requests per second dispatched over the last few seconds (0 before any).
-    pub fn rate(&self, now: Instant) -> f64 {
+    /// Requests per second dispatched to each of `replicas` over the last few seconds (0 before
+    /// any).
+    pub fn rates(&self, now: Instant, replicas: &[ReplicaId]) -> Vec<f64> {
         let state = self.state.lock();
         let (Some(last), Some(since)) = (state.last, state.since) else {
-            return 0.0;
+            return vec![0.0; replicas.len()];
         };
         let age = now.saturating_duration_since(last).as_secs_f64();
         let history = now
@@ -68,7 +72,17 @@ impl DispatchShare {
             .max(MIN_RATE_HISTORY_S);
         // A steady rate r leaves r * window * (1 - e^(-history/window)) in the decayed count.
         let span = RATE_WINDOW_S * (1.0 - (-history / RATE_WINDOW_S).exp());
-        state.recent * (-age / RATE_WINDOW_S).exp() / span
+        let scale = (-age / RATE_WINDOW_S).exp() / span;
+        replicas
+            .iter()
+            .map(|id| {
+                state
+                    .recent
+                    .iter()
+                    .find(|(r, _)| r == id)
+                    .map_or(0.0, |(_, c)| c * scale)
+            })
+            .collect()
     }
 
     /// Records one request sent to `replica` at `now`.
@@ -79,12 +93,17 @@ impl DispatchShare {
             Some((_, c)) => *c += 1.0,
             None => state.counts.push((replica, 1.0)),
         }
-        state.recent += 1.0;
+        match state.recent.iter_mut().find(|(r, _)| *r == replica) {
+            Some((_, c)) => *c += 1.0,
+            None => state.recent.push((replica, 1.0)),
+        }
     }
 
     /// Forgets a replica that left.
     pub fn remove(&self, replica: ReplicaId) {
-        self.state.lock().counts.retain(|(r, _)| *r != replica);
+        let mut state = self.state.lock();
+        state.counts.retain(|(r, _)| *r != replica);
+        state.recent.retain(|(r, _)| *r != replica);
     }
 
     /// For each candidate `(id, capacity)` (its weight, divided by how much slower than its
@@ -168,25 +187,28 @@ mod tests {
     fn rate_follows_a_steady_stream_and_fades_after_it() {
         let s = DispatchShare::new(120.0);
         let t0 = Instant::now();
-        assert_eq!(s.rate(t0), 0.0);
-        // 50 requests per second for 10 seconds, over two replicas.
+        let ids = [ReplicaId(0), ReplicaId(1), ReplicaId(2)];
+        assert_eq!(s.rates(t0, &ids), vec![0.0; 3]);
+        // 50 requests per second for 10 seconds: 4 in 5 to replica 0, the rest to replica 1.
         for i in 0..500u32 {
-            s.record(
-                ReplicaId(i % 2),
-                t0 + Duration::from_millis(20 * u64::from(i)),
-            );
+            let to = ReplicaId(u32::from(i % 5 == 4));
+            s.record(to, t0 + Duration::from_millis(20 * u64::from(i)));
         }
         let end = t0 + Duration::from_secs(10);
-        let r = s.rate(end);
-        assert!((r - 50.0).abs() < 5.0, "{r}");
+        let r = s.rates(end, &ids);
+        assert!(
+            (r[0] - 40.0).abs() < 4.0 && (r[1] - 10.0).abs() < 2.0,
+            "{r:?}"
+        );
+        assert_eq!(r[2], 0.0);
         // Early in a stream the rate is not inflated by the short history.
         let early = DispatchShare::new(120.0);
         for i in 0..50u32 {
             early.record(ReplicaId(0), t0 + Duration::from_millis(20 * u64::from(i)));
         }
-        let r = early.rate(t0 + Duration::from_secs(1));
+        let r = early.rates(t0 + Duration::from_secs(1), &ids)[0];
         assert!((r - 50.0).abs() < 10.0, "{r}");
         // Ten quiet seconds later it has faded.
-        assert!(s.rate(end + Duration::from_secs(10)) < 1.0);
+        assert!(s.rates(end + Duration::from_secs(10), &ids)[0] < 1.0);
     }
 }
