@@ -9,9 +9,9 @@
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
-//! - `externality` = this prompt's prefill x (the requests waiting on the least loaded replica
-//!   + the requests expected to reach this replica before its first token, from the recent
-//!   request rate): they all wait for that prefill, so a miss costs them too; under uniform
+//! - `externality` = this prompt's prefill x the requests that will wait for it: those waiting
+//!   on the least loaded replica, plus those expected to reach this replica before its first
+//!   token (its recent request rate x the estimate), so a miss costs them too; under uniform
 //!   overload affinity (and throughput) is kept, while a hit's small prefill costs them little;
 //! - `affinity` = 3 x the prefill the best-placed replica would save (beyond the tie tolerance),
 //!   charged to a replica that holds less of the prompt: a conversation moved away from its
@@ -74,17 +74,25 @@ impl std::fmt::Debug for CostPolicy {
 /// Learnt prefill speeds within this factor of the median count as the same (fit noise).
 const SAME_SPEED: f64 = 1.25;
 
-/// Each speed's prefill multiplier over the median's: 1 within [`SAME_SPEED`] of it.
-fn relative_slowness(speeds: &[Speed]) -> Vec<f64> {
-    let mut m: Vec<f64> = speeds.iter().map(|s| s.multipliers()[1]).collect();
-    let mut sorted = m.clone();
+/// Replaces each prefill multiplier by its ratio to the median: 1 within [`SAME_SPEED`] of it.
+fn relative_slowness(m: &mut [(ReplicaId, f64)]) {
+    let (lo, hi) = m.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), (_, v)| {
+        (lo.min(*v), hi.max(*v))
+    });
+    if hi <= SAME_SPEED * lo {
+        // The common case, every replica alike: no median needed.
+        m.iter_mut().for_each(|(_, v)| *v = 1.0);
+        return;
+    }
+    let mut sorted: Vec<f64> = m.iter().map(|(_, v)| *v).collect();
     sorted.sort_by(f64::total_cmp);
-    let median = match sorted.len() {
-        0 => return m,
-        n if n % 2 == 0 => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        n => sorted[n / 2],
+    let n = sorted.len();
+    let median = if n % 2 == 0 {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    } else {
+        sorted[n / 2]
     };
-    for v in &mut m {
+    for (_, v) in m.iter_mut() {
         let rel = *v / median;
         *v = if (1.0 / SAME_SPEED..=SAME_SPEED).contains(&rel) {
             1.0
@@ -92,7 +100,6 @@ fn relative_slowness(speeds: &[Speed]) -> Vec<f64> {
             rel
         };
     }
-    m
 }
 
 /// Tokens `replica` holds according to `matches` (sorted by replica id).
@@ -178,12 +185,15 @@ impl Policy for CostPolicy {
         // Each replica's capacity: its weight over how much slower than its peers it is learnt
         // to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
         // the fit's noise, [`SAME_SPEED`], count as none).
-        let slowness = relative_slowness(&speeds);
-        let ids: Vec<(ReplicaId, f64)> = candidates
+        let mut ids: Vec<(ReplicaId, f64)> = candidates
             .iter()
-            .zip(&slowness)
-            .map(|(v, s)| (v.id, f64::from(v.weight.max(1)) / s))
+            .zip(&speeds)
+            .map(|(v, s)| (v.id, s.multipliers()[1]))
             .collect();
+        relative_slowness(&mut ids);
+        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
+            *capacity = f64::from(v.weight.max(1)) / *capacity;
+        }
         // Long-run balance only matters once replicas have work: with less than one request in
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
@@ -215,7 +225,6 @@ impl Policy for CostPolicy {
             .unwrap_or(0);
         // Requests recently sent to each replica per second: about as many will arrive there
         // while this one's prefill runs.
-        let ids: Vec<ReplicaId> = ids.iter().map(|(id, _)| *id).collect();
         let rates = self.share.rates(now, &ids);
         let cands: Vec<CostCandidate> = candidates
             .iter()

@@ -58,9 +58,9 @@ impl DispatchShare {
         state.since.get_or_insert(now);
     }
 
-    /// Requests per second dispatched to each of `replicas` over the last few seconds (0 before
-    /// any).
-    pub fn rates(&self, now: Instant, replicas: &[ReplicaId]) -> Vec<f64> {
+    /// Requests per second dispatched to each of `replicas` (`(id, capacity)` as for
+    /// [`Self::excess`]; the capacity is not used) over the last few seconds (0 before any).
+    pub fn rates(&self, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
         let state = self.state.lock();
         let (Some(last), Some(since)) = (state.last, state.since) else {
             return vec![0.0; replicas.len()];
@@ -75,7 +75,7 @@ impl DispatchShare {
         let scale = (-age / RATE_WINDOW_S).exp() / span;
         replicas
             .iter()
-            .map(|id| {
+            .map(|(id, _)| {
                 state
                     .recent
                     .iter()
@@ -187,7 +187,11 @@ mod tests {
     fn rate_follows_a_steady_stream_and_fades_after_it() {
         let s = DispatchShare::new(120.0);
         let t0 = Instant::now();
-        let ids = [ReplicaId(0), ReplicaId(1), ReplicaId(2)];
+        let ids = [
+            (ReplicaId(0), 1.0),
+            (ReplicaId(1), 1.0),
+            (ReplicaId(2), 1.0),
+        ];
         assert_eq!(s.rates(t0, &ids), vec![0.0; 3]);
         // 50 requests per second for 10 seconds: 4 in 5 to replica 0, the rest to replica 1.
         for i in 0..500u32 {
