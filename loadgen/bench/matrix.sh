@@ -13,7 +13,10 @@
 # Writes OUT/<row>.csv per row, OUT/matrix.csv (all rows, a `row` column first), charts per row
 # under OUT/charts/<row>/ (loadgen report), and prints the table with each row's targets for cost:
 # mean TTFT lowest or within 3%, p99 within 10% of the lowest, replica hit rate >= 0.95 of the
-# oracle where prefix_aware reaches that, max/mean requests per replica <= 1.1.
+# oracle where prefix_aware reaches that, max/mean load per replica <= 1.1, where a replica's
+# load is its requests over its capacity (its true relative speed: 0.4 for slow_replica's 4th
+# replica, 1 elsewhere), so a 2.5x slower replica is fairly sent 2.5x fewer requests. The
+# `req m/m` column is the plain max/mean of requests per replica.
 # Usage (repo root): loadgen/bench/matrix.sh [OUT_DIR]
 # Environment: N (requests per cell), ROWS="sharegpt_1x tenants" (subset), BIN (prebuilt
 # loadgen and vllm-sim; skips cargo), DATA (ShareGPT JSON, default ../shared/data/...),
@@ -83,9 +86,25 @@ OFF="$B16 --prefill-us-per-token 99 --prefill-ns-per-cached-pair 11.7 --decode-b
 run constants_3x "$OFF" "$OFF" "${SHAREGPT[@]}" --request-rates 40 --max-concurrency 64
 stop_sims
 
-python3 - "$OUT" <<'EOF'
+python3 - "$OUT" "$PORT" <<'EOF'
 import csv, glob, os, sys
-out = sys.argv[1]
+out, first_port = sys.argv[1], int(sys.argv[2])
+# Each row's replica capacities (true relative speeds), by replica index (port - PORT).
+CAPACITY = {"slow_replica": [1.0, 1.0, 1.0, 0.4]}
+def per_capacity(r):
+    caps = CAPACITY.get(r["label"])
+    if not caps:
+        return num(r, "max_over_mean")
+    loads = []
+    for part in (r.get("requests_per_replica") or "").split(";"):
+        if "=" not in part:
+            continue
+        url, n = part.rsplit("=", 1)
+        i = int(url.rsplit(":", 1)[1]) - first_port
+        loads.append(float(n) / (caps[i] if 0 <= i < len(caps) else 1.0))
+    if not loads or sum(loads) == 0:
+        return float("nan")
+    return max(loads) / (sum(loads) / len(loads))
 rows, header = [], None
 for path in sorted(glob.glob(os.path.join(out, "*.csv"))):
     if os.path.basename(path) == "matrix.csv":
@@ -108,7 +127,7 @@ order = ["sharegpt_0.5x", "sharegpt_1x", "sharegpt_2x", "hot_prompts", "tenants"
 by_row = {}
 for r in rows:
     by_row.setdefault(r["label"], {})[r["policy"]] = r
-print(f"{'row':14} {'policy':13} {'mean':>7} {'p99':>7} {'hit':>6} {'oracle':>6} {'hit/or':>6} {'max/mean':>8}  cost targets")
+print(f"{'row':14} {'policy':13} {'mean':>7} {'p99':>7} {'hit':>6} {'oracle':>6} {'hit/or':>6} {'req m/m':>7} {'max/mean':>8}  cost targets")
 for name in [n for n in order if n in by_row] + [n for n in by_row if n not in order]:
     cells = by_row[name]
     best_mean = min(num(c, "ttft_ms_mean") for c in cells.values())
@@ -118,7 +137,8 @@ for name in [n for n in order if n in by_row] + [n for n in by_row if n not in o
         if c is None:
             continue
         mean, p99 = num(c, "ttft_ms_mean"), num(c, "ttft_ms_p99")
-        hit, oracle, mm = num(c, "replica_hit_rate"), num(c, "oracle_hit_rate"), num(c, "max_over_mean")
+        hit, oracle = num(c, "replica_hit_rate"), num(c, "oracle_hit_rate")
+        raw, mm = num(c, "max_over_mean"), per_capacity(c)
         ratio = hit / oracle if oracle > 0 else float("nan")
         verdict = ""
         if pol == "cost":
@@ -130,5 +150,5 @@ for name in [n for n in order if n in by_row] + [n for n in by_row if n not in o
             if pa_ratio >= 0.95 and not ratio >= 0.95: misses.append(f"hit {ratio:.2f} of oracle")
             if mm > 1.1: misses.append(f"max/mean {mm:.2f}")
             verdict = "ok" if not misses else "MISS: " + ", ".join(misses)
-        print(f"{name:14} {pol:13} {mean:7.1f} {p99:7.1f} {hit:6.3f} {oracle:6.3f} {ratio:6.2f} {mm:8.2f}  {verdict}")
+        print(f"{name:14} {pol:13} {mean:7.1f} {p99:7.1f} {hit:6.3f} {oracle:6.3f} {ratio:6.2f} {raw:7.2f} {mm:8.2f}  {verdict}")
 EOF

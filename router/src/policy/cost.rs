@@ -9,11 +9,17 @@
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
-//! - `externality` = this prompt's prefill x the requests waiting on the least loaded replica:
-//!   under uniform overload every queued request waits for a miss's prefill, so affinity (and
-//!   throughput) is kept; while any replica has no queue it is 0 and a hot prefix spreads;
+//! - `externality` = this prompt's prefill x the requests that will wait for it: those waiting
+//!   on the least loaded replica, plus those expected to reach this replica before its first
+//!   token (its recent request rate x the estimate), so a miss costs them too; under uniform
+//!   overload affinity (and throughput) is kept, while a hit's small prefill costs them little;
+//! - `affinity` = 3 x the prefill the best-placed replica would save (beyond the tie tolerance),
+//!   charged to a replica that holds less of the prompt: a conversation moved away from its
+//!   prefix makes its later turns miss too (or follow it and leave a stale copy behind), and
+//!   near-ties keep affinity;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
-//!   beyond one Poisson standard deviation of chance, once replicas have work in flight.
+//!   beyond one Poisson standard deviation of chance, once replicas have work in flight; the
+//!   fair share is proportional to the replica's capacity (weight over learnt slowness).
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
@@ -64,6 +70,37 @@ impl std::fmt::Debug for CostPolicy {
         f.debug_struct("CostPolicy")
             .field("model", &self.model)
             .finish()
+    }
+}
+
+/// Learnt prefill speeds within this factor of the median count as the same (fit noise).
+const SAME_SPEED: f64 = 1.25;
+
+/// Replaces each prefill multiplier by its ratio to the median: 1 within [`SAME_SPEED`] of it.
+fn relative_slowness(m: &mut [(ReplicaId, f64)]) {
+    let (lo, hi) = m.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), (_, v)| {
+        (lo.min(*v), hi.max(*v))
+    });
+    if hi <= SAME_SPEED * lo {
+        // The common case, every replica alike: no median needed.
+        m.iter_mut().for_each(|(_, v)| *v = 1.0);
+        return;
+    }
+    let mut sorted: Vec<f64> = m.iter().map(|(_, v)| *v).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 0 {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    } else {
+        sorted[n / 2]
+    };
+    for (_, v) in m.iter_mut() {
+        let rel = *v / median;
+        *v = if (1.0 / SAME_SPEED..=SAME_SPEED).contains(&rel) {
+            1.0
+        } else {
+            rel
+        };
     }
 }
 
@@ -136,7 +173,19 @@ impl Policy for CostPolicy {
         let now = Instant::now();
         let prompt_tokens = request.prompt_tokens_estimate as u64;
         let matches = self.index.matches(&request.prompt);
-        let ids: Vec<(ReplicaId, u32)> = candidates.iter().map(|v| (v.id, v.weight)).collect();
+        let speeds = self.speeds(candidates, now);
+        // Each replica's capacity: its weight over how much slower than its peers it is learnt
+        // to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
+        // the fit's noise, [`SAME_SPEED`], count as none).
+        let mut ids: Vec<(ReplicaId, f64)> = candidates
+            .iter()
+            .zip(&speeds)
+            .map(|(v, s)| (v.id, s.multipliers()[1]))
+            .collect();
+        relative_slowness(&mut ids);
+        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
+            *capacity = f64::from(v.weight.max(1)) / *capacity;
+        }
         // Long-run balance only matters once replicas have work: with less than one request in
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
@@ -146,7 +195,6 @@ impl Policy for CostPolicy {
         } else {
             vec![0.0; ids.len()]
         };
-        let speeds = self.speeds(candidates, now);
         let loads: Vec<(ReplicaLoadView, f64)> = candidates
             .iter()
             .zip(&speeds)
@@ -162,23 +210,35 @@ impl Policy for CostPolicy {
         } else {
             0.0
         };
+        let best_match = candidates
+            .iter()
+            .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
+            .max()
+            .unwrap_or(0);
+        // Requests recently sent to each replica per second: about as many will arrive there
+        // while this one's prefill runs.
+        let rates = self.share.rates(now, &ids);
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)
             .zip(&loads)
-            .map(|((v, excess_share), (load, _))| CostCandidate {
-                matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
-                cache_fill: self.index.fill(v.id),
-                excess_share,
-                queued_behind,
-                load: *load,
-            })
+            .zip(rates)
+            .map(
+                |(((v, excess_share), (load, _)), arrival_rate)| CostCandidate {
+                    matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
+                    cache_fill: self.index.fill(v.id),
+                    excess_share,
+                    queued_behind,
+                    best_matched_tokens: best_match,
+                    arrival_rate,
+                    load: *load,
+                },
+            )
             .collect();
         let chosen = self
             .model
             .choose(prompt_tokens, &cands, &mut *self.rng.lock());
         let (i, estimate) = chosen.unwrap_or((0, Estimate::default()));
-        let best_match = cands.iter().map(|c| c.matched_tokens).max().unwrap_or(0);
         let matched = cands.get(i).map_or(0, |c| c.matched_tokens);
         let reason = if candidates.len() == 1 {
             DecisionReason::OnlyCandidate
@@ -190,19 +250,21 @@ impl Policy for CostPolicy {
             DecisionReason::LoadSpread
         };
         if tracing::enabled!(tracing::Level::DEBUG) {
+            let estimates = self.model.estimates(prompt_tokens, &cands);
             let all: Vec<String> = candidates
                 .iter()
                 .zip(&cands)
-                .map(|(v, c)| {
-                    let e = self.model.estimate(prompt_tokens, c);
+                .zip(&estimates)
+                .map(|((v, c), e)| {
                     format!(
-                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
+                        "{}={:.1}ms(ttft {:.1} busy {:.1} evict {:.1} ext {:.1} aff {:.1} share {:.1} lag {:.1} x{:.2})/hit{}/q{}/n{}",
                         v.name,
                         e.total_s() * 1e3,
                         e.ttft_s() * 1e3,
                         e.busy_s * 1e3,
                         e.displace_s * 1e3,
                         e.externality_s * 1e3,
+                        e.affinity_s * 1e3,
                         e.balance_s * 1e3,
                         e.lag_s * 1e3,
                         c.load.speed.prefill,

@@ -67,6 +67,15 @@ pub struct CostConfig {
     /// Share of a prompt's prefill charged once per request that waits behind it when every
     /// replica has requests waiting (the capacity a miss takes from everyone; 0 turns it off).
     pub miss_externality: f64,
+    /// Share of a prompt's prefill charged once per request expected to reach the replica before
+    /// this one's first token (its share of the recent request rate x its estimated TTFT): those
+    /// arrivals wait for that prefill too, so a miss costs them, below saturation as well.
+    pub arrival_externality: f64,
+    /// Share of the prefill the best-placed replica would save, charged again to a replica that
+    /// holds less of the prompt: moving a conversation away from its prefix also costs its later
+    /// turns (they miss, or follow and leave a stale copy), and near-ties keep affinity. Only
+    /// the prefill beyond `tie_tolerance_s` counts, so a few shared tokens stay a tie.
+    pub affinity_margin: f64,
 }
 
 impl Default for CostConfig {
@@ -87,6 +96,8 @@ impl Default for CostConfig {
             tie_tolerance_s: 1e-3,
             learn_replica_speed: true,
             miss_externality: 1.0,
+            arrival_externality: 1.0,
+            affinity_margin: 3.0,
         }
     }
 }
@@ -120,6 +131,10 @@ pub struct CostCandidate {
     /// Requests expected to queue behind this one whichever replica takes it (those waiting
     /// on the least loaded replica; 0 while any replica has none waiting).
     pub queued_behind: f64,
+    /// The most prompt tokens any candidate holds (the affinity this one would give up).
+    pub best_matched_tokens: u64,
+    /// Requests per second expected to reach this replica (its share of the recent rate).
+    pub arrival_rate: f64,
     /// Its load.
     pub load: ReplicaLoadView,
 }
@@ -139,6 +154,8 @@ pub struct Estimate {
     pub displace_s: f64,
     /// Charge for the delay this prompt's prefill imposes on the requests queued behind it.
     pub externality_s: f64,
+    /// Charge for giving up the prefix another replica holds.
+    pub affinity_s: f64,
     /// Charge for taking more than a fair share of recent traffic.
     pub balance_s: f64,
     /// KV memory pressure.
@@ -152,7 +169,12 @@ pub struct Estimate {
 impl Estimate {
     /// The estimated time to first token, seconds.
     pub fn total_s(&self) -> f64 {
-        self.ttft_s() + self.busy_s + self.displace_s + self.externality_s + self.balance_s
+        self.ttft_s()
+            + self.busy_s
+            + self.displace_s
+            + self.externality_s
+            + self.affinity_s
+            + self.balance_s
     }
 
     /// The TTFT terms the speed fit learns from (this estimate made at speed 1).
@@ -184,6 +206,8 @@ impl CostConfig {
             ("kv_pressure_s", self.kv_pressure_s),
             ("tie_tolerance_s", self.tie_tolerance_s),
             ("miss_externality", self.miss_externality),
+            ("arrival_externality", self.arrival_externality),
+            ("affinity_margin", self.affinity_margin),
         ];
         if let Some((key, v)) = seconds.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
             return Err((
@@ -262,18 +286,73 @@ impl CostConfig {
         } else {
             0.0
         };
-        Estimate {
+        let rate = if c.arrival_rate.is_finite() {
+            c.arrival_rate.max(0.0)
+        } else {
+            0.0
+        };
+        let given_up = c
+            .best_matched_tokens
+            .min(prompt_tokens)
+            .saturating_sub(matched);
+        let mut e = Estimate {
             queue_s,
-            externality_s: self.miss_externality * behind * prefill_s,
             prefill_s,
             steps_s: steps * step,
             busy_s,
             displace_s,
+            // Beyond the tie tolerance only: a shared greeting is no conversation to keep.
+            affinity_s: slow
+                * self.affinity_margin
+                * (self.prefill_s_per_token * given_up as f64 - self.tie_tolerance_s).max(0.0),
             balance_s: self.share_excess_s * excess,
             kv_s,
             lag_s: load.lag_s.max(0.0),
             uncached_tokens: uncached,
+            ..Estimate::default()
+        };
+        let arrivals = rate * e.ttft_s();
+        e.externality_s =
+            (self.miss_externality * behind + self.arrival_externality * arrivals) * prefill_s;
+        e
+    }
+
+    /// Estimates every candidate, the affinity charge bounded by how much more is queued on
+    /// the replica holding most of the prompt than on the candidate, and faded out as that
+    /// holder's recent request rate rises above the mean (gone at twice the mean): the margin
+    /// keeps a conversation from being traded for a shorter queue, while a hot prefix whose
+    /// holder takes more than its share still spreads as the other terms say.
+    pub fn estimates(&self, prompt_tokens: u64, candidates: &[CostCandidate]) -> Vec<Estimate> {
+        let mut estimates: Vec<Estimate> = candidates
+            .iter()
+            .map(|c| self.estimate(prompt_tokens, c))
+            .collect();
+        let best = candidates.iter().map(|c| c.matched_tokens).max();
+        let holder = candidates
+            .iter()
+            .zip(&estimates)
+            .filter(|(c, _)| Some(c.matched_tokens) == best)
+            .map(|(c, e)| (e.queue_s + e.lag_s, c.arrival_rate))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((holder_wait, holder_rate)) = holder else {
+            return estimates;
+        };
+        let mean_rate = candidates
+            .iter()
+            .map(|c| c.arrival_rate)
+            .filter(|r| r.is_finite())
+            .sum::<f64>()
+            / candidates.len() as f64;
+        let fade = if mean_rate > 0.0 && holder_rate.is_finite() {
+            (2.0 - holder_rate / mean_rate).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        for e in &mut estimates {
+            let gap = (holder_wait - e.queue_s - e.lag_s).max(0.0);
+            e.affinity_s = (fade * e.affinity_s).min(gap);
         }
+        estimates
     }
 
     /// Picks the candidate with the lowest estimate; `None` only for an empty list.
@@ -283,10 +362,7 @@ impl CostConfig {
         candidates: &[CostCandidate],
         rng: &mut R,
     ) -> Option<(usize, Estimate)> {
-        let estimates: Vec<Estimate> = candidates
-            .iter()
-            .map(|c| self.estimate(prompt_tokens, c))
-            .collect();
+        let estimates = self.estimates(prompt_tokens, candidates);
         let best = estimates
             .iter()
             .map(Estimate::total_s)

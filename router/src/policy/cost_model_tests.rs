@@ -10,6 +10,8 @@ fn idle(matched: u64) -> CostCandidate {
         cache_fill: 0.0,
         excess_share: 0.0,
         queued_behind: 0.0,
+        best_matched_tokens: 0,
+        arrival_rate: 0.0,
         load: ReplicaLoadView::default(),
     }
 }
@@ -255,15 +257,90 @@ proptest! {
         let cfg = CostConfig::default();
         let load = ReplicaLoadView { inflight, pending_tokens: pending, decoding_tokens: decoding,
             external: None, lag_s: 0.0, speed: Speed::default() };
-        let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load });
-        let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load });
+        let a = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, best_matched_tokens: 0, arrival_rate: 0.0, load });
+        let b = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched + extra, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, best_matched_tokens: 0, arrival_rate: 0.0, load });
         prop_assert!(b.total_s() <= a.total_s() + 1e-12);
         let busier = ReplicaLoadView { pending_tokens: pending + extra, inflight: inflight + 1, ..load };
-        let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load: busier });
+        let c = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, best_matched_tokens: 0, arrival_rate: 0.0, load: busier });
         prop_assert!(c.total_s() >= a.total_s());
         let slow = ReplicaLoadView { speed: Speed::uniform(slower), ..load };
-        let d = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, load: slow });
+        let d = cfg.estimate(prompt, &CostCandidate { matched_tokens: matched, cache_fill: 0.5, excess_share: 0.0, queued_behind: 0.0, best_matched_tokens: 0, arrival_rate: 0.0, load: slow });
         prop_assert!(d.total_s() >= a.total_s() - 1e-12);
         prop_assert!(a.total_s().is_finite() && a.total_s() >= 0.0);
     }
+}
+
+/// The owner of 1800 of a 2000-token prompt with `queued` prefill tokens waiting, and an idle
+/// replica holding none of it; both know who holds the most.
+fn owner_and_idle(queued: u64) -> [CostCandidate; 2] {
+    let mut owner = idle(1800);
+    owner.load.pending_tokens = queued;
+    owner.load.inflight = 2;
+    let mut other = idle(0);
+    for c in [&mut owner, &mut other] {
+        c.best_matched_tokens = 1800;
+    }
+    [owner, other]
+}
+
+#[test]
+fn a_near_tie_keeps_the_conversation_where_its_prefix_lives() {
+    let cfg = CostConfig::default();
+    let no_margin = CostConfig {
+        affinity_margin: 0.0,
+        ..cfg.clone()
+    };
+    // 3000 tokens queued on the owner (99 ms) against a 59 ms miss: the miss is cheaper for
+    // this request alone, not once the later turns that follow the prefix are counted.
+    let near = owner_and_idle(3000);
+    assert_eq!(no_margin.choose(2000, &near, &mut rng()).unwrap().0, 1);
+    assert_eq!(cfg.choose(2000, &near, &mut rng()).unwrap().0, 0);
+    let given_up = cfg.estimate(2000, &near[1]).affinity_s;
+    let expected = cfg.affinity_margin * (cfg.prefill_s_per_token * 1800.0 - cfg.tie_tolerance_s);
+    assert!((given_up - expected).abs() < 1e-12, "{given_up}");
+    assert_eq!(cfg.estimate(2000, &near[0]).affinity_s, 0.0);
+    // A shared greeting of a few tokens gives nothing up: new conversations stay ties.
+    let mut greeting = owner_and_idle(0);
+    greeting[0].matched_tokens = 20;
+    for c in &mut greeting {
+        c.best_matched_tokens = 20;
+    }
+    assert_eq!(cfg.estimate(2000, &greeting[1]).affinity_s, 0.0);
+    // An owner slowed by decoding (a hot prefix's requests), not by a queue: no margin.
+    let mut decoding = owner_and_idle(0);
+    decoding[0].load.inflight = 30;
+    decoding[0].load.decoding_tokens = 30 * 2000;
+    assert_eq!(cfg.estimates(2000, &decoding)[1].affinity_s, 0.0);
+    assert_eq!(cfg.choose(2000, &decoding, &mut rng()).unwrap().0, 1);
+    // A holder taking twice the mean request rate is a hot spot: no margin either.
+    let mut hot = near;
+    hot[0].arrival_rate = 20.0;
+    hot[1].arrival_rate = 0.0;
+    assert_eq!(cfg.estimates(2000, &hot)[1].affinity_s, 0.0);
+    assert_eq!(cfg.choose(2000, &hot, &mut rng()).unwrap().0, 1);
+    hot[1].arrival_rate = 20.0;
+    assert_eq!(cfg.choose(2000, &hot, &mut rng()).unwrap().0, 0);
+    // A queue far dearer than the margin still spreads.
+    assert_eq!(
+        cfg.choose(2000, &owner_and_idle(12_000), &mut rng())
+            .unwrap()
+            .0,
+        1
+    );
+}
+
+#[test]
+fn requests_arriving_during_a_miss_pay_for_its_prefill() {
+    let cfg = CostConfig::default();
+    let [mut owner, mut other] = owner_and_idle(0);
+    let quiet = cfg.estimate(2000, &other);
+    assert_eq!(quiet.externality_s, 0.0, "no traffic, nobody waits");
+    other.arrival_rate = 20.0;
+    owner.arrival_rate = 20.0;
+    let miss = cfg.estimate(2000, &other);
+    let expected = cfg.arrival_externality * 20.0 * miss.ttft_s() * miss.prefill_s;
+    assert!((miss.externality_s - expected).abs() < 1e-12, "{miss:?}");
+    assert_eq!(miss.ttft_s(), quiet.ttft_s(), "not this request's own time");
+    // The hit's prefill is a tenth of the miss's, and so is what it costs the arrivals.
+    assert!(cfg.estimate(2000, &owner).externality_s < 0.2 * miss.externality_s);
 }

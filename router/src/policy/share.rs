@@ -1,5 +1,7 @@
 //! Each replica's recent share of dispatched requests (exponentially decayed counts), so the
-//! cost policy can charge replicas that took more than their share of the traffic lately.
+//! cost policy can charge replicas that took more than their share of the traffic lately, and
+//! each replica's recent request rate (a short decayed count), so it can price what a miss
+//! costs the requests that arrive there while its prefill runs.
 
 use std::time::Instant;
 
@@ -11,6 +13,10 @@ use crate::replicas::ReplicaId;
 struct State {
     last: Option<Instant>,
     counts: Vec<(ReplicaId, f64)>,
+    /// Requests per replica decayed over [`RATE_WINDOW_S`], as of `last`.
+    recent: Vec<(ReplicaId, f64)>,
+    /// When counting started (the rate's normalisation).
+    since: Option<Instant>,
 }
 
 /// Decayed dispatch counts per replica.
@@ -22,6 +28,10 @@ pub struct DispatchShare {
 
 /// Fewest recent dispatches per candidate before shares are trusted.
 const MIN_PER_CANDIDATE: f64 = 10.0;
+/// Time constant of the request rate, seconds: short, so a burst is priced while it lasts.
+const RATE_WINDOW_S: f64 = 2.0;
+/// Shortest history the rate is normalised over, seconds (the first requests are no rate yet).
+const MIN_RATE_HISTORY_S: f64 = 0.5;
 
 impl DispatchShare {
     /// Counts decay by `1/e` every `window_s` seconds.
@@ -34,12 +44,45 @@ impl DispatchShare {
 
     fn decay(&self, state: &mut State, now: Instant) {
         if let Some(last) = state.last {
-            let k = (-now.saturating_duration_since(last).as_secs_f64() / self.window_s).exp();
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            let k = (-dt / self.window_s).exp();
             for (_, c) in &mut state.counts {
+                *c *= k;
+            }
+            let k = (-dt / RATE_WINDOW_S).exp();
+            for (_, c) in &mut state.recent {
                 *c *= k;
             }
         }
         state.last = Some(now);
+        state.since.get_or_insert(now);
+    }
+
+    /// Requests per second dispatched to each of `replicas` (`(id, capacity)` as for
+    /// [`Self::excess`]; the capacity is not used) over the last few seconds (0 before any).
+    pub fn rates(&self, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
+        let state = self.state.lock();
+        let (Some(last), Some(since)) = (state.last, state.since) else {
+            return vec![0.0; replicas.len()];
+        };
+        let age = now.saturating_duration_since(last).as_secs_f64();
+        let history = now
+            .saturating_duration_since(since)
+            .as_secs_f64()
+            .max(MIN_RATE_HISTORY_S);
+        // A steady rate r leaves r * window * (1 - e^(-history/window)) in the decayed count.
+        let span = RATE_WINDOW_S * (1.0 - (-history / RATE_WINDOW_S).exp());
+        let scale = (-age / RATE_WINDOW_S).exp() / span;
+        replicas
+            .iter()
+            .map(|(id, _)| {
+                state
+                    .recent
+                    .iter()
+                    .find(|(r, _)| r == id)
+                    .map_or(0.0, |(_, c)| c * scale)
+            })
+            .collect()
     }
 
     /// Records one request sent to `replica` at `now`.
@@ -50,17 +93,24 @@ impl DispatchShare {
             Some((_, c)) => *c += 1.0,
             None => state.counts.push((replica, 1.0)),
         }
+        match state.recent.iter_mut().find(|(r, _)| *r == replica) {
+            Some((_, c)) => *c += 1.0,
+            None => state.recent.push((replica, 1.0)),
+        }
     }
 
     /// Forgets a replica that left.
     pub fn remove(&self, replica: ReplicaId) {
-        self.state.lock().counts.retain(|(r, _)| *r != replica);
+        let mut state = self.state.lock();
+        state.counts.retain(|(r, _)| *r != replica);
+        state.recent.retain(|(r, _)| *r != replica);
     }
 
-    /// For each candidate `(id, weight)`, how far its recent count exceeds its weighted fair
-    /// count by more than chance (one Poisson standard deviation), as a fraction of the fair
-    /// count (0.1 = 10% over; never negative). All zero until enough traffic.
-    pub fn excess(&self, candidates: &[(ReplicaId, u32)]) -> Vec<f64> {
+    /// For each candidate `(id, capacity)` (its weight, divided by how much slower than its
+    /// peers it is), how far its recent count exceeds its fair count (proportional to capacity)
+    /// by more than chance (one Poisson standard deviation), as a fraction of the fair count
+    /// (0.1 = 10% over; never negative). All zero until enough traffic.
+    pub fn excess(&self, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
         let state = self.state.lock();
         let count = |id: ReplicaId| {
             state
@@ -71,7 +121,8 @@ impl DispatchShare {
         };
         let counts: Vec<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
         let total: f64 = counts.iter().sum();
-        let weights: f64 = candidates.iter().map(|(_, w)| f64::from((*w).max(1))).sum();
+        let capacity = |c: f64| if c.is_finite() && c > 0.0 { c } else { 1.0 };
+        let weights: f64 = candidates.iter().map(|(_, c)| capacity(*c)).sum();
         if candidates.len() < 2 || total < MIN_PER_CANDIDATE * candidates.len() as f64 {
             return vec![0.0; candidates.len()];
         }
@@ -79,7 +130,7 @@ impl DispatchShare {
             .iter()
             .zip(counts)
             .map(|((_, w), c)| {
-                let fair = total * f64::from((*w).max(1)) / weights;
+                let fair = total * capacity(*w) / weights;
                 ((c - fair - fair.sqrt()) / fair).max(0.0)
             })
             .collect()
@@ -96,7 +147,7 @@ mod tests {
     fn excess_share_is_relative_to_weight_and_decays() {
         let s = DispatchShare::new(10.0);
         let t0 = Instant::now();
-        let ids = [(ReplicaId(0), 1), (ReplicaId(1), 1)];
+        let ids = [(ReplicaId(0), 1.0), (ReplicaId(1), 1.0)];
         s.record(ReplicaId(0), t0);
         assert_eq!(
             s.excess(&ids),
@@ -115,12 +166,53 @@ mod tests {
             (e[0] - expected).abs() < 1e-9 && e[1] == 0.0,
             "24 of 32 against 16 +- 4: {e:?}"
         );
-        let weighted = s.excess(&[(ReplicaId(0), 3), (ReplicaId(1), 1)]);
+        let weighted = s.excess(&[(ReplicaId(0), 3.0), (ReplicaId(1), 1.0)]);
         assert_eq!(weighted, vec![0.0, 0.0], "24:8 is exactly a 3:1 weighting");
+        // A replica half as fast as its peer is fairly sent a third of the traffic: 24 is over.
+        let slow = s.excess(&[(ReplicaId(0), 0.5), (ReplicaId(1), 1.0)]);
+        let fair = 32.0 / 3.0;
+        let expected = (24.0 - fair - f64::sqrt(fair)) / fair;
+        assert!(
+            (slow[0] - expected).abs() < 1e-9 && slow[1] == 0.0,
+            "{slow:?}"
+        );
         // An hour later the old burst is forgotten.
         s.record(ReplicaId(1), t0 + Duration::from_secs(3600));
         assert_eq!(s.excess(&ids), vec![0.0, 0.0]);
         s.remove(ReplicaId(0));
         assert_eq!(s.excess(&ids), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn rate_follows_a_steady_stream_and_fades_after_it() {
+        let s = DispatchShare::new(120.0);
+        let t0 = Instant::now();
+        let ids = [
+            (ReplicaId(0), 1.0),
+            (ReplicaId(1), 1.0),
+            (ReplicaId(2), 1.0),
+        ];
+        assert_eq!(s.rates(t0, &ids), vec![0.0; 3]);
+        // 50 requests per second for 10 seconds: 4 in 5 to replica 0, the rest to replica 1.
+        for i in 0..500u32 {
+            let to = ReplicaId(u32::from(i % 5 == 4));
+            s.record(to, t0 + Duration::from_millis(20 * u64::from(i)));
+        }
+        let end = t0 + Duration::from_secs(10);
+        let r = s.rates(end, &ids);
+        assert!(
+            (r[0] - 40.0).abs() < 4.0 && (r[1] - 10.0).abs() < 2.0,
+            "{r:?}"
+        );
+        assert_eq!(r[2], 0.0);
+        // Early in a stream the rate is not inflated by the short history.
+        let early = DispatchShare::new(120.0);
+        for i in 0..50u32 {
+            early.record(ReplicaId(0), t0 + Duration::from_millis(20 * u64::from(i)));
+        }
+        let r = early.rates(t0 + Duration::from_secs(1), &ids)[0];
+        assert!((r - 50.0).abs() < 10.0, "{r}");
+        // Ten quiet seconds later it has faded.
+        assert!(s.rates(end + Duration::from_secs(10), &ids)[0] < 1.0);
     }
 }
