@@ -190,11 +190,9 @@ impl Policy for CostPolicy {
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
             candidates.iter().map(|v| v.load.requests()).sum::<u64>() >= candidates.len() as u64;
-        let excess = if busy_cluster {
-            self.share.excess(&ids)
-        } else {
-            vec![0.0; ids.len()]
-        };
+        // Requests recently sent to each replica per second: about as many will arrive there
+        // while this one's prefill runs.
+        let (excess, rates) = self.share.excess_and_rates(now, &ids, busy_cluster);
         let loads: Vec<(ReplicaLoadView, f64)> = candidates
             .iter()
             .zip(&speeds)
@@ -215,9 +213,6 @@ impl Policy for CostPolicy {
             .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
             .max()
             .unwrap_or(0);
-        // Requests recently sent to each replica per second: about as many will arrive there
-        // while this one's prefill runs.
-        let rates = self.share.rates(now, &ids);
         let cands: Vec<CostCandidate> = candidates
             .iter()
             .zip(excess)

@@ -61,28 +61,24 @@ impl DispatchShare {
     /// Requests per second dispatched to each of `replicas` (`(id, capacity)` as for
     /// [`Self::excess`]; the capacity is not used) over the last few seconds (0 before any).
     pub fn rates(&self, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
+        rates_in(&self.state.lock(), now, replicas)
+    }
+
+    /// [`Self::excess`] (all zero unless `judge_share`) and [`Self::rates`] under one lock: the
+    /// cost policy reads both on every pick.
+    pub fn excess_and_rates(
+        &self,
+        now: Instant,
+        candidates: &[(ReplicaId, f64)],
+        judge_share: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
         let state = self.state.lock();
-        let (Some(last), Some(since)) = (state.last, state.since) else {
-            return vec![0.0; replicas.len()];
+        let excess = if judge_share {
+            excess_in(&state, candidates)
+        } else {
+            vec![0.0; candidates.len()]
         };
-        let age = now.saturating_duration_since(last).as_secs_f64();
-        let history = now
-            .saturating_duration_since(since)
-            .as_secs_f64()
-            .max(MIN_RATE_HISTORY_S);
-        // A steady rate r leaves r * window * (1 - e^(-history/window)) in the decayed count.
-        let span = RATE_WINDOW_S * (1.0 - (-history / RATE_WINDOW_S).exp());
-        let scale = (-age / RATE_WINDOW_S).exp() / span;
-        replicas
-            .iter()
-            .map(|(id, _)| {
-                state
-                    .recent
-                    .iter()
-                    .find(|(r, _)| r == id)
-                    .map_or(0.0, |(_, c)| c * scale)
-            })
-            .collect()
+        (excess, rates_in(&state, now, candidates))
     }
 
     /// Records one request sent to `replica` at `now`.
@@ -111,30 +107,59 @@ impl DispatchShare {
     /// by more than chance (one Poisson standard deviation), as a fraction of the fair count
     /// (0.1 = 10% over; never negative). All zero until enough traffic.
     pub fn excess(&self, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
-        let state = self.state.lock();
-        let count = |id: ReplicaId| {
-            state
-                .counts
-                .iter()
-                .find(|(r, _)| *r == id)
-                .map_or(0.0, |(_, c)| *c)
-        };
-        let counts: Vec<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
-        let total: f64 = counts.iter().sum();
-        let capacity = |c: f64| if c.is_finite() && c > 0.0 { c } else { 1.0 };
-        let weights: f64 = candidates.iter().map(|(_, c)| capacity(*c)).sum();
-        if candidates.len() < 2 || total < MIN_PER_CANDIDATE * candidates.len() as f64 {
-            return vec![0.0; candidates.len()];
-        }
-        candidates
-            .iter()
-            .zip(counts)
-            .map(|((_, w), c)| {
-                let fair = total * capacity(*w) / weights;
-                ((c - fair - fair.sqrt()) / fair).max(0.0)
-            })
-            .collect()
+        excess_in(&self.state.lock(), candidates)
     }
+}
+
+/// Requests per second recently sent to each of `replicas` (see [`DispatchShare::rates`]).
+fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
+    let (Some(last), Some(since)) = (state.last, state.since) else {
+        return vec![0.0; replicas.len()];
+    };
+    let age = now.saturating_duration_since(last).as_secs_f64();
+    let history = now
+        .saturating_duration_since(since)
+        .as_secs_f64()
+        .max(MIN_RATE_HISTORY_S);
+    // A steady rate r leaves r * window * (1 - e^(-history/window)) in the decayed count.
+    let span = RATE_WINDOW_S * (1.0 - (-history / RATE_WINDOW_S).exp());
+    let scale = (-age / RATE_WINDOW_S).exp() / span;
+    replicas
+        .iter()
+        .map(|(id, _)| {
+            state
+                .recent
+                .iter()
+                .find(|(r, _)| r == id)
+                .map_or(0.0, |(_, c)| c * scale)
+        })
+        .collect()
+}
+
+/// How far each candidate's count exceeds its fair share (see [`DispatchShare::excess`]).
+fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
+    let count = |id: ReplicaId| {
+        state
+            .counts
+            .iter()
+            .find(|(r, _)| *r == id)
+            .map_or(0.0, |(_, c)| *c)
+    };
+    let counts: Vec<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
+    let total: f64 = counts.iter().sum();
+    let capacity = |c: f64| if c.is_finite() && c > 0.0 { c } else { 1.0 };
+    let weights: f64 = candidates.iter().map(|(_, c)| capacity(*c)).sum();
+    if candidates.len() < 2 || total < MIN_PER_CANDIDATE * candidates.len() as f64 {
+        return vec![0.0; candidates.len()];
+    }
+    candidates
+        .iter()
+        .zip(counts)
+        .map(|((_, w), c)| {
+            let fair = total * capacity(*w) / weights;
+            ((c - fair - fair.sqrt()) / fair).max(0.0)
+        })
+        .collect()
 }
 
 #[cfg(test)]
