@@ -33,8 +33,8 @@ use loadgen::dataset::{self, DatasetConfig, DatasetKind, SharedPrefixConfig};
 use loadgen::oracle::sim_prompt;
 use loadgen::request::Endpoint;
 use prefix_router_tests::{
-    RouterServer, SimConfig, SimServer, start_router, start_sims, wait_until, with_kv_events,
-    write_word_level_tokenizer,
+    RouterServer, SimConfig, SimServer, router_readiness, start_router, start_sims, wait_until,
+    with_kv_events, write_word_level_tokenizer,
 };
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
@@ -183,14 +183,7 @@ impl Bench {
         if precise {
             for r in &routers {
                 wait_until(Duration::from_secs(30), "streams live", || async {
-                    let v: Value = client
-                        .get(format!("{}/readiness", r.url()))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let v = router_readiness(r).await;
                     v["kv_events"]
                         .as_object()
                         .is_some_and(|m| m.values().all(|s| s == "live"))

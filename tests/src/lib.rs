@@ -125,6 +125,16 @@ pub async fn router_metrics(router: &RouterServer) -> String {
         .expect("metrics body")
 }
 
+/// The router's `/readiness` body as JSON (whatever its status).
+pub async fn router_readiness(router: &RouterServer) -> serde_json::Value {
+    reqwest::get(format!("{}/readiness", router.url()))
+        .await
+        .expect("GET /readiness")
+        .json()
+        .await
+        .expect("readiness body")
+}
+
 /// `router_in_flight_requests{replica}` (0 when the series is absent).
 pub async fn in_flight(router: &RouterServer, replica: &str) -> f64 {
     let text = router_metrics(router).await;

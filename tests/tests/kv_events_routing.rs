@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, SimServer, dead_url, metric_sum, metric_value, routed_to,
-    router_metrics, start_router, start_sims, wait_until, with_kv_events,
+    router_metrics, router_readiness, start_router, start_sims, wait_until, with_kv_events,
     write_word_level_tokenizer,
 };
 use serde_json::{Map, Value, json};
@@ -326,14 +326,7 @@ async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
         "r0's stream is down, and says so"
     );
     assert_eq!(state(&router, "r1").await, None, "r1 has no stream at all");
-    let ready: Value = client
-        .get(format!("{}/readiness", router.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = router_readiness(&router).await;
     assert_eq!(
         ready["kv_events"],
         json!({"r0": "down", "r1": "down"}),
@@ -465,14 +458,7 @@ async fn a_silent_publisher_is_detected_from_requests_without_events_and_recover
         "r1's events kept flowing"
     );
     assert_eq!(state(&router, "r1").await, Some(1.0));
-    let ready: Value = client
-        .get(format!("{}/readiness", router.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = router_readiness(&router).await;
     assert_eq!(ready["kv_events"]["r0"], "silent", "{ready}");
 
     // Events flow again: the next batch shows the gap, the replay fills it, r0 is live.

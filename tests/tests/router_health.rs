@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, completion_body, dead_url, metric_value, post_json, router_metrics,
-    router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
+    router_readiness, router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
 };
 
 async fn healthy_gauge(router: &RouterServer, replica: &str) -> Option<f64> {
@@ -55,12 +55,7 @@ async fn a_replica_that_goes_down_gets_no_traffic_and_gets_it_back_when_it_retur
         metric_value(&metrics, "router_retries_total", &[("replica", "r0")]).unwrap_or(0.0) >= 1.0,
         "{metrics}"
     );
-    let ready: serde_json::Value = reqwest::get(format!("{}/readiness", router.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = router_readiness(&router).await;
     assert_eq!(ready["healthy_replicas"], 1);
 
     // Bring r0 back on the same port.

@@ -4,8 +4,8 @@
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, cluster, completion_body, metric_value, model, router_metrics, router_yaml,
-    start_router, start_sims, wait_in_flight_zero,
+    SimConfig, cluster, completion_body, metric_value, model, router_metrics, router_readiness,
+    router_yaml, start_router, start_sims, wait_in_flight_zero,
 };
 use serde_json::{Value, json};
 
@@ -160,12 +160,7 @@ async fn models_are_merged_and_other_v1_routes_pass_through() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let ready: Value = reqwest::get(format!("{}/readiness", router.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = router_readiness(&router).await;
     assert_eq!(ready["healthy_replicas"], 2);
     router.shutdown().await;
     for sim in sims {
