@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 
 use super::{
-    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
+    Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
     cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
     prefix_index::{PrefixIndex, matched_tokens},
     share::DispatchShare,
@@ -303,16 +303,8 @@ impl Policy for CostPolicy {
         self.share.remove(replica);
     }
 
-    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
-        self.index.set_capacity(replica, kv_tokens);
-    }
-
-    fn on_replica_unhealthy(&self, replica: ReplicaId) {
-        self.index.remove(replica);
-    }
-
-    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
-        Some(self.index.held(replica))
+    fn prefix_index(&self) -> Option<&PrefixIndex> {
+        Some(&self.index)
     }
 }
 

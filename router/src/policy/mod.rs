@@ -138,18 +138,31 @@ pub trait Policy: Send + Sync {
     /// Called when a replica leaves the set.
     fn on_replica_removed(&self, _replica: ReplicaId) {}
 
+    /// The prefix tree the policy owns, if any: the three hooks below act on it by default.
+    fn prefix_index(&self) -> Option<&PrefixIndex> {
+        None
+    }
+
     /// Called on each scrape of a replica with its KV-cache capacity in tokens, if it reports
     /// one (`vllm:cache_config_info`): prefix policies size its share of the tree from it.
-    fn on_capacity_learnt(&self, _replica: ReplicaId, _kv_tokens: Option<u64>) {}
+    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
+        if let Some(index) = self.prefix_index() {
+            index.set_capacity(replica, kv_tokens);
+        }
+    }
 
     /// Called once a replica has stayed unhealthy past `prefix.unhealthy_grace_ms`: prefix
     /// policies forget what it held.
-    fn on_replica_unhealthy(&self, _replica: ReplicaId) {}
+    fn on_replica_unhealthy(&self, replica: ReplicaId) {
+        if let Some(index) = self.prefix_index() {
+            index.remove(replica);
+        }
+    }
 
     /// What the policy believes `replica` holds of prompt prefixes; `None` for policies that
     /// keep no prefix tree.
-    fn held_prefix(&self, _replica: ReplicaId) -> Option<HeldPrefix> {
-        None
+    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
+        self.prefix_index().map(|index| index.held(replica))
     }
 }
 

@@ -15,7 +15,7 @@ use rand::{Rng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Decision, DecisionReason, HeldPrefix, Policy, ReplicaView, RouteRequest,
+    Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
     prefix_index::{PrefixIndex, matched_tokens},
 };
 use crate::{load::LoadReading, replicas::ReplicaId};
@@ -248,16 +248,8 @@ impl Policy for PrefixAwarePolicy {
         self.index.remove(replica);
     }
 
-    fn on_capacity_learnt(&self, replica: ReplicaId, kv_tokens: Option<u64>) {
-        self.index.set_capacity(replica, kv_tokens);
-    }
-
-    fn on_replica_unhealthy(&self, replica: ReplicaId) {
-        self.index.remove(replica);
-    }
-
-    fn held_prefix(&self, replica: ReplicaId) -> Option<HeldPrefix> {
-        Some(self.index.held(replica))
+    fn prefix_index(&self) -> Option<&PrefixIndex> {
+        Some(&self.index)
     }
 }
 
