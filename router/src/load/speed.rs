@@ -8,16 +8,16 @@
 //!
 //! A fit that has not been fed for [`FORGET_AFTER`] is forgotten (the replica reads as its peers
 //! until it has new samples), so a replica avoided for being slow is tried again. Across
-//! replicas, [`pooled_speeds`] shrinks each fit towards the median of its peers by how few
-//! samples it has: identical replicas read alike, a truly slower one reads slower once its
-//! samples say so.
+//! replicas, [`pooled_speeds`] gives every replica the median of the fits, scaled by its own
+//! relative speed, measured only on work with no queue ahead, once its samples say it differs
+//! beyond noise: identical replicas read alike, a truly slower one reads slower.
 
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::{
-    learn::{ConstantFit, TERMS},
+    learn::{self, ConstantFit, TERMS},
     ttft::{Speed, TtftPrediction},
 };
 
@@ -34,6 +34,10 @@ const MAX_OBSERVED_S: f64 = 30.0;
 const SCRAPE_WEIGHT_PER_REQUEST: f64 = 0.25;
 /// Most samples one scrape may count as.
 const MAX_SCRAPE_WEIGHT: f64 = 4.0;
+/// Effective number of recent samples the clean speed reading remembers.
+const CLEAN_WINDOW: f64 = 64.0;
+/// A first byte counts as clean when its queue term is at most this share of its prediction.
+const CLEAN_QUEUE_SHARE: f64 = 0.1;
 /// A fit with no new sample for this long no longer counts, and the next sample starts over.
 pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(60);
 
@@ -64,11 +68,70 @@ pub struct LearntSpeed {
     pub speed: Speed,
     /// Samples behind them.
     pub samples: u64,
+    /// Its own speed measured without a queue ahead (see [`CleanRatio`]), if recently seen.
+    pub clean: Option<CleanReading>,
+}
+
+/// A replica's observed over configured time for work with no queue ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CleanReading {
+    /// Geometric mean of observed over configured time.
+    pub ratio: f64,
+    /// Samples behind it.
+    pub samples: u64,
+}
+
+/// Decayed geometric mean of observed over predicted time, fed only by work that had (almost)
+/// nothing queued ahead: the scraped prefill phase, and first bytes whose queue term is small.
+/// Under overload no sample qualifies and the reading holds; it can never be pulled by how the
+/// router's own placements filled a replica's queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct CleanRatio {
+    log_sum: f64,
+    weight: f64,
+    samples: u64,
+    last: Option<Instant>,
+}
+
+impl CleanRatio {
+    fn record(&mut self, observed_s: f64, predicted_s: f64, weight: f64, now: Instant) {
+        let log = (observed_s / predicted_s).ln();
+        if !(log.is_finite() && weight > 0.0) {
+            return;
+        }
+        if !self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
+        {
+            *self = Self::default();
+        }
+        // Within what the fit itself may report, so one stall cannot swing it.
+        let log = log.clamp(
+            learn::MIN_MULTIPLIER.ln() - 1.0,
+            learn::MAX_MULTIPLIER.ln() + 1.0,
+        );
+        let keep = 1.0 - (weight / CLEAN_WINDOW).min(1.0);
+        self.log_sum = self.log_sum * keep + weight * log;
+        self.weight = self.weight * keep + weight;
+        self.samples = self.samples.saturating_add(weight.ceil() as u64);
+        self.last = Some(now);
+    }
+
+    fn reading(&self, now: Instant) -> Option<CleanReading> {
+        let fresh = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER);
+        (fresh && self.weight > 0.0).then(|| CleanReading {
+            ratio: (self.log_sum / self.weight).exp(),
+            samples: self.samples,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     fit: ConstantFit,
+    clean: CleanRatio,
     last: Option<Instant>,
     prior: Option<Prior>,
 }
@@ -102,7 +165,12 @@ impl SpeedEstimate {
     /// were `predicted`, the first byte took `observed_s`.
     pub fn record(&self, predicted: &TtftPrediction, observed_s: f64, now: Instant) {
         let x = [predicted.overhead_s, predicted.prefill_s, predicted.queue_s];
-        self.state.lock().record(x, observed_s, 1.0, now);
+        let total = predicted.total_s();
+        let mut s = self.state.lock();
+        if predicted.queue_s <= CLEAN_QUEUE_SHARE * total && observed_s <= MAX_OBSERVED_S {
+            s.clean.record(observed_s, total, 1.0, now);
+        }
+        s.record(x, observed_s, 1.0, now);
     }
 
     /// Records what a scrape of the replica's prefill histogram says (ignored until a policy
@@ -122,6 +190,8 @@ impl SpeedEstimate {
             0.0,
         ];
         let weight = (sample.requests * SCRAPE_WEIGHT_PER_REQUEST).min(MAX_SCRAPE_WEIGHT);
+        s.clean
+            .record(sample.mean_prefill_s, x.iter().sum(), weight, now);
         s.record(x, sample.mean_prefill_s, weight, now);
     }
 
@@ -135,6 +205,7 @@ impl SpeedEstimate {
         (s.fit.samples() > 0 && s.fresh(now)).then(|| LearntSpeed {
             speed: Speed::from_multipliers(s.fit.multipliers()),
             samples: s.fit.samples(),
+            clean: s.clean.reading(now),
         })
     }
 
@@ -177,13 +248,22 @@ impl SpeedEstimate {
     pub fn reset(&self) {
         let mut s = self.state.lock();
         s.fit = ConstantFit::default();
+        s.clean = CleanRatio::default();
         s.last = None;
     }
 }
 
-/// The speed the cost model uses for each replica: its own fit, shrunk towards the median of
-/// the replicas' fits by how few samples it has; the median itself for a replica with none
-/// (all 1, the configured constants, while no replica has a fit).
+/// Learnt prefill speeds within this factor of the median count as the same (fit noise).
+pub(crate) const SAME_SPEED: f64 = 1.25;
+
+/// The speed the cost model uses for each replica: the median of the replicas' fits, term by
+/// term, times the replica's own relative speed: its clean reading (no queue ahead) over the
+/// median of its peers' clean readings, shrunk by how few samples back it, and none within
+/// [`SAME_SPEED`] (growing back to the full difference by twice that), so identical replicas
+/// read exactly alike. A replica's own fit never sets its queue term: that is fitted where the
+/// router's placements decide the queue, and a fit that read one replica's queue as fast would
+/// send it more until the queue proved otherwise. A replica with no fit reads as the median;
+/// all 1 (the configured constants) while no replica has one.
 pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
     let mut known: Vec<[f64; TERMS]> = learnt
         .iter()
@@ -194,28 +274,50 @@ pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
         return vec![Speed::default(); learnt.len()];
     }
     let median: [f64; TERMS] = std::array::from_fn(|j| {
-        known.sort_by(|a, b| a[j].total_cmp(&b[j]));
-        let mid = known.len() / 2;
-        if known.len() % 2 == 0 {
-            (known[mid - 1][j] + known[mid][j]) / 2.0
-        } else {
-            known[mid][j]
-        }
+        let mut column: Vec<f64> = known.iter_mut().map(|m| m[j]).collect();
+        median_of(&mut column).unwrap_or(1.0)
     });
+    let mut clean: Vec<f64> = learnt
+        .iter()
+        .flatten()
+        .filter_map(|l| l.clean.map(|c| c.ratio))
+        .collect();
+    let clean_median = median_of(&mut clean);
     learnt
         .iter()
         .map(|l| {
-            let m = match l {
-                Some(l) => {
-                    let own = l.speed.multipliers();
-                    let w = l.samples as f64 / (l.samples as f64 + SHRINK_SAMPLES);
-                    std::array::from_fn(|j| median[j] + w * (own[j] - median[j]))
-                }
-                None => median,
+            let relative = match (l.and_then(|l| l.clean), clean_median) {
+                (Some(own), Some(peers)) => relative_speed(own, peers),
+                _ => 1.0,
             };
-            Speed::from_multipliers(m)
+            Speed::from_multipliers(median.map(|m| m * relative))
         })
         .collect()
+}
+
+/// The median of `values` (reordered), `None` when empty.
+fn median_of(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 0 => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+        _ => Some(values[n / 2]),
+    }
+}
+
+/// A clean reading over its peers' median, shrunk by confidence and none within the noise band.
+fn relative_speed(own: CleanReading, peers: f64) -> f64 {
+    let confidence = own.samples as f64 / (own.samples as f64 + SHRINK_SAMPLES);
+    let log = confidence * (own.ratio / peers).ln();
+    if !log.is_finite() {
+        return 1.0;
+    }
+    let band = SAME_SPEED.ln();
+    // 0 inside the band, then rising twice as fast, so that beyond twice the band it is the
+    // full difference again: continuous, and a truly 2.5x slower replica reads 2.5x.
+    let kept = (2.0 * (log.abs() - band)).clamp(0.0, log.abs());
+    (kept * log.signum()).exp()
 }
 
 #[cfg(test)]

@@ -122,3 +122,36 @@ fn scraped_prefill_histograms_teach_the_prefill_constant() {
     );
     assert_eq!(s.learnt(now, PRIOR).unwrap().samples, l.samples);
 }
+
+#[test]
+fn a_queue_that_drains_faster_than_modelled_does_not_make_a_replica_read_fast() {
+    let now = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(14);
+    let replicas: Vec<SpeedEstimate> = (0..4).map(|_| SpeedEstimate::default()).collect();
+    for r in &replicas {
+        feed(r, &mut rng, 200, 3.0, 0.2, now);
+    }
+    // Overload on the last replica only: the router piled a long queue there, which the
+    // engine drained in big batches, far faster than the queue term assumes. Its fit reads
+    // it as fast; that must not make it look faster than its identical peers.
+    for _ in 0..400 {
+        let p = TtftPrediction {
+            overhead_s: 0.01,
+            prefill_s: 33e-6 * rng.random_range(0.0..2000.0),
+            queue_s: 33e-6 * rng.random_range(40_000.0..120_000.0),
+        };
+        let observed = 3.0 * (p.overhead_s + p.prefill_s) + 0.3 * p.queue_s;
+        replicas[3].record(&p, observed, now);
+    }
+    let own = replicas[3].learnt(now, PRIOR).unwrap().speed;
+    assert!(
+        own.queue < 1.5,
+        "its own fit reads the queue as fast: {own:?}"
+    );
+    let speeds = pooled_speeds(&learnt(&replicas, now));
+    assert!(
+        speeds.iter().all(|s| *s == speeds[0]),
+        "identical replicas read alike: {speeds:?}"
+    );
+    assert!((speeds[0].prefill / 3.0 - 1.0).abs() < 0.15, "{speeds:?}");
+}
