@@ -3,25 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, SimServer, dead_url, metric_sum, metric_value, routed_to,
-    router_metrics, router_readiness, start_router, start_sims, wait_until, with_kv_events,
-    write_word_level_tokenizer,
+    router_metrics, router_readiness, start_router, start_sims, wait_kv_subscribed, wait_until,
+    with_kv_events, write_numbered_tokenizer,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A word-level tokenizer.json (token mode needs one; the tests send token ids).
-fn write_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = Map::new();
-    vocab.insert("[UNK]".into(), json!(0));
-    vocab.insert("a".into(), json!(1));
-    write_word_level_tokenizer(dir, vocab)
-}
 
 /// Zero-delay replicas with a cache of `blocks` 16-token blocks, publishing KV events.
 async fn sims_with_events(n: usize, blocks: usize) -> Vec<SimServer> {
@@ -74,18 +66,6 @@ async fn state(router: &RouterServer, replica: &str) -> Option<f64> {
         "router_kv_events_state",
         &[("replica", replica)],
     )
-}
-
-/// Waits until each replica has `n` subscriptions in place (ZMQ drops what is published
-/// before a subscription arrives).
-async fn wait_subscribed(sims: &[SimServer], n: usize) {
-    for sim in sims {
-        let kv = sim.kv_events().expect("events on");
-        wait_until(PATIENCE, "subscriptions reach the replica", || async {
-            kv.subscribers() >= n
-        })
-        .await;
-    }
 }
 
 async fn wait_live(router: &RouterServer, replicas: &[&str]) {
@@ -156,12 +136,12 @@ struct Cluster {
 
 async fn cluster(blocks: usize) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, blocks).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     Cluster {
         _dir: dir,
         sims,
@@ -302,7 +282,7 @@ async fn a_restarted_replica_is_cleared() {
 #[tokio::test]
 async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = start_sims(2, SimConfig::zero_delay()).await;
     // r0 names a socket where nothing listens; r1 names none.
     let dead = dead_url().replace("http://", "tcp://");
@@ -338,14 +318,14 @@ async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
 #[tokio::test]
 async fn two_router_instances_agree_on_residency_through_events() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(3, 256).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     let a = start_router(&yaml(&sims, &eps, &tok)).await;
     let b = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&a, &["r0", "r1", "r2"]).await;
     wait_live(&b, &["r0", "r1", "r2"]).await;
-    wait_subscribed(&sims, 2).await;
+    wait_kv_subscribed(&sims, 2).await;
     let client = reqwest::Client::new();
     for k in 0..6u32 {
         let p = ids(100_000 + k * 1000, 80);
@@ -366,7 +346,7 @@ async fn two_router_instances_agree_on_residency_through_events() {
 #[tokio::test]
 async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, 256).await;
     // No replay endpoint in the specs: a gap cannot be filled.
     let eps: Vec<_> = sims
@@ -375,7 +355,7 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
         .collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     let client = reqwest::Client::new();
     direct(&client, &sims[0], &ids(1, 32)).await;
     caught_up(&router, &sims[0], "r0").await;
@@ -411,14 +391,14 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
 #[tokio::test]
 async fn a_silent_publisher_is_detected_from_requests_without_events_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, 256).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     // Three requests with uncached blocks unanswered for 200 ms: silent.
     let y = yaml(&sims, &eps, &tok) + "    silent_after: 3\n    silent_window_ms: 200\n";
     let router = start_router(&y).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     let client = reqwest::Client::new();
 
     // r0's publisher stays connected but every batch is lost (replayable later).
