@@ -2,9 +2,8 @@
 //! the tally of what it measured and the unlimited-cache oracle it is compared with.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prefix_router_tests::{
@@ -151,7 +150,8 @@ fn router_yaml(sims: &[SimServer], precise: bool, tok: &Path) -> String {
 
 /// Replicas and routers of one run.
 pub(crate) struct Bench {
-    dir: PathBuf,
+    /// Holds the tokenizer; removed when the bench is dropped.
+    _dir: tempfile::TempDir,
     sims: Vec<SimServer>,
     routers: Vec<RouterServer>,
     /// The client every request of the run goes through.
@@ -162,15 +162,12 @@ impl Bench {
     /// Starts `REPLICAS` replicas of `blocks` KV blocks and `routers_n` routers in front of
     /// them; in precise mode, returns once every router follows every replica's events.
     pub(crate) async fn start(routers_n: usize, precise: bool, blocks: usize) -> Self {
-        static RUN: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kv_bench_{}_{}",
-            std::process::id(),
-            RUN.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create the bench's temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("kv_bench_")
+            .tempdir()
+            .expect("create the bench's temporary directory");
         // Token mode needs a tokenizer to load; every request of the bench is token ids.
-        let tok = write_numbered_tokenizer(&dir, 0);
+        let tok = write_numbered_tokenizer(dir.path(), 0);
         let cfg = with_kv_events(SimConfig {
             num_gpu_blocks: blocks,
             max_model_len: 65_536,
@@ -195,7 +192,7 @@ impl Bench {
             wait_kv_subscribed(&sims, routers_n).await;
         }
         Self {
-            dir,
+            _dir: dir,
             sims,
             routers,
             client,
@@ -218,6 +215,5 @@ impl Bench {
             r.shutdown().await;
         }
         drop(self.sims);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
