@@ -104,6 +104,11 @@ async fn direct(client: &reqwest::Client, sim: &SimServer, prompt: &[u32]) {
     assert_eq!(r.status(), 200);
 }
 
+/// Sends `prompt` (token ids) through the router; returns the replica it went to.
+async fn route_ids(client: &reqwest::Client, router: &RouterServer, prompt: &[u32]) -> String {
+    routed_to(client, router, "/v1/completions", &body(prompt)).await
+}
+
 /// (sum of matched ratios, `longest_match` decisions) of the router so far.
 async fn matched(router: &RouterServer) -> (f64, f64) {
     let text = router_metrics(router).await;
@@ -161,14 +166,11 @@ async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router(
     } = cluster(24).await;
 
     let p = ids(1000, 160);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let sim = &sims[index(&owner)];
     caught_up(&router, sim, &owner).await;
     let (sum0, longest0) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&p)).await,
-        owner
-    );
+    assert_eq!(route_ids(&client, &router, &p).await, owner);
     let (sum1, longest1) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -182,7 +184,7 @@ async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router(
     direct(&client, sim, &ids(9000, 320)).await;
     caught_up(&router, sim, &owner).await;
     let (sum2, longest2) = matched(&router).await;
-    routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    route_ids(&client, &router, &p).await;
     let (sum3, longest3) = matched(&router).await;
     assert_eq!(
         sum3, sum2,
@@ -231,10 +233,7 @@ async fn a_gap_triggers_a_replay_that_recovers_the_lost_batch() {
     assert_eq!(state(&router, "r1").await, Some(1.0), "still precise");
     // The replayed batch taught the router that r1 holds L, which it never routed.
     let (sum0, _) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&l)).await,
-        "r1"
-    );
+    assert_eq!(route_ids(&client, &router, &l).await, "r1");
     let (sum1, _) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -253,7 +252,7 @@ async fn a_restarted_replica_is_cleared() {
         client,
     } = cluster(256).await;
     let p = ids(3000, 64);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let sim = &sims[index(&owner)];
     caught_up(&router, sim, &owner).await;
 
@@ -270,7 +269,7 @@ async fn a_restarted_replica_is_cleared() {
         1.0
     );
     let (sum0, _) = matched(&router).await;
-    routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    route_ids(&client, &router, &p).await;
     let (sum1, _) = matched(&router).await;
     assert_eq!(
         sum1, sum0,
@@ -289,12 +288,9 @@ async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
     let router = start_router(&yaml(&sims, &[Some((dead, None)), None], &tok)).await;
     let client = reqwest::Client::new();
     let p = ids(500, 64);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let (sum0, _) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&p)).await,
-        owner
-    );
+    assert_eq!(route_ids(&client, &router, &p).await, owner);
     let (sum1, _) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -372,13 +368,10 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
     for k in 0..64u32 {
         // Find a prompt the policy sends to r0 (the stale one).
         let q = ids(50_000 + k * 100, 64);
-        if routed_to(&client, &router, "/v1/completions", &body(&q)).await == "r0" {
+        if route_ids(&client, &router, &q).await == "r0" {
             owner = "r0".into();
             let (sum0, _) = matched(&router).await;
-            assert_eq!(
-                routed_to(&client, &router, "/v1/completions", &body(&q)).await,
-                "r0"
-            );
+            assert_eq!(route_ids(&client, &router, &q).await, "r0");
             let (sum1, _) = matched(&router).await;
             assert!((sum1 - sum0 - 1.0).abs() < 1e-9, "the tree answers for r0");
             break;
@@ -407,7 +400,7 @@ async fn a_silent_publisher_is_detected_from_requests_without_events_and_recover
     let mut to_r0 = 0;
     for k in 0..200u32 {
         let q = ids(300_000 + k * 1000, 64);
-        if routed_to(&client, &router, "/v1/completions", &body(&q)).await == "r0" {
+        if route_ids(&client, &router, &q).await == "r0" {
             to_r0 += 1;
             if to_r0 == 3 {
                 break;
