@@ -184,16 +184,34 @@ fn hash(item: Item<'_>) -> Result<BlockHash, KvEventsError> {
     }
 }
 
-fn hashes(r: &mut Reader<'_>) -> Result<Vec<BlockHash>, KvEventsError> {
-    if r.nil() {
-        return Ok(Vec::new());
-    }
-    let n = r.array()?;
+/// `n` elements, each read by `item` (the capacity is capped by what is left to read, so a
+/// forged length cannot allocate much).
+fn elements<T>(
+    r: &mut Reader<'_>,
+    n: usize,
+    mut item: impl FnMut(&mut Reader<'_>) -> Result<T, KvEventsError>,
+) -> Result<Vec<T>, KvEventsError> {
     let mut out = Vec::with_capacity(n.min(r.remaining()));
     for _ in 0..n {
-        out.push(hash(r.next()?)?);
+        out.push(item(r)?);
     }
     Ok(out)
+}
+
+/// An array read by `item`, or `None` for nil.
+fn opt_array<T>(
+    r: &mut Reader<'_>,
+    item: impl FnMut(&mut Reader<'_>) -> Result<T, KvEventsError>,
+) -> Result<Option<Vec<T>>, KvEventsError> {
+    if r.nil() {
+        return Ok(None);
+    }
+    let n = r.array()?;
+    elements(r, n, item).map(Some)
+}
+
+fn hashes(r: &mut Reader<'_>) -> Result<Vec<BlockHash>, KvEventsError> {
+    Ok(opt_array(r, |r| hash(r.next()?))?.unwrap_or_default())
 }
 
 fn opt_hash(r: &mut Reader<'_>) -> Result<Option<BlockHash>, KvEventsError> {
@@ -204,16 +222,11 @@ fn opt_hash(r: &mut Reader<'_>) -> Result<Option<BlockHash>, KvEventsError> {
 }
 
 fn tokens(r: &mut Reader<'_>) -> Result<Vec<u32>, KvEventsError> {
-    if r.nil() {
-        return Ok(Vec::new());
-    }
-    let n = r.array()?;
-    let mut out = Vec::with_capacity(n.min(r.remaining()));
-    for _ in 0..n {
+    let ids = opt_array(r, |r| {
         let v = r.uint()?;
-        out.push(u32::try_from(v).map_err(|_| bad(format!("token id {v} above u32")))?);
-    }
-    Ok(out)
+        u32::try_from(v).map_err(|_| bad(format!("token id {v} above u32")))
+    })?;
+    Ok(ids.unwrap_or_default())
 }
 
 fn opt_u32(r: &mut Reader<'_>) -> Result<Option<u32>, KvEventsError> {
@@ -250,18 +263,12 @@ fn opt_medium(r: &mut Reader<'_>) -> Result<Option<Medium>, KvEventsError> {
 }
 
 fn extra_keys(r: &mut Reader<'_>) -> Result<Option<Vec<Option<ExtraKey>>>, KvEventsError> {
-    if r.nil() {
-        return Ok(None);
-    }
-    let n = r.array()?;
-    let mut out = Vec::with_capacity(n.min(r.remaining()));
-    for _ in 0..n {
-        out.push(match extra_key(r)? {
+    opt_array(r, |r| {
+        Ok(match extra_key(r)? {
             ExtraKey::Nil => None,
             k => Some(k),
-        });
-    }
-    Ok(Some(out))
+        })
+    })
 }
 
 fn extra_key(r: &mut Reader<'_>) -> Result<ExtraKey, KvEventsError> {
@@ -273,13 +280,7 @@ fn extra_key(r: &mut Reader<'_>) -> Result<ExtraKey, KvEventsError> {
         Item::Float(f) => ExtraKey::Float(f),
         Item::Str(s) => ExtraKey::Str(s.to_string()),
         Item::Bin(b) => ExtraKey::Bytes(b.to_vec()),
-        Item::Array(n) => {
-            let mut items = Vec::with_capacity(n.min(r.remaining()));
-            for _ in 0..n {
-                items.push(extra_key(r)?);
-            }
-            ExtraKey::List(items)
-        }
+        Item::Array(n) => ExtraKey::List(elements(r, n, extra_key)?),
         Item::Map(_) | Item::Ext => return Err(bad("unsupported extra key (map or ext)".into())),
     })
 }

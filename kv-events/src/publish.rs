@@ -107,11 +107,21 @@ impl Publisher {
         });
         let mut tasks = JoinSet::new();
         let (listener, addr) = bind(&config.endpoint).await?;
-        tasks.spawn(accept_subscribers(listener, shared.clone()));
+        tasks.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            "KV events",
+            serve_subscriber,
+        ));
         let replay_addr = match &config.replay_endpoint {
             Some(ep) => {
                 let (listener, addr) = bind(ep).await?;
-                tasks.spawn(accept_replays(listener, shared.clone()));
+                tasks.spawn(accept_loop(
+                    listener,
+                    shared.clone(),
+                    "KV events replay",
+                    serve_replay,
+                ));
                 Some(addr)
             }
             None => None,
@@ -180,15 +190,21 @@ impl Publisher {
     }
 }
 
-async fn accept_subscribers(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections on `listener` for as long as the task lives, each served by `serve` as
+/// a task of its own (ended with this one); `what` names the socket in logs.
+async fn accept_loop<F, Fut>(listener: TcpListener, shared: Arc<Shared>, what: &str, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr, Arc<Shared>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => { conns.spawn(serve_subscriber(stream, peer, shared.clone())); }
+                Ok((stream, peer)) => { conns.spawn(serve(stream, peer, shared.clone())); }
                 Err(e) => {
-                    tracing::warn!(error = %e, "KV events accept failed");
+                    tracing::warn!(error = %e, "{what} accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
@@ -265,22 +281,6 @@ impl Drop for Counted {
     fn drop(&mut self) {
         if self.on.get() {
             self.counter.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-async fn accept_replays(listener: TcpListener, shared: Arc<Shared>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => { conns.spawn(serve_replay(stream, peer, shared.clone())); }
-                Err(e) => {
-                    tracing::warn!(error = %e, "KV events replay accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
         }
     }
 }

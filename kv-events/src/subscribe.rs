@@ -75,12 +75,8 @@ async fn run(addr: String, topic: Vec<u8>, tx: mpsc::Sender<SubEvent>) {
     }
 }
 
-/// One connection: handshake, subscribe, forward messages until it ends.
-async fn session(
-    addr: &str,
-    topic: &[u8],
-    tx: &mpsc::Sender<SubEvent>,
-) -> Result<(), KvEventsError> {
+/// Connects to `addr` (`host:port`, no delay) and completes the ZMTP handshake as `ours`.
+async fn connect(addr: &str, ours: SocketType) -> Result<TcpStream, KvEventsError> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|source| KvEventsError::Io {
@@ -89,7 +85,17 @@ async fn session(
             source,
         })?;
     let _ = stream.set_nodelay(true);
-    zmtp::handshake(&mut stream, SocketType::Sub, addr).await?;
+    zmtp::handshake(&mut stream, ours, addr).await?;
+    Ok(stream)
+}
+
+/// One connection: handshake, subscribe, forward messages until it ends.
+async fn session(
+    addr: &str,
+    topic: &[u8],
+    tx: &mpsc::Sender<SubEvent>,
+) -> Result<(), KvEventsError> {
+    let stream = connect(addr, SocketType::Sub).await?;
     let (r, w) = stream.into_split();
     let mut w = BufWriter::new(w);
     let io = |source| KvEventsError::Io {
@@ -132,15 +138,7 @@ pub async fn replay(
 ) -> Result<Vec<(u64, Vec<u8>)>, KvEventsError> {
     let addr = zmtp::tcp_address(endpoint)?;
     let work = async {
-        let mut stream = TcpStream::connect(&addr)
-            .await
-            .map_err(|source| KvEventsError::Io {
-                what: "connect to",
-                endpoint: addr.clone(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        zmtp::handshake(&mut stream, SocketType::Dealer, &addr).await?;
+        let mut stream = connect(&addr, SocketType::Dealer).await?;
         let io = |source| KvEventsError::Io {
             what: "replay request to",
             endpoint: addr.clone(),

@@ -148,7 +148,6 @@ fn entry<'a, 'f>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::LineError;
 

@@ -123,7 +123,8 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
     }
     let membership = AbortOnDrop(tokio::spawn(membership.run(changes_rx)));
 
-    let listener = listen(config.listen).map_err(|source| Error::Bind {
+    // Address reuse and a deep accept backlog (tcp_listen::BACKLOG): bursts of connects.
+    let listener = tcp_listen::listen(config.listen).map_err(|source| Error::Bind {
         addr: config.listen,
         source,
     })?;
@@ -209,23 +210,6 @@ pub async fn start(config: Config) -> Result<RouterServer, Error> {
         _scraper: scraper,
         _kv_events: kv_events,
     })
-}
-
-/// Pending-connection queue of the listener: a burst of thousands of clients connecting at once
-/// must not overflow it (a dropped SYN costs the client a 1 s retransmit). The kernel caps it
-/// at `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 8192;
-
-/// Binds `addr` with address reuse and a deep accept backlog.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// HTTP/1 and HTTP/2 (prior knowledge) connection settings: a deadline for the request head

@@ -60,7 +60,7 @@ pub struct LoraModule {
 }
 
 impl FromStr for LoraModule {
-    type Err = String;
+    type Err = SimError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
@@ -68,7 +68,7 @@ impl FromStr for LoraModule {
                 name: name.trim().to_string(),
                 path: path.trim().to_string(),
             }),
-            _ => Err(format!("expected name=path, got `{s}`")),
+            _ => Err(SimError::Config(format!("expected name=path, got `{s}`"))),
         }
     }
 }

@@ -80,21 +80,10 @@ impl Drop for SimServer {
     }
 }
 
+/// Binds with address reuse and a deep accept backlog (`tcp_listen::BACKLOG`; uvicorn's is
+/// 2048): thousands of clients connecting at once must not lose SYNs.
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
-    listen(addr).map_err(|source| SimError::Bind { addr, source })
-}
-
-/// Binds with a deep accept backlog (uvicorn's is 2048): thousands of clients connecting at
-/// once must not lose SYNs (a 1 s retransmit each). The kernel caps it at `somaxconn`.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(8192)
+    tcp_listen::listen(addr).map_err(|source| SimError::Bind { addr, source })
 }
 
 /// Starts one replica on `127.0.0.1:{config.port}` (port 0 = ephemeral).
@@ -203,7 +192,7 @@ async fn listen_after(
         _ = raised(&mut shutdown) => return None,
     }
     for _ in 0..50 {
-        match listen(addr) {
+        match tcp_listen::listen(addr) {
             Ok(l) => return Some(l),
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "late bind failed, retrying");

@@ -54,6 +54,25 @@ pub fn write_word_level_tokenizer(
     path
 }
 
+/// Writes a word-level `tokenizer.json` into `dir` whose words are `w0` .. `w{n-1}` (ids 1..=n,
+/// `[UNK]` 0; see [`numbered_words`]). Returns the file's path.
+pub fn write_numbered_tokenizer(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), serde_json::json!(0));
+    for i in 0..n {
+        vocab.insert(format!("w{i}"), serde_json::json!(i + 1));
+    }
+    write_word_level_tokenizer(dir, vocab)
+}
+
+/// `w{from} w{from+1} ... w{to-1}`: one token each under [`write_numbered_tokenizer`].
+pub fn numbered_words(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `config` with KV-cache events published on ephemeral PUB and replay ports.
 pub fn with_kv_events(config: SimConfig) -> SimConfig {
     SimConfig {
@@ -86,6 +105,20 @@ pub fn router_yaml(sims: &[SimServer], policy: &str, extra: &str) -> String {
     yaml
 }
 
+/// Waits until each replica in `sims` (started [`with_kv_events`]) has `n` subscribers:
+/// ZMQ drops what is published before a subscription arrives.
+pub async fn wait_kv_subscribed(sims: &[SimServer], n: usize) {
+    for sim in sims {
+        let kv = sim.kv_events().expect("the replica publishes KV events");
+        wait_until(
+            Duration::from_secs(30),
+            "KV-event subscriptions reach the replica",
+            || async { kv.subscribers() >= n },
+        )
+        .await;
+    }
+}
+
 /// Starts a router from YAML.
 pub async fn start_router(yaml: &str) -> RouterServer {
     let config = Config::from_yaml_str(yaml).expect("valid router YAML");
@@ -97,6 +130,14 @@ pub async fn cluster(n: usize, policy: &str) -> (Vec<SimServer>, RouterServer) {
     let sims = start_sims(n, SimConfig::zero_delay()).await;
     let router = start_router(&router_yaml(&sims, policy, "")).await;
     (sims, router)
+}
+
+/// Shuts `router` down (draining), then each of `sims`.
+pub async fn stop(sims: Vec<SimServer>, router: RouterServer) {
+    router.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
 }
 
 /// The model name the simulated replicas serve.
@@ -179,6 +220,14 @@ pub async fn wait_in_flight_zero(router: &RouterServer, replicas: &[&str]) {
     .await;
 }
 
+/// The replica a router response names in `x-routed-to`; panics when the header is absent.
+pub fn routed_header(response: &reqwest::Response) -> String {
+    response.headers()["x-routed-to"]
+        .to_str()
+        .expect("x-routed-to is text")
+        .to_owned()
+}
+
 /// POSTs `body` to `path` on the router, asserts 200, reads the whole answer and returns the
 /// replica named in `x-routed-to`.
 pub async fn routed_to(
@@ -194,12 +243,21 @@ pub async fn routed_to(
         .await
         .expect("POST to the router");
     assert_eq!(response.status(), 200, "{path}");
-    let replica = response.headers()["x-routed-to"]
-        .to_str()
-        .expect("x-routed-to is text")
-        .to_owned();
+    let replica = routed_header(&response);
     response.bytes().await.expect("response body");
     replica
+}
+
+/// Sends `prompt` as a one-token completion through the router and returns the replica it went
+/// to (see [`routed_to`]).
+pub async fn route(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
+    routed_to(
+        client,
+        router,
+        "/v1/completions",
+        &completion_body(prompt, 1, false),
+    )
+    .await
 }
 
 /// POSTs `body` as JSON to `url` and returns the response, whatever its status.

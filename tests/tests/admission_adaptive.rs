@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     SimConfig, completion_body, metric_sum, metric_value, post_json, router_metrics, router_yaml,
-    start_router, start_sims, wait_in_flight_zero, wait_until,
+    start_router, start_sims, stop, wait_in_flight_zero, wait_until,
 };
 use router::RouterServer;
 
@@ -83,10 +83,7 @@ async fn shrinks_then_recovers(sim: SimConfig, prompt: &str, waiting: (f64, f64)
     wait_in_flight_zero(&router, &["r0"]).await;
     let text = router_metrics(&router).await;
     assert_eq!(metric_sum(&text, "router_queue_length", &[]), 0.0);
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     SimConfig, SimServer, completion_body, metric_sum, metric_value, post_json, router_metrics,
-    router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
+    router_yaml, start_router, start_sims, stop, wait_in_flight_zero, wait_until,
 };
 use router::RouterServer;
 use tokio::task::JoinHandle;
@@ -46,13 +46,6 @@ async fn wait_metric(router: &RouterServer, name: &str, labels: &[(&str, &str)],
         metric(router, name, labels).await == want
     })
     .await;
-}
-
-async fn stop(sims: Vec<SimServer>, router: RouterServer) {
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
 }
 
 #[tokio::test]

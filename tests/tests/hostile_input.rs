@@ -13,7 +13,7 @@ use std::{
 
 use prefix_router_tests::{
     SimConfig, completion_body, dead_url, metric_sum, model, post_json, router_yaml, start_router,
-    start_sims, wait_in_flight_zero, wait_until,
+    start_sims, stop, wait_in_flight_zero, wait_until,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -224,10 +224,7 @@ async fn absolute_form_uris_and_spoofed_headers_never_choose_the_upstream() {
         "the outsider got nothing"
     );
     assert_eq!(sim_requests(&sims[0]).await, 1.0);
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -3,25 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, SimServer, dead_url, metric_sum, metric_value, routed_to,
-    router_metrics, router_readiness, start_router, start_sims, wait_until, with_kv_events,
-    write_word_level_tokenizer,
+    router_metrics, router_readiness, start_router, start_sims, wait_kv_subscribed, wait_until,
+    with_kv_events, write_numbered_tokenizer,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A word-level tokenizer.json (token mode needs one; the tests send token ids).
-fn write_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = Map::new();
-    vocab.insert("[UNK]".into(), json!(0));
-    vocab.insert("a".into(), json!(1));
-    write_word_level_tokenizer(dir, vocab)
-}
 
 /// Zero-delay replicas with a cache of `blocks` 16-token blocks, publishing KV events.
 async fn sims_with_events(n: usize, blocks: usize) -> Vec<SimServer> {
@@ -76,18 +68,6 @@ async fn state(router: &RouterServer, replica: &str) -> Option<f64> {
     )
 }
 
-/// Waits until each replica has `n` subscriptions in place (ZMQ drops what is published
-/// before a subscription arrives).
-async fn wait_subscribed(sims: &[SimServer], n: usize) {
-    for sim in sims {
-        let kv = sim.kv_events().expect("events on");
-        wait_until(PATIENCE, "subscriptions reach the replica", || async {
-            kv.subscribers() >= n
-        })
-        .await;
-    }
-}
-
 async fn wait_live(router: &RouterServer, replicas: &[&str]) {
     for r in replicas {
         wait_until(PATIENCE, &format!("{r}'s event stream live"), || async {
@@ -124,6 +104,11 @@ async fn direct(client: &reqwest::Client, sim: &SimServer, prompt: &[u32]) {
     assert_eq!(r.status(), 200);
 }
 
+/// Sends `prompt` (token ids) through the router; returns the replica it went to.
+async fn route_ids(client: &reqwest::Client, router: &RouterServer, prompt: &[u32]) -> String {
+    routed_to(client, router, "/v1/completions", &body(prompt)).await
+}
+
 /// (sum of matched ratios, `longest_match` decisions) of the router so far.
 async fn matched(router: &RouterServer) -> (f64, f64) {
     let text = router_metrics(router).await;
@@ -156,12 +141,12 @@ struct Cluster {
 
 async fn cluster(blocks: usize) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, blocks).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     Cluster {
         _dir: dir,
         sims,
@@ -181,14 +166,11 @@ async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router(
     } = cluster(24).await;
 
     let p = ids(1000, 160);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let sim = &sims[index(&owner)];
     caught_up(&router, sim, &owner).await;
     let (sum0, longest0) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&p)).await,
-        owner
-    );
+    assert_eq!(route_ids(&client, &router, &p).await, owner);
     let (sum1, longest1) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -202,7 +184,7 @@ async fn the_index_follows_evictions_caused_by_traffic_that_bypassed_the_router(
     direct(&client, sim, &ids(9000, 320)).await;
     caught_up(&router, sim, &owner).await;
     let (sum2, longest2) = matched(&router).await;
-    routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    route_ids(&client, &router, &p).await;
     let (sum3, longest3) = matched(&router).await;
     assert_eq!(
         sum3, sum2,
@@ -251,10 +233,7 @@ async fn a_gap_triggers_a_replay_that_recovers_the_lost_batch() {
     assert_eq!(state(&router, "r1").await, Some(1.0), "still precise");
     // The replayed batch taught the router that r1 holds L, which it never routed.
     let (sum0, _) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&l)).await,
-        "r1"
-    );
+    assert_eq!(route_ids(&client, &router, &l).await, "r1");
     let (sum1, _) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -273,7 +252,7 @@ async fn a_restarted_replica_is_cleared() {
         client,
     } = cluster(256).await;
     let p = ids(3000, 64);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let sim = &sims[index(&owner)];
     caught_up(&router, sim, &owner).await;
 
@@ -290,7 +269,7 @@ async fn a_restarted_replica_is_cleared() {
         1.0
     );
     let (sum0, _) = matched(&router).await;
-    routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    route_ids(&client, &router, &p).await;
     let (sum1, _) = matched(&router).await;
     assert_eq!(
         sum1, sum0,
@@ -302,19 +281,16 @@ async fn a_restarted_replica_is_cleared() {
 #[tokio::test]
 async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = start_sims(2, SimConfig::zero_delay()).await;
     // r0 names a socket where nothing listens; r1 names none.
     let dead = dead_url().replace("http://", "tcp://");
     let router = start_router(&yaml(&sims, &[Some((dead, None)), None], &tok)).await;
     let client = reqwest::Client::new();
     let p = ids(500, 64);
-    let owner = routed_to(&client, &router, "/v1/completions", &body(&p)).await;
+    let owner = route_ids(&client, &router, &p).await;
     let (sum0, _) = matched(&router).await;
-    assert_eq!(
-        routed_to(&client, &router, "/v1/completions", &body(&p)).await,
-        owner
-    );
+    assert_eq!(route_ids(&client, &router, &p).await, owner);
     let (sum1, _) = matched(&router).await;
     assert!(
         (sum1 - sum0 - 1.0).abs() < 1e-9,
@@ -338,14 +314,14 @@ async fn replicas_without_events_fall_back_to_the_approximate_tree_visibly() {
 #[tokio::test]
 async fn two_router_instances_agree_on_residency_through_events() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(3, 256).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     let a = start_router(&yaml(&sims, &eps, &tok)).await;
     let b = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&a, &["r0", "r1", "r2"]).await;
     wait_live(&b, &["r0", "r1", "r2"]).await;
-    wait_subscribed(&sims, 2).await;
+    wait_kv_subscribed(&sims, 2).await;
     let client = reqwest::Client::new();
     for k in 0..6u32 {
         let p = ids(100_000 + k * 1000, 80);
@@ -366,7 +342,7 @@ async fn two_router_instances_agree_on_residency_through_events() {
 #[tokio::test]
 async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, 256).await;
     // No replay endpoint in the specs: a gap cannot be filled.
     let eps: Vec<_> = sims
@@ -375,7 +351,7 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
         .collect();
     let router = start_router(&yaml(&sims, &eps, &tok)).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     let client = reqwest::Client::new();
     direct(&client, &sims[0], &ids(1, 32)).await;
     caught_up(&router, &sims[0], "r0").await;
@@ -392,13 +368,10 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
     for k in 0..64u32 {
         // Find a prompt the policy sends to r0 (the stale one).
         let q = ids(50_000 + k * 100, 64);
-        if routed_to(&client, &router, "/v1/completions", &body(&q)).await == "r0" {
+        if route_ids(&client, &router, &q).await == "r0" {
             owner = "r0".into();
             let (sum0, _) = matched(&router).await;
-            assert_eq!(
-                routed_to(&client, &router, "/v1/completions", &body(&q)).await,
-                "r0"
-            );
+            assert_eq!(route_ids(&client, &router, &q).await, "r0");
             let (sum1, _) = matched(&router).await;
             assert!((sum1 - sum0 - 1.0).abs() < 1e-9, "the tree answers for r0");
             break;
@@ -411,14 +384,14 @@ async fn a_gap_without_replay_marks_the_replica_stale_and_falls_back() {
 #[tokio::test]
 async fn a_silent_publisher_is_detected_from_requests_without_events_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = write_tokenizer(dir.path());
+    let tok = write_numbered_tokenizer(dir.path(), 0);
     let sims = sims_with_events(2, 256).await;
     let eps: Vec<_> = sims.iter().map(sockets).collect();
     // Three requests with uncached blocks unanswered for 200 ms: silent.
     let y = yaml(&sims, &eps, &tok) + "    silent_after: 3\n    silent_window_ms: 200\n";
     let router = start_router(&y).await;
     wait_live(&router, &["r0", "r1"]).await;
-    wait_subscribed(&sims, 1).await;
+    wait_kv_subscribed(&sims, 1).await;
     let client = reqwest::Client::new();
 
     // r0's publisher stays connected but every batch is lost (replayable later).
@@ -427,7 +400,7 @@ async fn a_silent_publisher_is_detected_from_requests_without_events_and_recover
     let mut to_r0 = 0;
     for k in 0..200u32 {
         let q = ids(300_000 + k * 1000, 64);
-        if routed_to(&client, &router, "/v1/completions", &body(&q)).await == "r0" {
+        if route_ids(&client, &router, &q).await == "r0" {
             to_r0 += 1;
             if to_r0 == 3 {
                 break;

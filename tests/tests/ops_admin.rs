@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    SimConfig, completion_body, in_flight, router_yaml, start_router, start_sims, wait_until,
+    SimConfig, completion_body, in_flight, router_yaml, start_router, start_sims, stop, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -183,8 +183,5 @@ async fn add_list_and_drain_with_a_request_in_flight() {
         replicas.len() == 1 && find(&replicas, "added").is_some()
     })
     .await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use prefix_router_tests::{
-    SimConfig, completion_body, metric_value, router_metrics, router_yaml, start_router, start_sims,
+    SimConfig, completion_body, metric_value, router_metrics, router_yaml, start_router,
+    start_sims, stop,
 };
 use serde_json::Value;
 
@@ -68,10 +69,7 @@ async fn client_keys_are_checked_and_replaced_by_the_upstream_key() {
     assert_eq!(count("team-a", "200"), Some(1.0), "{text}");
     assert_eq!(count("key-1", "200"), Some(1.0), "{text}");
     assert_eq!(count("invalid", "401"), Some(4.0), "{text}");
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use axum::{
     routing::get,
 };
 use prefix_router_tests::{
-    SimConfig, SimServer, completion_body, in_flight, start_router, wait_until,
+    SimConfig, SimServer, completion_body, in_flight, routed_header, start_router, stop, wait_until,
 };
 use serde_json::{Value, json};
 use tokio::{net::UdpSocket, sync::mpsc};
@@ -129,10 +129,7 @@ async fn dns_records_added_and_removed_while_traffic_flows() {
                     .await
                     .unwrap();
                 if response.status() == 200 {
-                    let to = response.headers()["x-routed-to"]
-                        .to_str()
-                        .unwrap()
-                        .to_owned();
+                    let to = routed_header(&response);
                     served.lock().unwrap().push(to);
                 } else {
                     failures.fetch_add(1, Ordering::Relaxed);
@@ -178,10 +175,7 @@ async fn dns_records_added_and_removed_while_traffic_flows() {
         names(&router).is_empty()
     })
     .await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 /// The fake API server's state: the list it serves and the watch stream the test feeds.
@@ -360,8 +354,5 @@ async fn kubernetes_endpointslices_join_when_ready_and_drain_when_terminating() 
         0,
         "the token was sent"
     );
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

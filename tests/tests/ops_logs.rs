@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use prefix_router_tests::{SimConfig, router_yaml, start_router, start_sims, wait_until};
+use prefix_router_tests::{
+    SimConfig, routed_header, router_yaml, start_router, start_sims, stop, wait_until,
+};
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]
@@ -66,10 +68,7 @@ async fn every_request_gets_one_structured_line() {
         .send()
         .await
         .unwrap();
-    let routed = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let routed = routed_header(&response);
     assert!(response.text().await.unwrap().contains("[DONE]"));
     wait_until(Duration::from_secs(10), "stream logged", || async {
         captured.line_for("req-stream-1").is_some()
@@ -123,8 +122,5 @@ async fn every_request_gets_one_structured_line() {
         .map(|l| l["request_id"].clone())
         .collect();
     assert_eq!(ids.len(), 2, "one line per request: {ids:?}");
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

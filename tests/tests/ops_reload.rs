@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    SimConfig, SimServer, completion_body, in_flight, metric_value, router_metrics, start_sims,
-    wait_until,
+    SimConfig, SimServer, completion_body, in_flight, metric_value, routed_header, router_metrics,
+    start_sims, stop, wait_until,
 };
 use router::{
     Config,
@@ -102,10 +102,7 @@ async fn reload_swaps_replicas_policy_and_limits_and_rejects_bad_files() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let routed = response.headers()["x-routed-to"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let routed = routed_header(&response);
         assert!(routed == "r1" || routed == "r2", "{routed}");
     }
     let text = router_metrics(&router).await;
@@ -178,8 +175,5 @@ async fn reload_swaps_replicas_policy_and_limits_and_rejects_bad_files() {
     .await;
     assert_eq!(handle.reload().await.unwrap(), ReloadOutcome::Unchanged);
     drop(handle);
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, completion_body, metric_sum, metric_value, router_metrics,
-    router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
+    router_yaml, start_router, start_sims, stop, wait_in_flight_zero, wait_until,
 };
 
 const NAMES: [&str; 4] = ["r0", "r1", "r2", "r3"];
@@ -105,13 +105,6 @@ async fn assert_streams_completed(router: &RouterServer, outcomes: &[Outcome]) {
     assert_counted(router, outcomes.len(), "200").await;
 }
 
-async fn stop(sims: Vec<vllm_sim::SimServer>, router: RouterServer) {
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
-}
-
 #[tokio::test]
 async fn replica_500s_and_503s_are_retried_on_another_replica() {
     // Passive health off so the faulty replica keeps getting first attempts.
@@ -161,10 +154,7 @@ async fn the_last_attempts_5xx_is_the_answer_without_the_replicas_body() {
     assert_eq!(failures, 2.0, "both replicas tried once: {text}");
     assert_counted(&router, 1, "503").await;
     wait_in_flight_zero(&router, &["r0", "r1"]).await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prefix_router_tests::{
     RouterServer, SimConfig, completion_body, dead_url, metric_value, post_json, router_metrics,
-    router_readiness, router_yaml, start_router, start_sims, wait_in_flight_zero, wait_until,
+    router_readiness, router_yaml, start_router, start_sims, stop, wait_in_flight_zero, wait_until,
 };
 
 async fn healthy_gauge(router: &RouterServer, replica: &str) -> Option<f64> {
@@ -105,10 +105,7 @@ async fn refused_connections_take_a_replica_out_until_it_accepts_again() {
     ]
     .into();
     assert!(routed.contains(&"r0".to_owned()), "{routed:?}");
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, completion_body, post_json, router_metrics, router_yaml, start_router, start_sims,
-    wait_until,
+    SimConfig, completion_body, post_json, routed_header, router_metrics, router_yaml,
+    start_router, start_sims, stop, wait_until,
 };
 use router::{ReplicaChange, config::ReplicaSpec};
 
@@ -23,7 +23,7 @@ async fn replicas_added_and_removed_through_the_change_stream() {
             &completion_body("x", 1, false),
         )
         .await;
-        r.headers()["x-routed-to"].to_str().unwrap().to_owned()
+        routed_header(&r)
     };
 
     let mut spec = ReplicaSpec::new(sims[1].url());
@@ -57,10 +57,7 @@ async fn replicas_added_and_removed_through_the_change_stream() {
         !metrics.contains("router_replica_healthy{replica=\"r0\"}"),
         "removed replicas leave the gauges: {metrics}"
     );
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

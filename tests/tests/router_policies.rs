@@ -5,8 +5,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use prefix_router_tests::{
-    RouterServer, cluster, completion_body, in_flight, metric_value, post_json, router_metrics,
-    wait_in_flight_zero, wait_until,
+    RouterServer, cluster, completion_body, in_flight, metric_value, post_json, routed_header,
+    router_metrics, stop, wait_in_flight_zero, wait_until,
 };
 
 async fn routed_to(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
@@ -17,10 +17,7 @@ async fn routed_to(client: &reqwest::Client, router: &RouterServer, prompt: &str
     )
     .await;
     assert_eq!(response.status(), 200);
-    response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+    routed_header(&response)
 }
 
 #[tokio::test]
@@ -35,10 +32,7 @@ async fn round_robin_cycles_through_replicas_in_order() {
         order,
         ["r0", "r1", "r2", "r0", "r1", "r2", "r0", "r1", "r2"]
     );
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
@@ -53,10 +47,7 @@ async fn random_spreads_over_every_replica() {
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|&n| n >= 8), "roughly even: {counts:?}");
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 type Routed = tokio::task::JoinHandle<Result<String, reqwest::Error>>;
@@ -78,7 +69,7 @@ async fn send_settled(router: &RouterServer, prompt: String, replicas: &[&str]) 
             .json(&completion_body(&prompt, 2, false))
             .send()
             .await;
-        response.map(|r| r.headers()["x-routed-to"].to_str().unwrap().to_owned())
+        response.map(|r| routed_header(&r))
     });
     wait_until(
         SETTLE,
@@ -116,10 +107,7 @@ async fn stuck_on_stalled_replica(policy: &str) -> (f64, usize) {
         assert!(["r0", "r1", "r2"].contains(&routed.as_str()));
     }
     wait_in_flight_zero(&router, &["r0", "r1", "r2"]).await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
     (stuck, completed)
 }
 
@@ -164,8 +152,5 @@ async fn power_of_two_prefers_the_replica_with_fewer_in_flight_requests() {
         assert!(["r0", "r1"].contains(&task.await.unwrap().unwrap().as_str()));
     }
     wait_in_flight_zero(&router, &["r0", "r1"]).await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

@@ -4,8 +4,8 @@
 
 use futures_util::StreamExt;
 use prefix_router_tests::{
-    SimConfig, cluster, completion_body, metric_value, model, router_metrics, router_readiness,
-    router_yaml, start_router, start_sims, wait_in_flight_zero,
+    SimConfig, cluster, completion_body, metric_value, model, routed_header, router_metrics,
+    router_readiness, router_yaml, start_router, start_sims, stop, wait_in_flight_zero,
 };
 use serde_json::{Value, json};
 
@@ -22,10 +22,7 @@ async fn completions_and_chat_are_proxied_with_routing_headers() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let routed = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let routed = routed_header(&response);
     assert!(routed == "r0" || routed == "r1", "{routed}");
     assert_eq!(response.headers()["x-request-id"], "req-123");
     let body: Value = response.json().await.unwrap();
@@ -64,10 +61,7 @@ async fn completions_and_chat_are_proxied_with_routing_headers() {
     );
     assert!(metrics.contains("router_time_to_first_byte_seconds_count{replica=\"r0\"} 1"));
     assert!(metrics.contains("router_request_duration_seconds_count{replica=\"r1\"} 1"));
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
@@ -162,8 +156,5 @@ async fn models_are_merged_and_other_v1_routes_pass_through() {
     assert_eq!(health.status(), 200);
     let ready = router_readiness(&router).await;
     assert_eq!(ready["healthy_replicas"], 2);
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

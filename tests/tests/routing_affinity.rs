@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prefix_router_tests::{RouterServer, cluster, metric_sum, model, routed_to, router_metrics};
+use prefix_router_tests::{
+    RouterServer, cluster, metric_sum, model, routed_to, router_metrics, stop,
+};
 use serde_json::{Value, json};
 
 /// Sends one chat turn (non-streaming) and returns the replica it was routed to.
@@ -34,10 +36,7 @@ async fn run_conversations(policy: &str) -> (Vec<Vec<String>>, String) {
         }
     }
     let metrics = router_metrics(&router).await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
     (routed, metrics)
 }
 

@@ -4,30 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
-use std::path::{Path, PathBuf};
-
 use prefix_router_tests::{
-    RouterServer, SimConfig, completion_body, metric_sum, metric_value, model, routed_to,
-    router_metrics, router_yaml, start_router, start_sims, write_word_level_tokenizer,
+    RouterServer, SimConfig, completion_body, metric_sum, metric_value, model, numbered_words,
+    routed_to, router_metrics, router_yaml, start_router, start_sims, stop,
+    write_numbered_tokenizer,
 };
-use serde_json::{Map, json};
-
-/// A word-level tokenizer.json: `w0`..`w299` are tokens 1..=300, anything else is `[UNK]`.
-fn write_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = Map::new();
-    vocab.insert("[UNK]".into(), json!(0));
-    for i in 0..300 {
-        vocab.insert(format!("w{i}"), json!(i + 1));
-    }
-    write_word_level_tokenizer(dir, vocab)
-}
-
-fn words(from: usize, to: usize) -> String {
-    (from..to)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use serde_json::json;
 
 fn chat_body(content: &str) -> serde_json::Value {
     json!({"model": model(), "max_tokens": 1,
@@ -46,7 +28,7 @@ async fn match_ratio_sum(router: &RouterServer) -> f64 {
 #[tokio::test]
 async fn chat_keys_come_from_the_template_beside_the_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = write_tokenizer(dir.path());
+    let tokenizer = write_numbered_tokenizer(dir.path(), 300);
     // A template that keeps only the last message: its key equals the completion of the same
     // text, which the fixed rendering (role tags, the system message) never would.
     std::fs::write(
@@ -59,7 +41,7 @@ async fn chat_keys_come_from_the_template_beside_the_tokenizer() {
     let router = start_router(&router_yaml(&sims, "cost", &extra)).await;
     let client = reqwest::Client::new();
 
-    let prompt = words(0, 64); // 64 tokens: 4 whole blocks
+    let prompt = numbered_words(0, 64); // 64 tokens: 4 whole blocks
     let owner = routed_to(
         &client,
         &router,
@@ -82,16 +64,13 @@ async fn chat_keys_come_from_the_template_beside_the_tokenizer() {
         "the whole chat prompt matched: {matched}"
     );
 
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
 async fn a_failing_template_falls_back_without_failing_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = write_tokenizer(dir.path());
+    let tokenizer = write_numbered_tokenizer(dir.path(), 300);
     let sims = start_sims(2, SimConfig::zero_delay()).await;
     let extra = format!(
         "prefix:\n  tokenizer: {}\n  chat_template: \"{{{{ raise_exception('no tools here') }}}}\"\n",
@@ -113,22 +92,19 @@ async fn a_failing_template_falls_back_without_failing_the_request() {
             &client,
             &router,
             "/v1/chat/completions",
-            &chat_body(&words(0, 40)),
+            &chat_body(&numbered_words(0, 40)),
         )
         .await;
     }
     assert_eq!(fallbacks(&router_metrics(&router).await), 2.0);
 
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
 async fn a_broken_template_fails_startup_naming_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = write_tokenizer(dir.path());
+    let tokenizer = write_numbered_tokenizer(dir.path(), 300);
     let template = dir.path().join("chat_template.jinja");
     std::fs::write(&template, "{% for m in messages %}never closed").unwrap();
     let sims = start_sims(1, SimConfig::zero_delay()).await;

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use futures_util::future::join_all;
 use prefix_router_tests::{
-    RouterServer, SimConfig, model, post_json, router_yaml, start_router, start_sims,
+    RouterServer, SimConfig, model, post_json, routed_header, router_yaml, start_router,
+    start_sims, stop,
 };
 use serde_json::json;
 
@@ -27,10 +28,7 @@ async fn ask(client: &reqwest::Client, router: &RouterServer, system: &str, i: u
     });
     let response = post_json(client, format!("{}/v1/completions", router.url()), &body).await;
     assert_eq!(response.status(), 200);
-    let replica = response.headers()["x-routed-to"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let replica = routed_header(&response);
     let text = response.text().await.unwrap();
     assert!(text.contains("[DONE]"), "stream completed");
     replica
@@ -72,10 +70,7 @@ async fn idle_cluster_keeps_a_hot_prefix_on_one_replica() {
         1,
         "one after another, every request reuses the cache: {served:?}"
     );
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 async fn burst(policy: &str) -> Vec<String> {
@@ -83,10 +78,7 @@ async fn burst(policy: &str) -> Vec<String> {
     let client = reqwest::Client::new();
     let system = system_prompt();
     let served = join_all((0..48).map(|i| ask(&client, &router, &system, i))).await;
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
     served
 }
 

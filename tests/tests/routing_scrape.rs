@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use prefix_router_tests::{
-    RouterServer, SimConfig, SimServer, completion_body, metric_sum, metric_value, routed_to,
-    router_metrics, router_yaml, start_router, start_sims, wait_until,
+    SimConfig, SimServer, completion_body, metric_sum, metric_value, route, router_metrics,
+    router_yaml, start_router, start_sims, stop, wait_until,
 };
 
 /// Two replicas that run one sequence at a time, so extra requests wait in their queue.
@@ -31,16 +31,6 @@ fn prompt(tail: &str) -> String {
         "{}{tail}",
         "Shared context about the quarterly report. ".repeat(93)
     )
-}
-
-async fn route(client: &reqwest::Client, router: &RouterServer, text: &str) -> String {
-    routed_to(
-        client,
-        router,
-        "/v1/completions",
-        &completion_body(text, 1, false),
-    )
-    .await
 }
 
 /// Sends `n` slow requests straight to `sim` (not through the router) in the background.
@@ -114,10 +104,7 @@ async fn scraped_waiting_requests_move_traffic_away() {
     for task in background {
         task.await.unwrap();
     }
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
@@ -168,10 +155,7 @@ async fn failing_scrapes_are_stale_and_decisions_use_own_counts() {
     for task in background {
         task.await.unwrap();
     }
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
@@ -224,10 +208,7 @@ async fn scrape_failures_mark_unhealthy_and_the_tree_forgets_after_the_grace_per
         ) >= 2.0
     );
 
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 /// The capacity a replica reports (`vllm:cache_config_info`) reaches the prefix policy through

@@ -3,7 +3,7 @@
 //! replicas with noisy timings read alike, and the faster one is preferred when both are idle.
 
 use futures_util::future::join_all;
-use prefix_router_tests::*;
+use prefix_router_tests::{stop, *};
 use tokio::sync::Mutex;
 
 /// One test at a time: they measure time on a shared CPU, and each other's load is noise.
@@ -78,10 +78,7 @@ async fn cost_learns_a_slow_replica_and_prefers_the_fast_one() {
     }
     // A few may still go there: the fast replica's fuller cache charges misses for eviction.
     assert!(to_slow <= 5, "{to_slow} of 20 went to the slow replica");
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 /// The learnt slowness of each of `names` once every one has enough samples, sending bursts of
@@ -177,10 +174,7 @@ async fn identical_noisy_replicas_read_alike() {
             "{r} prefill constant {c}"
         );
     }
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]
@@ -194,8 +188,5 @@ async fn a_replica_two_and_a_half_times_slower_reads_so() {
         (1.8..=3.3).contains(&slow),
         "the 2.5x slower replica reads {slow:.2}x ({ratios:?})"
     );
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

@@ -3,39 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
-use std::path::{Path, PathBuf};
-
 use prefix_router_tests::{
-    RouterServer, SimConfig, completion_body, metric_sum, routed_to, router_metrics, router_yaml,
-    start_router, start_sims, write_word_level_tokenizer,
+    RouterServer, SimConfig, metric_sum, numbered_words, route, router_metrics, router_yaml,
+    start_router, start_sims, stop, write_numbered_tokenizer,
 };
-use serde_json::{Map, json};
-
-/// A word-level tokenizer.json: `w0`..`w299` are tokens 1..=300, anything else is `[UNK]`.
-fn write_tokenizer(dir: &Path) -> PathBuf {
-    let mut vocab = Map::new();
-    vocab.insert("[UNK]".into(), json!(0));
-    for i in 0..300 {
-        vocab.insert(format!("w{i}"), json!(i + 1));
-    }
-    write_word_level_tokenizer(dir, vocab)
-}
 
 /// `w{from}` .. `w{to-1}` then `unknown` copies of an out-of-vocabulary word.
 fn words(from: usize, to: usize, unknown: usize) -> String {
-    let mut w: Vec<String> = (from..to).map(|i| format!("w{i}")).collect();
-    w.extend((0..unknown).map(|i| format!("zz{i}")));
-    w.join(" ")
-}
-
-async fn route(client: &reqwest::Client, router: &RouterServer, prompt: &str) -> String {
-    routed_to(
-        client,
-        router,
-        "/v1/completions",
-        &completion_body(prompt, 1, false),
-    )
-    .await
+    let mut w = numbered_words(from, to);
+    for i in 0..unknown {
+        w.push_str(&format!(" zz{i}"));
+    }
+    w
 }
 
 /// (sum of matched ratios, decisions with `reason`) so far.
@@ -58,7 +37,7 @@ async fn observed(router: &RouterServer, reason: &str) -> (f64, f64) {
 #[tokio::test]
 async fn token_mode_matches_whole_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = write_tokenizer(dir.path());
+    let tokenizer = write_numbered_tokenizer(dir.path(), 300);
     let sims = start_sims(3, SimConfig::zero_delay()).await;
     let extra = format!(
         "prefix:\n  tokenizer: {}\n  block_size: 16\n",
@@ -97,10 +76,7 @@ async fn token_mode_matches_whole_blocks() {
     assert_eq!(sum3, sum2, "ratio 0 for a sub-block match");
     assert_eq!(no_cache1 - no_cache0, 1.0);
 
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use prefix_router_tests::{
-    SimConfig, completion_body, routed_to, router_yaml, start_router, start_sims,
+    SimConfig, completion_body, routed_to, router_yaml, start_router, start_sims, stop,
 };
 
 #[tokio::test]
@@ -63,8 +63,5 @@ async fn prefix_aware_spreads_distinct_prompts_by_weight() {
         "share {share:.2} of weight 3: {counts:?}"
     );
 
-    router.shutdown().await;
-    for sim in sims {
-        sim.shutdown().await;
-    }
+    stop(sims, router).await;
 }

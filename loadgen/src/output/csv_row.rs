@@ -1,6 +1,7 @@
 //! One CSV row per run: parameters first, then metrics. Maps (per replica, per priority, over
 //! time) are packed into one cell as `key=value;key=value`.
 
+use super::open_append;
 use super::row::{CsvRow, Latencies, serde_cells};
 use crate::error::{Error, Result};
 use crate::summary::{RunParams, RunSummary};
@@ -59,10 +60,7 @@ pub fn decode_nested(cell: &str) -> Vec<(String, HashMap<String, f64>)> {
 pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
     let cols = columns(s)?;
     let header: Vec<&str> = cols.iter().map(|(k, _)| k.as_str()).collect();
-    let csv_err = |reason: String| Error::Csv {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let csv_err = csv_error(path);
     let existing = match std::fs::metadata(path) {
         Ok(m) if m.len() > 0 => {
             let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(e.to_string()))?;
@@ -77,14 +75,7 @@ pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
         }
         _ => false,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    let file = open_append(path)?;
     let mut w = csv::Writer::from_writer(file);
     if !existing {
         w.write_record(&header)
@@ -95,12 +86,17 @@ pub fn append_csv(path: &Path, s: &RunSummary) -> Result<()> {
     w.flush().map_err(|e| Error::io(path, e))
 }
 
-/// Reads every row of a results CSV as column name -> cell.
-pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
-    let csv_err = |reason: String| Error::Csv {
+/// Builds the [`Error::Csv`] about `path` for a reason.
+fn csv_error(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::Csv {
         path: path.to_path_buf(),
         reason,
-    };
+    }
+}
+
+/// Reads every row of a results CSV as column name -> cell.
+pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
+    let csv_err = csv_error(path);
     let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(e.to_string()))?;
     let header: Vec<String> = r
         .headers()
@@ -123,10 +119,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<HashMap<String, String>>> {
 /// Reads every row of a results CSV back as a typed [`CsvRow`]; a missing column gets its
 /// default, so older files still load. A file without loadgen's columns is an error.
 pub fn read_rows(path: &Path) -> Result<Vec<CsvRow>> {
-    let csv_err = |reason: String| Error::Csv {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let csv_err = csv_error(path);
     let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(e.to_string()))?;
     let header = r.headers().map_err(|e| csv_err(e.to_string()))?.clone();
     let marker = Latencies::first_column();

@@ -1,5 +1,6 @@
 //! One JSON object per run, appended to a file; and reading a run back (for baselines).
 
+use super::open_append;
 use crate::error::{Error, Result};
 use crate::summary::RunSummary;
 use std::io::Write;
@@ -7,15 +8,8 @@ use std::path::Path;
 
 /// Appends `summary` as one line of JSON to `path` (created with its parent directory).
 pub fn append_jsonl(path: &Path, summary: &RunSummary) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let line = serde_json::to_string(summary).map_err(|e| Error::json("run summary", e))?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
+    let mut f = open_append(path)?;
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))
 }
 
