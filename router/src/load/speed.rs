@@ -99,10 +99,7 @@ impl CleanRatio {
         if !(log.is_finite() && weight > 0.0) {
             return;
         }
-        if !self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
-        {
+        if !self.fresh(now) {
             *self = Self::default();
         }
         // Within what the fit itself may report, so one stall cannot swing it.
@@ -117,11 +114,13 @@ impl CleanRatio {
         self.last = Some(now);
     }
 
+    fn fresh(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
+    }
+
     fn reading(&self, now: Instant) -> Option<CleanReading> {
-        let fresh = self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER);
-        (fresh && self.weight > 0.0).then(|| CleanReading {
+        (self.fresh(now) && self.weight > 0.0).then(|| CleanReading {
             ratio: (self.log_sum / self.weight).exp(),
             samples: self.samples,
         })
