@@ -14,7 +14,7 @@ use tokio::{sync::oneshot, time::Instant};
 
 use super::{
     caps::{Cap, CapController, Pressure, Step},
-    config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy},
+    config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy},
     group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
     queue::WaitQueue,
@@ -53,13 +53,20 @@ struct Shared {
 
 /// One waiting request.
 struct Waiter {
+    /// When it joined the queue.
+    arrived: Instant,
     tokens: u64,
+    /// The request's prompt family (a hash of its first bytes), if it has one.
+    family: Option<u64>,
     priority: i64,
     /// Arrival order across every line.
     order: u64,
-    /// The replica holding the request's cached prefix, if any.
+    /// The replica holding the request's cached prefix, if any (placement on admission), or
+    /// its home (placement on arrival).
     prefer: Option<ReplicaId>,
-    grant: oneshot::Sender<()>,
+    /// The grant: the replica the permit is bound to, or `None` for a reservation that the
+    /// dispatcher binds.
+    grant: oneshot::Sender<Option<ReplicaId>>,
 }
 
 /// The waiting line of one model group.
@@ -74,12 +81,42 @@ struct Slot {
     healthy: bool,
     requests: u32,
     tokens: u64,
+    /// Prompt families of the requests bound here, with their counts.
+    families: HashMap<u64, u32>,
     cap: CapController,
 }
 
 impl Slot {
     fn fits(&self, tokens: u64) -> bool {
         self.healthy && self.cap.cap().fits(self.requests, self.tokens, tokens)
+    }
+
+    /// Counts one request of `tokens` and `family` here.
+    fn take(&mut self, tokens: u64, family: Option<u64>) {
+        self.requests += 1;
+        self.tokens = self.tokens.saturating_add(tokens);
+        if let Some(f) = family {
+            *self.families.entry(f).or_default() += 1;
+        }
+    }
+
+    /// Gives back what [`Slot::take`] counted.
+    fn give_back(&mut self, tokens: u64, family: Option<u64>) {
+        self.requests = self.requests.saturating_sub(1);
+        self.tokens = self.tokens.saturating_sub(tokens);
+        if let Some(f) = family
+            && let Some(n) = self.families.get_mut(&f)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.families.remove(&f);
+            }
+        }
+    }
+
+    /// Whether a request of `family` runs here (its prefix is likely cached).
+    fn runs(&self, family: Option<u64>) -> bool {
+        family.is_some_and(|f| self.families.contains_key(&f))
     }
 }
 
@@ -152,6 +189,12 @@ impl Admission {
         self.shared.caps.mode != CapsMode::None
     }
 
+    /// Whether the dispatcher places a request on its replica before it waits
+    /// (`queue.placement: arrival`, with caps).
+    pub fn places_at_arrival(&self) -> bool {
+        self.enabled() && self.shared.queue.placement == QueuePlacement::Arrival
+    }
+
     /// The queue settings.
     pub fn queue_config(&self) -> &QueueConfig {
         &self.shared.queue
@@ -182,6 +225,7 @@ impl Admission {
                     healthy,
                     requests: 0,
                     tokens: 0,
+                    families: HashMap::new(),
                     cap: CapController::new(&shared.caps),
                 };
                 shared.publish_cap(&slot);
@@ -249,20 +293,35 @@ impl Admission {
         tokens: u64,
         prefer: impl FnOnce() -> Option<ReplicaId>,
     ) -> Result<Permit, Rejection> {
+        self.admit_in(eligible, priority, (tokens, None), prefer)
+            .await
+    }
+
+    /// [`Admission::admit_to`] for a request of `(tokens, family)`: under placement on
+    /// arrival, a slot on a replica goes first to one of its next `queue.affinity_window`
+    /// waiters whose prompt family (see [`family`](super::family)) runs there.
+    pub async fn admit_in(
+        &self,
+        eligible: Eligible,
+        priority: i64,
+        (tokens, family): (u64, Option<u64>),
+        prefer: impl FnOnce() -> Option<ReplicaId>,
+    ) -> Result<Permit, Rejection> {
         let arrived = Instant::now();
         let shared = &self.shared;
         if !self.enabled() {
-            return Ok(self.granted(priority, tokens, arrived, false));
+            return Ok(self.granted(priority, (tokens, family), arrived, false));
         }
         let label = priority_label(priority);
+        let on_arrival = shared.queue.placement == QueuePlacement::Arrival;
         let (seq, rx, key) = {
             let mut st = shared.state.lock();
             let key = eligible.key().map(str::to_owned);
             let free = st.reserved == 0 && !st.lines.contains_key(&key);
-            if free && st.may_go(&eligible, tokens) {
+            if !on_arrival && free && st.may_go(&eligible, tokens) {
                 st.reserved += 1;
                 drop(st);
-                return Ok(self.granted(priority, tokens, arrived, true));
+                return Ok(self.granted(priority, (tokens, family), arrived, true));
             }
             let class_full = shared
                 .queue
@@ -276,7 +335,7 @@ impl Admission {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            let prefer = if shared.queue.affinity_window > 0 {
+            let prefer = if on_arrival || shared.queue.affinity_window > 0 {
                 prefer()
             } else {
                 None
@@ -284,7 +343,9 @@ impl Admission {
             let order = st.next_order;
             st.next_order += 1;
             let waiter = Waiter {
+                arrived,
                 tokens,
+                family,
                 priority,
                 order,
                 prefer,
@@ -302,6 +363,10 @@ impl Admission {
                 .queue_length
                 .with_label_values(&[&label])
                 .inc();
+            if on_arrival {
+                // Its home (or a replica nobody waits for) may have room now.
+                shared.pump(&mut st);
+            }
             (seq, rx, key)
         };
         let mut leave = Leave {
@@ -309,19 +374,23 @@ impl Admission {
             key: key.clone(),
             priority,
             seq,
+            tokens,
+            family,
+            rx,
             armed: true,
         };
         let deadline = arrived + Duration::from_millis(shared.queue.max_wait_ms(priority));
-        let outcome = tokio::time::timeout_at(deadline, rx).await;
+        let outcome = tokio::time::timeout_at(deadline, &mut leave.rx).await;
         leave.armed = false;
         match outcome {
-            Ok(_) => Ok(self.granted(priority, tokens, arrived, true)),
-            Err(_) => {
+            Ok(Ok(target)) => Ok(self.granted_to(priority, (tokens, family), arrived, target)),
+            Ok(Err(_)) | Err(_) => {
                 let mut st = shared.state.lock();
                 if st.remove(&key, priority, seq).is_none() {
                     // Granted just as the wait ran out: take it.
                     drop(st);
-                    return Ok(self.granted(priority, tokens, arrived, true));
+                    let target = leave.rx.try_recv().ok().flatten();
+                    return Ok(self.granted_to(priority, (tokens, family), arrived, target));
                 }
                 drop(st);
                 shared
@@ -338,7 +407,30 @@ impl Admission {
         }
     }
 
-    fn granted(&self, priority: i64, tokens: u64, arrived: Instant, reserved: bool) -> Permit {
+    /// A permit granted from the queue: bound to `target` (placement on arrival, pinned there
+    /// for its first attempt), else a reservation.
+    fn granted_to(
+        &self,
+        priority: i64,
+        ask: (u64, Option<u64>),
+        arrived: Instant,
+        target: Option<ReplicaId>,
+    ) -> Permit {
+        let mut permit = self.granted(priority, ask, arrived, true);
+        if let Some(id) = target {
+            permit.held = Held::Bound(id);
+            permit.pinned = true;
+        }
+        permit
+    }
+
+    fn granted(
+        &self,
+        priority: i64,
+        (tokens, family): (u64, Option<u64>),
+        arrived: Instant,
+        reserved: bool,
+    ) -> Permit {
         let waited = arrived.elapsed();
         let label = priority_label(priority);
         let m = &self.shared.metrics;
@@ -349,7 +441,9 @@ impl Admission {
         Permit {
             shared: reserved.then(|| Arc::clone(&self.shared)),
             held: Held::Reserved,
+            pinned: false,
             tokens,
+            family,
             priority,
             waited,
         }
@@ -378,6 +472,9 @@ impl Shared {
     /// time. Among such heads the earliest goes first (under `priority`: the most urgent, then
     /// the earliest).
     fn pump(&self, st: &mut State) {
+        if self.queue.placement == QueuePlacement::Arrival {
+            return self.pump_homes(st);
+        }
         let weight = |p: i64| self.queue.weight(p);
         let strict = self.queue.policy == QueuePolicy::Priority;
         while st.reserved == 0 {
@@ -427,8 +524,137 @@ impl Shared {
                 .dec();
             // If the waiter's future is being dropped right now, the send fails; the reservation
             // is counted anyway and its `Leave` (or its timeout branch) hands it back.
-            let _ = waiter.grant.send(());
+            let _ = waiter.grant.send(None);
             st.reserved += 1;
+        }
+    }
+
+    /// [`Shared::pump`] under placement on arrival: while a replica with room has a waiter to
+    /// take, the earliest such grant goes, bound at once (no reservation). See
+    /// [`Shared::choose_for`] for whom a replica takes. A group with no healthy replica lets
+    /// its head through unbound (the dispatcher answers 503 at once).
+    fn pump_homes(&self, st: &mut State) {
+        let weight = |p: i64| self.queue.weight(p);
+        let strict = self.queue.policy == QueuePolicy::Priority;
+        let now = Instant::now();
+        loop {
+            // (rank of the waiter, sent away from its home), line, priority, ticket, target.
+            type Grant = (
+                (i64, u64, bool),
+                Option<String>,
+                i64,
+                u64,
+                Option<ReplicaId>,
+            );
+            let mut best: Option<Grant> = None;
+            for (key, line) in &st.lines {
+                let group: Vec<(ReplicaId, &Slot)> = st
+                    .slots
+                    .iter()
+                    .filter(|(id, s)| s.healthy && line.eligible.accepts(**id))
+                    .map(|(id, s)| (*id, s))
+                    .collect();
+                let open: Vec<&(ReplicaId, &Slot)> =
+                    group.iter().filter(|(_, s)| s.fits(0)).collect();
+                if !group.is_empty() && open.is_empty() {
+                    continue;
+                }
+                let waiting = line.queue.in_turn(self.queue.max_length, &weight);
+                let home = |w: &Waiter| w.prefer.filter(|h| group.iter().any(|(id, _)| id == h));
+                let mut offer = |p: i64, seq: u64, w: &Waiter, target: Option<ReplicaId>| {
+                    let away = target.is_some() && target != home(w);
+                    let rank = (if strict { w.priority } else { 0 }, w.order, away);
+                    if best.as_ref().is_none_or(|b| rank < b.0) {
+                        best = Some((rank, key.clone(), p, seq, target));
+                    }
+                };
+                if group.is_empty() {
+                    if let Some(&(p, seq, w)) = waiting.first() {
+                        offer(p, seq, w, None);
+                    }
+                    continue;
+                }
+                for &&(id, slot) in &open {
+                    if let Some((p, seq, w)) = self.choose_for(id, slot, &waiting, &home, now) {
+                        offer(p, seq, w, Some(id));
+                    }
+                }
+            }
+            let Some((_, key, priority, seq, target)) = best else {
+                return;
+            };
+            let Some(line) = st.lines.get_mut(&key) else {
+                return;
+            };
+            let Some(waiter) = line.queue.take(priority, seq, &weight) else {
+                return;
+            };
+            if line.queue.is_empty() {
+                st.lines.remove(&key);
+            }
+            st.len -= 1;
+            self.metrics
+                .queue_length
+                .with_label_values(&[&priority_label(priority)])
+                .dec();
+            match target.and_then(|id| st.slots.get_mut(&id)) {
+                Some(slot) => slot.take(waiter.tokens, waiter.family),
+                None => st.reserved += 1,
+            }
+            // The waiter's `Leave` holds the receiver while it is queued: this cannot fail.
+            let _ = waiter.grant.send(target);
+        }
+    }
+
+    /// Whom replica `id` (with room) takes from `waiting` (in turn): its own next waiter (the
+    /// first whose home it is; a big one that does not fit yet keeps the room for itself), or
+    /// before it one of its next `queue.affinity_window` waiters whose prompt family runs
+    /// there (a likely prefix hit). But a waiter that fits and arrived more than
+    /// `queue.home_tolerance_ms` before that one (or is more urgent under `priority`) goes
+    /// first, wherever its home: affinity never costs a request more than the tolerance over
+    /// first come, first served, and a replica nobody calls home never idles.
+    fn choose_for<'w>(
+        &self,
+        id: ReplicaId,
+        slot: &Slot,
+        waiting: &[(i64, u64, &'w Waiter)],
+        home: &impl Fn(&Waiter) -> Option<ReplicaId>,
+        now: Instant,
+    ) -> Option<(i64, u64, &'w Waiter)> {
+        let fcfs = self.queue.policy == QueuePolicy::Fcfs;
+        let window = self.queue.affinity_window;
+        let mut own_head: Option<(i64, u64, &Waiter)> = None;
+        let mut affine = None;
+        let own = waiting.iter().filter(|(_, _, w)| home(w) == Some(id));
+        for (i, &(p, seq, w)) in own.enumerate() {
+            let head = *own_head.get_or_insert((p, seq, w));
+            if i >= window || (!fcfs && p != head.0) {
+                break;
+            }
+            if slot.runs(w.family) && slot.fits(w.tokens) {
+                affine = Some((p, seq, w));
+                break;
+            }
+        }
+        let mine = affine.or(own_head.filter(|(_, _, w)| slot.fits(w.tokens)));
+        let oldest = waiting
+            .iter()
+            .copied()
+            .find(|(_, _, w)| slot.fits(w.tokens));
+        let tolerance = Duration::from_millis(self.queue.home_tolerance_ms);
+        let overdue = |o: &Waiter, mine: Option<&Waiter>| match mine {
+            None => true,
+            Some(m) => {
+                (self.queue.policy == QueuePolicy::Priority && o.priority < m.priority)
+                    || now.saturating_duration_since(o.arrived)
+                        > now.saturating_duration_since(m.arrived) + tolerance
+            }
+        };
+        match (mine, oldest) {
+            (Some(mine), Some(o)) if overdue(o.2, Some(mine.2)) => Some(o),
+            (Some(mine), _) => Some(mine),
+            (None, Some(o)) if overdue(o.2, own_head.map(|h| h.2)) => Some(o),
+            _ => None,
         }
     }
 
@@ -454,14 +680,13 @@ impl Shared {
     }
 
     /// Gives back what a permit held (a reservation or a replica slot) and admits the next.
-    fn release(&self, held: Held, tokens: u64) {
+    fn release(&self, held: Held, tokens: u64, family: Option<u64>) {
         let mut st = self.state.lock();
         match held {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(id) => {
                 if let Some(slot) = st.slots.get_mut(&id) {
-                    slot.requests = slot.requests.saturating_sub(1);
-                    slot.tokens = slot.tokens.saturating_sub(tokens);
+                    slot.give_back(tokens, family);
                 }
                 st.freed = Some(id);
             }
@@ -478,6 +703,10 @@ struct Leave {
     key: Option<String>,
     priority: i64,
     seq: u64,
+    tokens: u64,
+    family: Option<u64>,
+    /// The grant's receiver, read here if the waiter goes after it was granted.
+    rx: oneshot::Receiver<Option<ReplicaId>>,
     armed: bool,
 }
 
@@ -498,7 +727,15 @@ impl Drop for Leave {
                 .dec();
             shared.reject(&label, "disconnected");
         } else {
-            st.reserved = st.reserved.saturating_sub(1);
+            match self.rx.try_recv() {
+                Ok(Some(id)) => {
+                    if let Some(slot) = st.slots.get_mut(&id) {
+                        slot.give_back(self.tokens, self.family);
+                    }
+                    st.freed = Some(id);
+                }
+                _ => st.reserved = st.reserved.saturating_sub(1),
+            }
             shared.pump(&mut st);
         }
     }
@@ -520,7 +757,11 @@ enum Held {
 pub struct Permit {
     shared: Option<Arc<Shared>>,
     held: Held,
+    /// Bound by the gate (placement on arrival): only that replica has room for it until the
+    /// dispatcher binds it (its first attempt).
+    pinned: bool,
     tokens: u64,
+    family: Option<u64>,
     priority: i64,
     waited: Duration,
 }
@@ -541,7 +782,9 @@ impl Permit {
         Self {
             shared: None,
             held: Held::Released,
+            pinned: false,
             tokens: 0,
+            family: None,
             priority,
             waited: Duration::ZERO,
         }
@@ -556,12 +799,16 @@ impl Permit {
         if self.held == Held::Bound(id) {
             return true;
         }
+        if self.pinned {
+            return false;
+        }
         let st = shared.state.lock();
         st.slots.get(&id).is_none_or(|s| s.fits(self.tokens))
     }
 
     /// Counts the request against replica `id` (moving it there on a retry).
     pub fn bind(&mut self, id: ReplicaId) {
+        self.pinned = false;
         let Some(shared) = &self.shared else {
             return;
         };
@@ -573,18 +820,24 @@ impl Permit {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(old) => {
                 if let Some(slot) = st.slots.get_mut(&old) {
-                    slot.requests = slot.requests.saturating_sub(1);
-                    slot.tokens = slot.tokens.saturating_sub(self.tokens);
+                    slot.give_back(self.tokens, self.family);
                 }
             }
             Held::Released => {}
         }
         if let Some(slot) = st.slots.get_mut(&id) {
-            slot.requests += 1;
-            slot.tokens = slot.tokens.saturating_add(self.tokens);
+            slot.take(self.tokens, self.family);
         }
         self.held = Held::Bound(id);
         shared.pump(&mut st);
+    }
+
+    /// The replica the permit counts against, if bound.
+    pub fn bound_to(&self) -> Option<ReplicaId> {
+        match self.held {
+            Held::Bound(id) => Some(id),
+            _ => None,
+        }
     }
 
     /// How long the request waited in the queue.
@@ -602,7 +855,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::Released);
         if let Some(shared) = &self.shared {
-            shared.release(held, self.tokens);
+            shared.release(held, self.tokens, self.family);
         }
     }
 }

@@ -30,7 +30,7 @@ use http::{HeaderValue, Response};
 use http_body::{Frame, SizeHint};
 
 pub use caps::{Cap, Pressure};
-pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy};
+pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy};
 pub use gate::{Admission, Permit, Rejection};
 pub use group::Eligible;
 pub use metrics::AdmissionMetrics;
@@ -40,7 +40,7 @@ use crate::{
     policy::Policy,
     proxy::UpstreamRequest,
     replicas::{ReplicaId, ReplicaSet, Snapshot},
-    request::{Endpoint, ParsedRequest},
+    request::{Endpoint, ParsedRequest, PromptKey},
 };
 
 /// Response header with the milliseconds the request waited in the admission queue.
@@ -49,14 +49,16 @@ pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
 impl Admission {
     /// The dispatcher's one call: finds the request's priority (forwarding it in the body when
     /// it came from the header or a default), then waits for a permit on a replica of the
-    /// request's model group (those the dispatcher's candidates come from). Queue full is a
-    /// 429, waited too long a 503, both with `Retry-After`.
+    /// request's model group (those the dispatcher's candidates come from). `home` is the
+    /// replica the dispatcher placed it on (placement on arrival). Queue full is a 429, waited
+    /// too long a 503, both with `Retry-After`.
     pub async fn admit_request(
         &self,
         replicas: &Arc<ReplicaSet>,
         policy: &dyn Policy,
         parsed: &ParsedRequest,
         upstream: &mut UpstreamRequest,
+        home: Option<ReplicaId>,
     ) -> Result<Permit, Error> {
         let path = upstream
             .path_and_query
@@ -82,8 +84,9 @@ impl Admission {
         if self.caps_config().count_max_tokens {
             tokens = tokens.saturating_add(output_budget(&upstream.body));
         }
-        let prefer = || cached_on(replicas, policy, parsed);
-        self.admit_to(model_group(replicas, parsed), priority, tokens, prefer)
+        let prefer = || home.or_else(|| cached_on(replicas, policy, parsed));
+        let ask = (tokens, family(parsed.route_request().prompt));
+        self.admit_in(model_group(replicas, parsed), priority, ask, prefer)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -163,6 +166,26 @@ fn cached_on(
         .matched_tokens
         .is_some_and(|m| m > 0)
         .then_some(decision.replica)
+}
+
+/// Bytes (or tokens) at the start of a prompt that name its family.
+const FAMILY_PREFIX: usize = 256;
+
+/// A prompt's family: a hash of its first 256 bytes (or 64 tokens), so the turns of one
+/// conversation share it; `None` for shorter prompts.
+pub fn family(prompt: PromptKey<'_>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match prompt {
+        PromptKey::Text(text) if text.len() >= FAMILY_PREFIX => {
+            text.as_bytes()[..FAMILY_PREFIX].hash(&mut hasher)
+        }
+        PromptKey::Tokens(tokens) if tokens.len() >= FAMILY_PREFIX / 4 => {
+            tokens[..FAMILY_PREFIX / 4].hash(&mut hasher)
+        }
+        _ => return None,
+    }
+    Some(hasher.finish())
 }
 
 /// The output tokens a request body asks for at most (`max_completion_tokens`, else
