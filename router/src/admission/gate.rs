@@ -17,6 +17,7 @@ use super::{
     config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy},
     group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
+    prefix::Prefix,
     queue::WaitQueue,
 };
 use crate::replicas::ReplicaId;
@@ -56,17 +57,17 @@ struct Waiter {
     /// When it joined the queue.
     arrived: Instant,
     tokens: u64,
-    /// The request's prompt family (a hash of its first bytes), if it has one.
-    family: Option<u64>,
+    /// The request's prompt chunks, if it has whole ones.
+    prefix: Option<Arc<Prefix>>,
     priority: i64,
     /// Arrival order across every line.
     order: u64,
     /// The replica holding the request's cached prefix, if any (placement on admission), or
     /// its home (placement on arrival).
     prefer: Option<ReplicaId>,
-    /// The grant: the replica the permit is bound to, or `None` for a reservation that the
-    /// dispatcher binds.
-    grant: oneshot::Sender<Option<ReplicaId>>,
+    /// The grant: the replica the permit is bound to with the tokens it was charged there
+    /// outside shared chunks, or `None` for a reservation that the dispatcher binds.
+    grant: oneshot::Sender<Option<(ReplicaId, u64)>>,
 }
 
 /// The waiting line of one model group.
@@ -81,42 +82,103 @@ struct Slot {
     healthy: bool,
     requests: u32,
     tokens: u64,
-    /// Prompt families of the requests bound here, with their counts.
-    families: HashMap<u64, u32>,
+    /// Prompt chunks of the requests bound here, each counted once in `tokens`.
+    chunks: HashMap<u64, Chunk>,
     cap: CapController,
 }
 
+/// A prompt chunk in flight on a replica.
+struct Chunk {
+    /// Requests bound here whose prompt has it.
+    holders: u32,
+    /// Its tokens, as counted in the slot's `tokens`.
+    tokens: u64,
+    /// When its first holder was bound.
+    since: Instant,
+}
+
+/// A chunk counts as shared once its first holder has been bound this long (its prefill has
+/// likely run); a request bound before that computes its own copy, and is charged for it.
+const SHARED_AFTER: Duration = Duration::from_millis(100);
+
 impl Slot {
-    fn fits(&self, tokens: u64) -> bool {
-        self.healthy && self.cap.cap().fits(self.requests, self.tokens, tokens)
+    /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
+    fn fits(&self, need: u64) -> bool {
+        self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
     }
 
-    /// Counts one request of `tokens` and `family` here.
-    fn take(&mut self, tokens: u64, family: Option<u64>) {
+    /// Whether a request of `tokens` and `prefix` fits here at `now`.
+    fn fits_request(&self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> bool {
+        self.fits(self.need(tokens, prefix, now))
+    }
+
+    /// Tokens a request of `tokens` (prompt and output budget) would add here: all but the
+    /// chunks of its prompt that requests bound here already hold.
+    fn need(&self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> u64 {
+        let Some(p) = prefix else {
+            return tokens;
+        };
+        let shared = p
+            .chunks
+            .iter()
+            .filter(|c| self.shared(c, now))
+            .count() as u64;
+        tokens.saturating_sub(shared * p.chunk_tokens)
+    }
+
+    fn shared(&self, chunk: &u64, now: Instant) -> bool {
+        self.chunks
+            .get(chunk)
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= SHARED_AFTER)
+    }
+
+    /// Counts one request of `tokens` and `prefix` here; returns the tokens it was charged
+    /// outside the slot's chunks (for [`Slot::give_back`]).
+    fn take(&mut self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> u64 {
         self.requests += 1;
-        self.tokens = self.tokens.saturating_add(tokens);
-        if let Some(f) = family {
-            *self.families.entry(f).or_default() += 1;
+        let Some(p) = prefix else {
+            self.tokens = self.tokens.saturating_add(tokens);
+            return tokens;
+        };
+        let mut outside = tokens.saturating_sub(p.covered());
+        for &c in &p.chunks {
+            let young = self.chunks.contains_key(&c) && !self.shared(&c, now);
+            let chunk = self.chunks.entry(c).or_insert_with(|| Chunk {
+                holders: 0,
+                tokens: p.chunk_tokens,
+                since: now,
+            });
+            if chunk.holders == 0 {
+                self.tokens = self.tokens.saturating_add(chunk.tokens);
+            } else if young {
+                outside += p.chunk_tokens;
+            }
+            chunk.holders += 1;
         }
+        self.tokens = self.tokens.saturating_add(outside);
+        outside
     }
 
     /// Gives back what [`Slot::take`] counted.
-    fn give_back(&mut self, tokens: u64, family: Option<u64>) {
+    fn give_back(&mut self, outside: u64, prefix: Option<&Prefix>) {
         self.requests = self.requests.saturating_sub(1);
-        self.tokens = self.tokens.saturating_sub(tokens);
-        if let Some(f) = family
-            && let Some(n) = self.families.get_mut(&f)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.families.remove(&f);
+        self.tokens = self.tokens.saturating_sub(outside);
+        for c in prefix.map_or(&[][..], |p| &p.chunks) {
+            if let Some(chunk) = self.chunks.get_mut(c) {
+                chunk.holders -= 1;
+                if chunk.holders == 0 {
+                    self.tokens = self.tokens.saturating_sub(chunk.tokens);
+                    self.chunks.remove(c);
+                }
             }
         }
     }
 
-    /// Whether a request of `family` runs here (its prefix is likely cached).
-    fn runs(&self, family: Option<u64>) -> bool {
-        family.is_some_and(|f| self.families.contains_key(&f))
+    /// Whether a request of `prefix`'s family runs here (its prefix is likely cached).
+    fn runs(&self, prefix: Option<&Prefix>) -> bool {
+        prefix
+            .and_then(Prefix::family)
+            .is_some_and(|f| self.chunks.contains_key(&f))
     }
 }
 
@@ -138,9 +200,11 @@ impl State {
     /// Whether a request of `tokens` may go now: a replica of its group has room, or none of
     /// the group is healthy (the gate lets it through: the dispatcher answers 503 at once
     /// instead of holding it for the whole wait).
-    fn may_go(&self, eligible: &Eligible, tokens: u64) -> bool {
+    fn may_go(&self, eligible: &Eligible, tokens: u64, prefix: Option<&Prefix>) -> bool {
+        let now = Instant::now();
         let group = || self.slots.iter().filter(|(id, _)| eligible.accepts(**id));
-        group().any(|(_, s)| s.fits(tokens)) || !group().any(|(_, s)| s.healthy)
+        group().any(|(_, s)| s.fits_request(tokens, prefix, now))
+            || !group().any(|(_, s)| s.healthy)
     }
 
     /// Requests of `priority` waiting, all lines together.
@@ -225,7 +289,7 @@ impl Admission {
                     healthy,
                     requests: 0,
                     tokens: 0,
-                    families: HashMap::new(),
+                    chunks: HashMap::new(),
                     cap: CapController::new(&shared.caps),
                 };
                 shared.publish_cap(&slot);
@@ -297,20 +361,21 @@ impl Admission {
             .await
     }
 
-    /// [`Admission::admit_to`] for a request of `(tokens, family)`: under placement on
-    /// arrival, a slot on a replica goes first to one of its next `queue.affinity_window`
-    /// waiters whose prompt family (see [`family`](super::family)) runs there.
+    /// [`Admission::admit_to`] for a request of `(tokens, prefix)`: its prompt chunks shared
+    /// with requests bound to a replica count once there, and under placement on arrival a
+    /// slot on a replica goes first to one of its next `queue.affinity_window` waiters whose
+    /// prompt family runs there.
     pub async fn admit_in(
         &self,
         eligible: Eligible,
         priority: i64,
-        (tokens, family): (u64, Option<u64>),
+        (tokens, prefix): (u64, Option<Arc<Prefix>>),
         prefer: impl FnOnce() -> Option<ReplicaId>,
     ) -> Result<Permit, Rejection> {
         let arrived = Instant::now();
         let shared = &self.shared;
         if !self.enabled() {
-            return Ok(self.granted(priority, (tokens, family), arrived, false));
+            return Ok(self.granted(priority, (tokens, prefix), arrived, false));
         }
         let label = priority_label(priority);
         let on_arrival = shared.queue.placement == QueuePlacement::Arrival;
@@ -318,10 +383,10 @@ impl Admission {
             let mut st = shared.state.lock();
             let key = eligible.key().map(str::to_owned);
             let free = st.reserved == 0 && !st.lines.contains_key(&key);
-            if !on_arrival && free && st.may_go(&eligible, tokens) {
+            if !on_arrival && free && st.may_go(&eligible, tokens, prefix.as_deref()) {
                 st.reserved += 1;
                 drop(st);
-                return Ok(self.granted(priority, (tokens, family), arrived, true));
+                return Ok(self.granted(priority, (tokens, prefix), arrived, true));
             }
             let class_full = shared
                 .queue
@@ -345,7 +410,7 @@ impl Admission {
             let waiter = Waiter {
                 arrived,
                 tokens,
-                family,
+                prefix: prefix.clone(),
                 priority,
                 order,
                 prefer,
@@ -374,8 +439,7 @@ impl Admission {
             key: key.clone(),
             priority,
             seq,
-            tokens,
-            family,
+            prefix: prefix.clone(),
             rx,
             armed: true,
         };
@@ -383,14 +447,14 @@ impl Admission {
         let outcome = tokio::time::timeout_at(deadline, &mut leave.rx).await;
         leave.armed = false;
         match outcome {
-            Ok(Ok(target)) => Ok(self.granted_to(priority, (tokens, family), arrived, target)),
+            Ok(Ok(target)) => Ok(self.granted_to(priority, (tokens, prefix), arrived, target)),
             Ok(Err(_)) | Err(_) => {
                 let mut st = shared.state.lock();
                 if st.remove(&key, priority, seq).is_none() {
                     // Granted just as the wait ran out: take it.
                     drop(st);
                     let target = leave.rx.try_recv().ok().flatten();
-                    return Ok(self.granted_to(priority, (tokens, family), arrived, target));
+                    return Ok(self.granted_to(priority, (tokens, prefix), arrived, target));
                 }
                 drop(st);
                 shared
@@ -412,13 +476,14 @@ impl Admission {
     fn granted_to(
         &self,
         priority: i64,
-        ask: (u64, Option<u64>),
+        ask: (u64, Option<Arc<Prefix>>),
         arrived: Instant,
-        target: Option<ReplicaId>,
+        target: Option<(ReplicaId, u64)>,
     ) -> Permit {
         let mut permit = self.granted(priority, ask, arrived, true);
-        if let Some(id) = target {
+        if let Some((id, charged)) = target {
             permit.held = Held::Bound(id);
+            permit.charged = charged;
             permit.pinned = true;
         }
         permit
@@ -427,7 +492,7 @@ impl Admission {
     fn granted(
         &self,
         priority: i64,
-        (tokens, family): (u64, Option<u64>),
+        (tokens, prefix): (u64, Option<Arc<Prefix>>),
         arrived: Instant,
         reserved: bool,
     ) -> Permit {
@@ -443,7 +508,8 @@ impl Admission {
             held: Held::Reserved,
             pinned: false,
             tokens,
-            family,
+            charged: 0,
+            prefix,
             priority,
             waited,
         }
@@ -477,6 +543,7 @@ impl Shared {
         }
         let weight = |p: i64| self.queue.weight(p);
         let strict = self.queue.policy == QueuePolicy::Priority;
+        let now = Instant::now();
         while st.reserved == 0 {
             let next = st
                 .lines
@@ -484,7 +551,7 @@ impl Shared {
                 .filter_map(|(key, line)| {
                     let head = line.queue.peek(&weight)?;
                     let rank = (if strict { head.priority } else { 0 }, head.order);
-                    st.may_go(&line.eligible, head.tokens)
+                    st.may_go(&line.eligible, head.tokens, head.prefix.as_deref())
                         .then_some((rank, key))
                 })
                 .min_by_key(|(rank, _)| *rank)
@@ -504,7 +571,7 @@ impl Shared {
                 .and_then(|id| slots.get(&id).map(|slot| (id, slot)))
                 .and_then(|(id, slot)| {
                     line.queue.find(window, &weight, |w| {
-                        w.prefer == Some(id) && slot.fits(w.tokens)
+                        w.prefer == Some(id) && slot.fits_request(w.tokens, w.prefix.as_deref(), now)
                     })
                 });
             let taken = match affine {
@@ -597,12 +664,16 @@ impl Shared {
                 .queue_length
                 .with_label_values(&[&priority_label(priority)])
                 .dec();
-            match target.and_then(|id| st.slots.get_mut(&id)) {
-                Some(slot) => slot.take(waiter.tokens, waiter.family),
-                None => st.reserved += 1,
-            }
+            let bound = target.and_then(|id| st.slots.get_mut(&id).map(|slot| (id, slot)));
+            let grant = match bound {
+                Some((id, slot)) => Some((id, slot.take(waiter.tokens, waiter.prefix.as_deref(), now))),
+                None => {
+                    st.reserved += 1;
+                    None
+                }
+            };
             // The waiter's `Leave` holds the receiver while it is queued: this cannot fail.
-            let _ = waiter.grant.send(target);
+            let _ = waiter.grant.send(grant);
         }
     }
 
@@ -623,6 +694,7 @@ impl Shared {
     ) -> Option<(i64, u64, &'w Waiter)> {
         let fcfs = self.queue.policy == QueuePolicy::Fcfs;
         let window = self.queue.affinity_window;
+        let fits = |w: &Waiter| slot.fits_request(w.tokens, w.prefix.as_deref(), now);
         let mut own_head: Option<(i64, u64, &Waiter)> = None;
         let mut affine = None;
         let own = waiting.iter().filter(|(_, _, w)| home(w) == Some(id));
@@ -631,19 +703,19 @@ impl Shared {
             if i >= window || (!fcfs && p != head.0) {
                 break;
             }
-            if slot.runs(w.family) && slot.fits(w.tokens) {
+            if slot.runs(w.prefix.as_deref()) && fits(w) {
                 affine = Some((p, seq, w));
                 break;
             }
         }
-        let mine = affine.or(own_head.filter(|(_, _, w)| slot.fits(w.tokens)));
+        let mine = affine.or(own_head.filter(|(_, _, w)| fits(w)));
         let oldest = waiting
             .iter()
             .copied()
-            .find(|(_, _, w)| slot.fits(w.tokens));
+            .find(|(_, _, w)| fits(w));
         let tolerance = Duration::from_millis(self.queue.home_tolerance_ms);
         let overdue = |o: &Waiter, mine: Option<&Waiter>| match mine {
-            None => true,
+            None => now.saturating_duration_since(o.arrived) > tolerance,
             Some(m) => {
                 (self.queue.policy == QueuePolicy::Priority && o.priority < m.priority)
                     || now.saturating_duration_since(o.arrived)
@@ -680,13 +752,13 @@ impl Shared {
     }
 
     /// Gives back what a permit held (a reservation or a replica slot) and admits the next.
-    fn release(&self, held: Held, tokens: u64, family: Option<u64>) {
+    fn release(&self, held: Held, charged: u64, prefix: Option<&Prefix>) {
         let mut st = self.state.lock();
         match held {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(id) => {
                 if let Some(slot) = st.slots.get_mut(&id) {
-                    slot.give_back(tokens, family);
+                    slot.give_back(charged, prefix);
                 }
                 st.freed = Some(id);
             }
@@ -703,10 +775,9 @@ struct Leave {
     key: Option<String>,
     priority: i64,
     seq: u64,
-    tokens: u64,
-    family: Option<u64>,
+    prefix: Option<Arc<Prefix>>,
     /// The grant's receiver, read here if the waiter goes after it was granted.
-    rx: oneshot::Receiver<Option<ReplicaId>>,
+    rx: oneshot::Receiver<Option<(ReplicaId, u64)>>,
     armed: bool,
 }
 
@@ -728,9 +799,9 @@ impl Drop for Leave {
             shared.reject(&label, "disconnected");
         } else {
             match self.rx.try_recv() {
-                Ok(Some(id)) => {
+                Ok(Some((id, charged))) => {
                     if let Some(slot) = st.slots.get_mut(&id) {
-                        slot.give_back(self.tokens, self.family);
+                        slot.give_back(charged, self.prefix.as_deref());
                     }
                     st.freed = Some(id);
                 }
@@ -760,8 +831,11 @@ pub struct Permit {
     /// Bound by the gate (placement on arrival): only that replica has room for it until the
     /// dispatcher binds it (its first attempt).
     pinned: bool,
+    /// Prompt and output budget.
     tokens: u64,
-    family: Option<u64>,
+    /// What the bound replica counts for it outside shared chunks.
+    charged: u64,
+    prefix: Option<Arc<Prefix>>,
     priority: i64,
     waited: Duration,
 }
@@ -784,7 +858,8 @@ impl Permit {
             held: Held::Released,
             pinned: false,
             tokens: 0,
-            family: None,
+            charged: 0,
+            prefix: None,
             priority,
             waited: Duration::ZERO,
         }
@@ -803,7 +878,10 @@ impl Permit {
             return false;
         }
         let st = shared.state.lock();
-        st.slots.get(&id).is_none_or(|s| s.fits(self.tokens))
+        let now = Instant::now();
+        st.slots
+            .get(&id)
+            .is_none_or(|s| s.fits_request(self.tokens, self.prefix.as_deref(), now))
     }
 
     /// Counts the request against replica `id` (moving it there on a retry).
@@ -820,13 +898,13 @@ impl Permit {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(old) => {
                 if let Some(slot) = st.slots.get_mut(&old) {
-                    slot.give_back(self.tokens, self.family);
+                    slot.give_back(self.charged, self.prefix.as_deref());
                 }
             }
             Held::Released => {}
         }
         if let Some(slot) = st.slots.get_mut(&id) {
-            slot.take(self.tokens, self.family);
+            self.charged = slot.take(self.tokens, self.prefix.as_deref(), Instant::now());
         }
         self.held = Held::Bound(id);
         shared.pump(&mut st);
@@ -855,7 +933,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::Released);
         if let Some(shared) = &self.shared {
-            shared.release(held, self.tokens, self.family);
+            shared.release(held, self.charged, self.prefix.as_deref());
         }
     }
 }

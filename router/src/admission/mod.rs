@@ -11,6 +11,7 @@ pub mod config;
 pub mod gate;
 pub mod group;
 pub mod metrics;
+pub mod prefix;
 pub mod priority;
 pub mod queue;
 
@@ -34,13 +35,14 @@ pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy}
 pub use gate::{Admission, Permit, Rejection};
 pub use group::Eligible;
 pub use metrics::AdmissionMetrics;
+pub use prefix::Prefix;
 
 use crate::{
     Error,
     policy::Policy,
     proxy::UpstreamRequest,
     replicas::{ReplicaId, ReplicaSet, Snapshot},
-    request::{Endpoint, ParsedRequest, PromptKey},
+    request::{Endpoint, ParsedRequest},
 };
 
 /// Response header with the milliseconds the request waited in the admission queue.
@@ -85,7 +87,8 @@ impl Admission {
             tokens = tokens.saturating_add(output_budget(&upstream.body));
         }
         let prefer = || home.or_else(|| cached_on(replicas, policy, parsed));
-        let ask = (tokens, family(parsed.route_request().prompt));
+        let chunks = Prefix::of(parsed.route_request().prompt, parsed.prompt_tokens);
+        let ask = (tokens, chunks.map(Arc::new));
         self.admit_in(model_group(replicas, parsed), priority, ask, prefer)
             .await
             .map_err(|rejection| match rejection {
@@ -166,26 +169,6 @@ fn cached_on(
         .matched_tokens
         .is_some_and(|m| m > 0)
         .then_some(decision.replica)
-}
-
-/// Bytes (or tokens) at the start of a prompt that name its family.
-const FAMILY_PREFIX: usize = 256;
-
-/// A prompt's family: a hash of its first 256 bytes (or 64 tokens), so the turns of one
-/// conversation share it; `None` for shorter prompts.
-pub fn family(prompt: PromptKey<'_>) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match prompt {
-        PromptKey::Text(text) if text.len() >= FAMILY_PREFIX => {
-            text.as_bytes()[..FAMILY_PREFIX].hash(&mut hasher)
-        }
-        PromptKey::Tokens(tokens) if tokens.len() >= FAMILY_PREFIX / 4 => {
-            tokens[..FAMILY_PREFIX / 4].hash(&mut hasher)
-        }
-        _ => return None,
-    }
-    Some(hasher.finish())
 }
 
 /// The output tokens a request body asks for at most (`max_completion_tokens`, else
