@@ -223,7 +223,7 @@ impl Dispatcher {
                 )
                 .await
             {
-                Ok(response) => return Ok(crate::admission::hold(response, permit)),
+                Ok(response) => return Ok(response),
                 Err(failure) => last = Some(failure),
             }
         }
@@ -413,8 +413,12 @@ impl Dispatcher {
         }
         self.resilience.outliers.record_success(&replica);
         self.count_request(replica.name(), status);
+        // The permit now ends with the body (the free one left behind holds nothing).
+        let permit = std::mem::replace(permit, Permit::free(permit.priority()));
+        let waited = permit.waited();
         let in_flight = InFlight {
             guard,
+            held: Some(Box::new(permit)),
             started,
             metrics: Arc::clone(&self.metrics),
             request_id: request_id.to_owned(),
@@ -429,6 +433,11 @@ impl Dispatcher {
             expose_details: self.resilience.expose_upstream_details,
         };
         let mut response = self.respond(parts, incoming, in_flight, mode, request_id);
+        if let Ok(v) = HeaderValue::from_str(&waited.as_millis().to_string()) {
+            response
+                .headers_mut()
+                .insert(crate::admission::QUEUE_WAIT_HEADER, v);
+        }
         response
             .extensions_mut()
             .insert(crate::access_log::RouteInfo {

@@ -93,13 +93,11 @@ struct Chunk {
     holders: u32,
     /// Its tokens, as counted in the slot's `tokens`.
     tokens: u64,
-    /// When its first holder was bound.
-    since: Instant,
+    /// Whether a holder's first byte came back (its prefill ran: the chunk is in the replica's
+    /// KV cache). Only then is it shared: a request sent before computes its own copy, and is
+    /// charged for it.
+    computed: bool,
 }
-
-/// A chunk counts as shared once its first holder has been bound this long (its prefill has
-/// likely run); a request bound before that computes its own copy, and is charged for it.
-const SHARED_AFTER: Duration = Duration::from_millis(100);
 
 impl Slot {
     /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
@@ -107,34 +105,37 @@ impl Slot {
         self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
     }
 
-    /// Whether a request of `tokens` and `prefix` fits here at `now`.
-    fn fits_request(&self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> bool {
-        self.fits(self.need(tokens, prefix, now))
+    /// Whether a request of `tokens` and `prefix` fits here.
+    fn fits_request(&self, tokens: u64, prefix: Option<&Prefix>) -> bool {
+        self.fits(self.need(tokens, prefix))
     }
 
     /// Tokens a request of `tokens` (prompt and output budget) would add here: all but the
     /// chunks of its prompt that requests bound here already hold.
-    fn need(&self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> u64 {
+    fn need(&self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
         let Some(p) = prefix else {
             return tokens;
         };
-        let shared = p
-            .chunks
-            .iter()
-            .filter(|c| self.shared(c, now))
-            .count() as u64;
+        let shared = p.chunks.iter().filter(|c| self.shared(c)).count() as u64;
         tokens.saturating_sub(shared * p.chunk_tokens)
     }
 
-    fn shared(&self, chunk: &u64, now: Instant) -> bool {
-        self.chunks
-            .get(chunk)
-            .is_some_and(|c| now.saturating_duration_since(c.since) >= SHARED_AFTER)
+    fn shared(&self, chunk: &u64) -> bool {
+        self.chunks.get(chunk).is_some_and(|c| c.computed)
+    }
+
+    /// A request of `prefix` bound here sent its first byte: its chunks are computed.
+    fn computed(&mut self, prefix: &Prefix) {
+        for c in &prefix.chunks {
+            if let Some(chunk) = self.chunks.get_mut(c) {
+                chunk.computed = true;
+            }
+        }
     }
 
     /// Counts one request of `tokens` and `prefix` here; returns the tokens it was charged
     /// outside the slot's chunks (for [`Slot::give_back`]).
-    fn take(&mut self, tokens: u64, prefix: Option<&Prefix>, now: Instant) -> u64 {
+    fn take(&mut self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
         self.requests += 1;
         let Some(p) = prefix else {
             self.tokens = self.tokens.saturating_add(tokens);
@@ -142,11 +143,11 @@ impl Slot {
         };
         let mut outside = tokens.saturating_sub(p.covered());
         for &c in &p.chunks {
-            let young = self.chunks.contains_key(&c) && !self.shared(&c, now);
+            let young = self.chunks.contains_key(&c) && !self.shared(&c);
             let chunk = self.chunks.entry(c).or_insert_with(|| Chunk {
                 holders: 0,
                 tokens: p.chunk_tokens,
-                since: now,
+                computed: false,
             });
             if chunk.holders == 0 {
                 self.tokens = self.tokens.saturating_add(chunk.tokens);
@@ -174,11 +175,12 @@ impl Slot {
         }
     }
 
-    /// Whether a request of `prefix`'s family runs here (its prefix is likely cached).
+    /// Whether a request of `prefix`'s family runs here, its prefill done (its prefix is
+    /// cached).
     fn runs(&self, prefix: Option<&Prefix>) -> bool {
         prefix
             .and_then(Prefix::family)
-            .is_some_and(|f| self.chunks.contains_key(&f))
+            .is_some_and(|f| self.shared(&f))
     }
 }
 
@@ -201,10 +203,8 @@ impl State {
     /// the group is healthy (the gate lets it through: the dispatcher answers 503 at once
     /// instead of holding it for the whole wait).
     fn may_go(&self, eligible: &Eligible, tokens: u64, prefix: Option<&Prefix>) -> bool {
-        let now = Instant::now();
         let group = || self.slots.iter().filter(|(id, _)| eligible.accepts(**id));
-        group().any(|(_, s)| s.fits_request(tokens, prefix, now))
-            || !group().any(|(_, s)| s.healthy)
+        group().any(|(_, s)| s.fits_request(tokens, prefix)) || !group().any(|(_, s)| s.healthy)
     }
 
     /// Requests of `priority` waiting, all lines together.
@@ -543,7 +543,6 @@ impl Shared {
         }
         let weight = |p: i64| self.queue.weight(p);
         let strict = self.queue.policy == QueuePolicy::Priority;
-        let now = Instant::now();
         while st.reserved == 0 {
             let next = st
                 .lines
@@ -571,7 +570,7 @@ impl Shared {
                 .and_then(|id| slots.get(&id).map(|slot| (id, slot)))
                 .and_then(|(id, slot)| {
                     line.queue.find(window, &weight, |w| {
-                        w.prefer == Some(id) && slot.fits_request(w.tokens, w.prefix.as_deref(), now)
+                        w.prefer == Some(id) && slot.fits_request(w.tokens, w.prefix.as_deref())
                     })
                 });
             let taken = match affine {
@@ -666,7 +665,7 @@ impl Shared {
                 .dec();
             let bound = target.and_then(|id| st.slots.get_mut(&id).map(|slot| (id, slot)));
             let grant = match bound {
-                Some((id, slot)) => Some((id, slot.take(waiter.tokens, waiter.prefix.as_deref(), now))),
+                Some((id, slot)) => Some((id, slot.take(waiter.tokens, waiter.prefix.as_deref()))),
                 None => {
                     st.reserved += 1;
                     None
@@ -694,7 +693,7 @@ impl Shared {
     ) -> Option<(i64, u64, &'w Waiter)> {
         let fcfs = self.queue.policy == QueuePolicy::Fcfs;
         let window = self.queue.affinity_window;
-        let fits = |w: &Waiter| slot.fits_request(w.tokens, w.prefix.as_deref(), now);
+        let fits = |w: &Waiter| slot.fits_request(w.tokens, w.prefix.as_deref());
         let mut own_head: Option<(i64, u64, &Waiter)> = None;
         let mut affine = None;
         let own = waiting.iter().filter(|(_, _, w)| home(w) == Some(id));
@@ -709,10 +708,7 @@ impl Shared {
             }
         }
         let mine = affine.or(own_head.filter(|(_, _, w)| fits(w)));
-        let oldest = waiting
-            .iter()
-            .copied()
-            .find(|(_, _, w)| fits(w));
+        let oldest = waiting.iter().copied().find(|(_, _, w)| fits(w));
         let tolerance = Duration::from_millis(self.queue.home_tolerance_ms);
         let overdue = |o: &Waiter, mine: Option<&Waiter>| match mine {
             None => now.saturating_duration_since(o.arrived) > tolerance,
@@ -878,10 +874,9 @@ impl Permit {
             return false;
         }
         let st = shared.state.lock();
-        let now = Instant::now();
         st.slots
             .get(&id)
-            .is_none_or(|s| s.fits_request(self.tokens, self.prefix.as_deref(), now))
+            .is_none_or(|s| s.fits_request(self.tokens, self.prefix.as_deref()))
     }
 
     /// Counts the request against replica `id` (moving it there on a retry).
@@ -904,7 +899,7 @@ impl Permit {
             Held::Released => {}
         }
         if let Some(slot) = st.slots.get_mut(&id) {
-            self.charged = slot.take(self.tokens, self.prefix.as_deref(), Instant::now());
+            self.charged = slot.take(self.tokens, self.prefix.as_deref());
         }
         self.held = Held::Bound(id);
         shared.pump(&mut st);
@@ -918,6 +913,20 @@ impl Permit {
         }
     }
 
+    /// The request's first byte came back from its replica (its prefill ran): its prompt
+    /// chunks there count as cached, for requests that share them.
+    pub fn first_byte(&mut self) {
+        let (Some(shared), Held::Bound(id), Some(prefix)) = (&self.shared, self.held, &self.prefix)
+        else {
+            return;
+        };
+        let mut st = shared.state.lock();
+        if let Some(slot) = st.slots.get_mut(&id) {
+            slot.computed(prefix);
+        }
+        shared.pump(&mut st);
+    }
+
     /// How long the request waited in the queue.
     pub fn waited(&self) -> Duration {
         self.waited
@@ -926,6 +935,12 @@ impl Permit {
     /// The request's priority.
     pub fn priority(&self) -> i64 {
         self.priority
+    }
+}
+
+impl crate::body::HeldUntilEnd for Permit {
+    fn first_byte(&mut self) {
+        Permit::first_byte(self);
     }
 }
 

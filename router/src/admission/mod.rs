@@ -3,8 +3,9 @@
 //! [`queue`] orders waiting requests (`fcfs`, `priority`, `priority_round_robin`), [`caps`]
 //! holds each replica's cap (static, or adaptive on scraped KV usage and waiting queue),
 //! [`gate`] hands out [`Permit`]s when a replica has room, [`priority`] finds a request's
-//! priority. This file is the glue to the request path: the one call the dispatcher makes, the
-//! response body that holds the permit, and the task that feeds caps from the scrapes.
+//! priority. This file is the glue to the request path: the one call the dispatcher makes and
+//! the task that feeds caps from the scrapes (the response body holds the permit until it
+//! ends, and tells it of the first byte).
 
 pub mod caps;
 pub mod config;
@@ -19,16 +20,9 @@ pub mod queue;
 mod tests;
 
 use std::{
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
-
-use axum::body::Body;
-use bytes::Bytes;
-use http::{HeaderValue, Response};
-use http_body::{Frame, SizeHint};
 
 pub use caps::{Cap, Pressure};
 pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy};
@@ -198,45 +192,4 @@ fn model_group(replicas: &Arc<ReplicaSet>, parsed: &ParsedRequest) -> Eligible {
             .get(id)
             .is_some_and(|r| r.serving.accepts(Some(&model)))
     })
-}
-
-/// `response` with `x-queue-wait-ms` set and a body that holds `permit` until it ends.
-pub fn hold(response: Response<Body>, permit: Permit) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    if let Ok(v) = HeaderValue::from_str(&permit.waited().as_millis().to_string()) {
-        parts.headers.insert(QUEUE_WAIT_HEADER, v);
-    }
-    Response::from_parts(
-        parts,
-        Body::new(PermitBody {
-            inner: body,
-            _permit: permit,
-        }),
-    )
-}
-
-/// A response body that keeps the request's replica slot until it ends or is dropped.
-struct PermitBody {
-    inner: Body,
-    _permit: Permit,
-}
-
-impl http_body::Body for PermitBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

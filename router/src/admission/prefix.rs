@@ -33,7 +33,8 @@ impl Prefix {
                         hasher.finish()
                     })
                     .collect();
-                let per_chunk = prompt_tokens as u64 * CHUNK_BYTES as u64 / text.len().max(1) as u64;
+                let per_chunk =
+                    prompt_tokens as u64 * CHUNK_BYTES as u64 / text.len().max(1) as u64;
                 (chunks, per_chunk)
             }
             PromptKey::Tokens(tokens) => {
@@ -76,7 +77,10 @@ mod tests {
         let two = format!("{base}{}", "y".repeat(300));
         let p1 = Prefix::of(PromptKey::Text(&one), 225).expect("chunks");
         let p2 = Prefix::of(PromptKey::Text(&two), 225).expect("chunks");
-        assert_eq!((p1.chunks.len(), p1.chunk_tokens, p1.covered()), (3, 64, 192));
+        assert_eq!(
+            (p1.chunks.len(), p1.chunk_tokens, p1.covered()),
+            (3, 64, 192)
+        );
         assert_eq!(p1.chunks[..2], p2.chunks[..2], "the common 512 bytes");
         assert_ne!(p1.chunks[2], p2.chunks[2], "the third chunk differs");
         assert_eq!(p1.family(), p2.family());

@@ -316,4 +316,29 @@ mod tests {
         assert_eq!(q.remove(0, a), Some("a"));
         assert!(q.is_empty() && q.peek(&|_| 1).is_none());
     }
+
+    #[test]
+    fn in_turn_lists_waiters_in_policy_order_and_take_pays_the_round_robin_turn() {
+        let w = |_: i64| 1;
+        let q = filled(QueuePolicy::Fcfs);
+        let names = |q: &WaitQueue<&'static str>, n| -> Vec<&str> {
+            q.in_turn(n, &w).into_iter().map(|(_, _, x)| *x).collect()
+        };
+        assert_eq!(names(&q, 3), ["a1", "b0", "c1"]);
+        let q = filled(QueuePolicy::Priority);
+        assert_eq!(names(&q, 5), ["b0", "d0", "a1", "c1", "e2"]);
+        let mut q = WaitQueue::new(QueuePolicy::PriorityRoundRobin);
+        let weight = |p: i64| if p == 0 { 3 } else { 1 };
+        let mut tickets = vec![];
+        for i in 0..4 {
+            tickets.push(q.push(1, i));
+            q.push(0, 10 + i);
+        }
+        // Class 1 is taken out of turn twice: class 0 then gets the next turns.
+        assert_eq!(q.take(1, tickets[0], &weight), Some(0));
+        assert_eq!(q.take(1, tickets[1], &weight), Some(1));
+        let next: Vec<i64> = (0..2).map(|_| q.pop(&weight).unwrap().0).collect();
+        assert_eq!(next, [0, 0]);
+        assert_eq!(q.len(), 4);
+    }
 }
