@@ -113,7 +113,7 @@ impl Default for QueueConfig {
             classes: Vec::new(),
             affinity_window: 0,
             placement: QueuePlacement::Admission,
-            home_tolerance_ms: 500,
+            home_tolerance_ms: 1500,
         }
     }
 }
