@@ -31,9 +31,18 @@ enum Ending {
     ClientGone,
 }
 
+/// Something a request holds until its body ends (dropped then), told when the first byte
+/// reaches the client: an admission permit (defined higher up, hence a trait).
+pub(crate) trait HeldUntilEnd: Send + Sync {
+    /// The response's first byte went to the client (a streamed answer: the prefill is done).
+    fn first_byte(&mut self) {}
+}
+
 /// Request bookkeeping settled exactly once when the body ends.
 pub(crate) struct InFlight {
     pub(crate) guard: LoadGuard,
+    /// Released with the guard (the admission permit, kept across retries until here).
+    pub(crate) held: Option<Box<dyn HeldUntilEnd>>,
     pub(crate) started: Instant,
     pub(crate) metrics: Arc<RouterMetrics>,
     pub(crate) request_id: String,
@@ -102,6 +111,9 @@ impl TrackedBody {
                     outliers.record_latency(f.guard.replica(), ttfb, prefill, *fleet);
                 }
                 f.guard.first_byte();
+                if let Some(held) = &mut f.held {
+                    held.first_byte();
+                }
                 f.guard.replica().metrics.ttfb.observe(ttfb.as_secs_f64());
             }
         }
@@ -164,7 +176,8 @@ impl TrackedBody {
                 "request finished"
             );
         }
-        // `done.guard` drops here: the in-flight counters go back down.
+        // `done.guard` and `done.held` drop here: the in-flight counters and the admission
+        // slot go back down.
     }
 }
 

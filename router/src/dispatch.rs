@@ -178,9 +178,12 @@ impl Dispatcher {
         let route = parsed.route_request();
         self.resilience.budget.deposit();
         let mut tried: Vec<ReplicaId> = Vec::new();
+        // Placement on arrival: the request's load counts on its home while it waits there.
+        let mut placed = self.place(parsed, &route, request_id);
+        let home = placed.as_ref().map(|(selected, _)| selected.replica.id());
         // Waits while every replica is at its cap; the permit is held like the load guard.
         let admitted = (self.admission)
-            .admit_request(&self.replicas, &*self.policy, parsed, &mut upstream)
+            .admit_request(&self.replicas, &*self.policy, parsed, &mut upstream, home)
             .await;
         let mut permit = match admitted {
             Ok(permit) => permit,
@@ -197,20 +200,52 @@ impl Dispatcher {
                 }
                 tokio::time::sleep(self.resilience.budget.backoff(attempt)).await;
             }
-            let Some(selected) = self.select(parsed, &permit, &route, &tried, request_id, attempt)
-            else {
-                break;
+            // Sent home as placed, or (spilled over, or a retry) placed again now.
+            let (selected, guard) = match placed.take() {
+                Some((selected, guard)) if permit.bound_to() == Some(selected.replica.id()) => {
+                    (selected, Some(guard))
+                }
+                _ => match self.select(parsed, &permit, &route, &tried, request_id, attempt) {
+                    Some(selected) => (selected, None),
+                    None => break,
+                },
             };
             tried.push(selected.replica.id());
             match self
-                .send(parsed, &route, &upstream, selected, &mut permit, request_id)
+                .send(
+                    parsed,
+                    &route,
+                    &upstream,
+                    selected,
+                    guard,
+                    &mut permit,
+                    request_id,
+                )
                 .await
             {
-                Ok(response) => return Ok(crate::admission::hold(response, permit)),
+                Ok(response) => return Ok(response),
                 Err(failure) => last = Some(failure),
             }
         }
         self.give_up(last, request_id)
+    }
+
+    /// Under placement on arrival, the request's home (the policy's pick over every candidate,
+    /// caps aside) with its load counted there and the policy told, as on dispatch.
+    fn place(
+        &self,
+        parsed: &ParsedRequest,
+        route: &RouteRequest<'_>,
+        request_id: &str,
+    ) -> Option<(Selected, LoadGuard)> {
+        if !self.admission.places_at_arrival() {
+            return None;
+        }
+        let selected = self.select(parsed, &Permit::free(0), route, &[], request_id, 0)?;
+        let mut guard = self.count_load(parsed, route, &selected.replica, &selected.decision);
+        guard.predict_first_byte(selected.decision.predicted_ttft_s);
+        self.policy.on_dispatch(route, selected.replica.id());
+        Some((selected, guard))
     }
 
     /// Replicas a new attempt may go to: healthy, serving the request's model, with room under
@@ -302,14 +337,17 @@ impl Dispatcher {
         true
     }
 
-    /// One attempt on the selected replica: counts its load, forwards, and classifies the
-    /// answer. A 5xx, or a failure before the body started, is a [`Failure`] to retry.
+    /// One attempt on the selected replica: counts its load (unless `placed` already does),
+    /// forwards, and classifies the answer. A 5xx, or a failure before the body started, is a
+    /// [`Failure`] to retry.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         parsed: &ParsedRequest,
         route: &RouteRequest<'_>,
         upstream: &UpstreamRequest,
         selected: Selected,
+        placed: Option<LoadGuard>,
         permit: &mut Permit,
         request_id: &str,
     ) -> Result<Response<Body>, Failure> {
@@ -320,9 +358,12 @@ impl Dispatcher {
         } = selected;
         let started = Instant::now();
         permit.bind(replica.id());
-        let mut guard = self.count_load(parsed, route, &replica, &decision);
-        guard.predict_first_byte(decision.predicted_ttft_s);
-        self.policy.on_dispatch(route, replica.id());
+        let guard = placed.unwrap_or_else(|| {
+            let mut guard = self.count_load(parsed, route, &replica, &decision);
+            guard.predict_first_byte(decision.predicted_ttft_s);
+            self.policy.on_dispatch(route, replica.id());
+            guard
+        });
         let first_byte = if parsed.stream {
             self.resilience.stream_first_byte
         } else {
@@ -372,8 +413,12 @@ impl Dispatcher {
         }
         self.resilience.outliers.record_success(&replica);
         self.count_request(replica.name(), status);
+        // The permit now ends with the body (the free one left behind holds nothing).
+        let permit = std::mem::replace(permit, Permit::free(permit.priority()));
+        let waited = permit.waited();
         let in_flight = InFlight {
             guard,
+            held: Some(Box::new(permit)),
             started,
             metrics: Arc::clone(&self.metrics),
             request_id: request_id.to_owned(),
@@ -388,6 +433,11 @@ impl Dispatcher {
             expose_details: self.resilience.expose_upstream_details,
         };
         let mut response = self.respond(parts, incoming, in_flight, mode, request_id);
+        if let Ok(v) = HeaderValue::from_str(&waited.as_millis().to_string()) {
+            response
+                .headers_mut()
+                .insert(crate::admission::QUEUE_WAIT_HEADER, v);
+        }
         response
             .extensions_mut()
             .insert(crate::access_log::RouteInfo {

@@ -346,3 +346,63 @@ async fn a_full_model_group_queues_its_requests_while_another_group_is_served() 
     assert_eq!(metric(&router, "router_rejected_total", &[]).await, 0.0);
     stop(sims, router).await;
 }
+
+#[tokio::test]
+async fn placed_on_arrival_a_later_turn_waits_for_its_conversations_replica() {
+    let extra = "caps:\n  mode: static\n  max_requests: 1\nqueue:\n  placement: arrival\n  home_tolerance_ms: 60000\n";
+    let sims = start_sims(2, SimConfig::zero_delay()).await;
+    for sim in &sims {
+        sim.faults().set_stall(true);
+    }
+    let router = start_router(&router_yaml(&sims, "prefix_aware", extra)).await;
+    let url = format!("{}/v1/completions", router.url());
+    let send_prompt = |prompt: String| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_json(
+                &reqwest::Client::new(),
+                url,
+                &completion_body(&prompt, 4, false),
+            )
+            .await
+        })
+    };
+    let first_turn = "user: tell me about the history of the printing press. ".repeat(40);
+    let first = send_prompt(first_turn.clone());
+    wait_metric(&router, "router_in_flight_requests", &[], 1.0).await;
+    let text = router_metrics(&router).await;
+    let in_flight =
+        |text: &str, r: &str| metric_sum(text, "router_in_flight_requests", &[("replica", r)]);
+    let home = if in_flight(&text, "r0") == 1.0 {
+        "r0"
+    } else {
+        "r1"
+    };
+    let other = if home == "r0" { "r1" } else { "r0" };
+    let second = send_prompt(format!("{first_turn}assistant: in Mainz. user: and then?"));
+    wait_metric(&router, "router_queue_length", &[], 1.0).await;
+    let text = router_metrics(&router).await;
+    assert_eq!(
+        in_flight(&text, other),
+        0.0,
+        "{other} has room but is not the conversation's replica: {text}"
+    );
+    first.abort(); // the home's slot frees
+    wait_metric(&router, "router_queue_length", &[], 0.0).await;
+    wait_metric(
+        &router,
+        "router_in_flight_requests",
+        &[("replica", home)],
+        1.0,
+    )
+    .await;
+    for sim in &sims {
+        sim.faults().set_stall(false);
+    }
+    let response = second.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-routed-to"], home);
+    wait_in_flight_zero(&router, &["r0", "r1"]).await;
+    assert_eq!(metric(&router, "router_queue_length", &[]).await, 0.0);
+    stop(sims, router).await;
+}

@@ -28,6 +28,21 @@ impl QueuePolicy {
     }
 }
 
+/// When a waiting request's replica is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePlacement {
+    /// On arrival: the routing policy places the request on its home replica (over every
+    /// healthy replica of its group, its load counted there while it waits, as a replica's own
+    /// queue would), and it waits for a slot there; a replica with room that no waiter calls
+    /// home takes the earliest waiter instead (spill-over), so no replica idles.
+    Arrival,
+    /// On admission: a freed slot goes to the head of the queue, which the routing policy then
+    /// places over the replicas with room (`affinity_window` may favour a cached prefix).
+    #[default]
+    Admission,
+}
+
 /// Settings of one priority class (a priority value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +92,13 @@ pub struct QueueConfig {
     /// whose cached prefix the routing policy places there (it goes first, keeping cache
     /// affinity under late binding); 0: the next in turn always goes.
     pub affinity_window: usize,
+    /// When a waiting request's replica is chosen: on `arrival` (kept while it waits, cache
+    /// affinity intact) or on `admission` (late binding to whichever replica has room).
+    pub placement: QueuePlacement,
+    /// Under placement on arrival: a replica with room takes a waiter whose home is elsewhere
+    /// ahead of its own next one when that waiter arrived more than this many milliseconds
+    /// earlier (affinity never costs more than this over first come, first served).
+    pub home_tolerance_ms: u64,
 }
 
 impl Default for QueueConfig {
@@ -90,6 +112,8 @@ impl Default for QueueConfig {
             route_priority: BTreeMap::new(),
             classes: Vec::new(),
             affinity_window: 0,
+            placement: QueuePlacement::Admission,
+            home_tolerance_ms: 1500,
         }
     }
 }

@@ -14,9 +14,10 @@ use tokio::{sync::oneshot, time::Instant};
 
 use super::{
     caps::{Cap, CapController, Pressure, Step},
-    config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy},
+    config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy},
     group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
+    prefix::Prefix,
     queue::WaitQueue,
 };
 use crate::replicas::ReplicaId;
@@ -53,13 +54,20 @@ struct Shared {
 
 /// One waiting request.
 struct Waiter {
+    /// When it joined the queue.
+    arrived: Instant,
     tokens: u64,
+    /// The request's prompt chunks, if it has whole ones.
+    prefix: Option<Arc<Prefix>>,
     priority: i64,
     /// Arrival order across every line.
     order: u64,
-    /// The replica holding the request's cached prefix, if any.
+    /// The replica holding the request's cached prefix, if any (placement on admission), or
+    /// its home (placement on arrival).
     prefer: Option<ReplicaId>,
-    grant: oneshot::Sender<()>,
+    /// The grant: the replica the permit is bound to with the tokens it was charged there
+    /// outside shared chunks, or `None` for a reservation that the dispatcher binds.
+    grant: oneshot::Sender<Option<(ReplicaId, u64)>>,
 }
 
 /// The waiting line of one model group.
@@ -74,12 +82,105 @@ struct Slot {
     healthy: bool,
     requests: u32,
     tokens: u64,
+    /// Prompt chunks of the requests bound here, each counted once in `tokens`.
+    chunks: HashMap<u64, Chunk>,
     cap: CapController,
 }
 
+/// A prompt chunk in flight on a replica.
+struct Chunk {
+    /// Requests bound here whose prompt has it.
+    holders: u32,
+    /// Its tokens, as counted in the slot's `tokens`.
+    tokens: u64,
+    /// Whether a holder's first byte came back (its prefill ran: the chunk is in the replica's
+    /// KV cache). Only then is it shared: a request sent before computes its own copy, and is
+    /// charged for it.
+    computed: bool,
+}
+
 impl Slot {
-    fn fits(&self, tokens: u64) -> bool {
-        self.healthy && self.cap.cap().fits(self.requests, self.tokens, tokens)
+    /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
+    fn fits(&self, need: u64) -> bool {
+        self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
+    }
+
+    /// Whether a request of `tokens` and `prefix` fits here.
+    fn fits_request(&self, tokens: u64, prefix: Option<&Prefix>) -> bool {
+        self.fits(self.need(tokens, prefix))
+    }
+
+    /// Tokens a request of `tokens` (prompt and output budget) would add here: all but the
+    /// chunks of its prompt that requests bound here already hold.
+    fn need(&self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
+        let Some(p) = prefix else {
+            return tokens;
+        };
+        let shared = p.chunks.iter().filter(|c| self.shared(c)).count() as u64;
+        tokens.saturating_sub(shared * p.chunk_tokens)
+    }
+
+    fn shared(&self, chunk: &u64) -> bool {
+        self.chunks.get(chunk).is_some_and(|c| c.computed)
+    }
+
+    /// A request of `prefix` bound here sent its first byte: its chunks are computed.
+    fn computed(&mut self, prefix: &Prefix) {
+        for c in &prefix.chunks {
+            if let Some(chunk) = self.chunks.get_mut(c) {
+                chunk.computed = true;
+            }
+        }
+    }
+
+    /// Counts one request of `tokens` and `prefix` here; returns the tokens it was charged
+    /// outside the slot's chunks (for [`Slot::give_back`]).
+    fn take(&mut self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
+        self.requests += 1;
+        let Some(p) = prefix else {
+            self.tokens = self.tokens.saturating_add(tokens);
+            return tokens;
+        };
+        let mut outside = tokens.saturating_sub(p.covered());
+        for &c in &p.chunks {
+            let young = self.chunks.contains_key(&c) && !self.shared(&c);
+            let chunk = self.chunks.entry(c).or_insert_with(|| Chunk {
+                holders: 0,
+                tokens: p.chunk_tokens,
+                computed: false,
+            });
+            if chunk.holders == 0 {
+                self.tokens = self.tokens.saturating_add(chunk.tokens);
+            } else if young {
+                outside += p.chunk_tokens;
+            }
+            chunk.holders += 1;
+        }
+        self.tokens = self.tokens.saturating_add(outside);
+        outside
+    }
+
+    /// Gives back what [`Slot::take`] counted.
+    fn give_back(&mut self, outside: u64, prefix: Option<&Prefix>) {
+        self.requests = self.requests.saturating_sub(1);
+        self.tokens = self.tokens.saturating_sub(outside);
+        for c in prefix.map_or(&[][..], |p| &p.chunks) {
+            if let Some(chunk) = self.chunks.get_mut(c) {
+                chunk.holders -= 1;
+                if chunk.holders == 0 {
+                    self.tokens = self.tokens.saturating_sub(chunk.tokens);
+                    self.chunks.remove(c);
+                }
+            }
+        }
+    }
+
+    /// Whether a request of `prefix`'s family runs here, its prefill done (its prefix is
+    /// cached).
+    fn runs(&self, prefix: Option<&Prefix>) -> bool {
+        prefix
+            .and_then(Prefix::family)
+            .is_some_and(|f| self.shared(&f))
     }
 }
 
@@ -101,9 +202,9 @@ impl State {
     /// Whether a request of `tokens` may go now: a replica of its group has room, or none of
     /// the group is healthy (the gate lets it through: the dispatcher answers 503 at once
     /// instead of holding it for the whole wait).
-    fn may_go(&self, eligible: &Eligible, tokens: u64) -> bool {
+    fn may_go(&self, eligible: &Eligible, tokens: u64, prefix: Option<&Prefix>) -> bool {
         let group = || self.slots.iter().filter(|(id, _)| eligible.accepts(**id));
-        group().any(|(_, s)| s.fits(tokens)) || !group().any(|(_, s)| s.healthy)
+        group().any(|(_, s)| s.fits_request(tokens, prefix)) || !group().any(|(_, s)| s.healthy)
     }
 
     /// Requests of `priority` waiting, all lines together.
@@ -152,6 +253,12 @@ impl Admission {
         self.shared.caps.mode != CapsMode::None
     }
 
+    /// Whether the dispatcher places a request on its replica before it waits
+    /// (`queue.placement: arrival`, with caps).
+    pub fn places_at_arrival(&self) -> bool {
+        self.enabled() && self.shared.queue.placement == QueuePlacement::Arrival
+    }
+
     /// The queue settings.
     pub fn queue_config(&self) -> &QueueConfig {
         &self.shared.queue
@@ -182,6 +289,7 @@ impl Admission {
                     healthy,
                     requests: 0,
                     tokens: 0,
+                    chunks: HashMap::new(),
                     cap: CapController::new(&shared.caps),
                 };
                 shared.publish_cap(&slot);
@@ -249,20 +357,36 @@ impl Admission {
         tokens: u64,
         prefer: impl FnOnce() -> Option<ReplicaId>,
     ) -> Result<Permit, Rejection> {
+        self.admit_in(eligible, priority, (tokens, None), prefer)
+            .await
+    }
+
+    /// [`Admission::admit_to`] for a request of `(tokens, prefix)`: its prompt chunks shared
+    /// with requests bound to a replica count once there, and under placement on arrival a
+    /// slot on a replica goes first to one of its next `queue.affinity_window` waiters whose
+    /// prompt family runs there.
+    pub async fn admit_in(
+        &self,
+        eligible: Eligible,
+        priority: i64,
+        (tokens, prefix): (u64, Option<Arc<Prefix>>),
+        prefer: impl FnOnce() -> Option<ReplicaId>,
+    ) -> Result<Permit, Rejection> {
         let arrived = Instant::now();
         let shared = &self.shared;
         if !self.enabled() {
-            return Ok(self.granted(priority, tokens, arrived, false));
+            return Ok(self.granted(priority, (tokens, prefix), arrived, false));
         }
         let label = priority_label(priority);
+        let on_arrival = shared.queue.placement == QueuePlacement::Arrival;
         let (seq, rx, key) = {
             let mut st = shared.state.lock();
             let key = eligible.key().map(str::to_owned);
             let free = st.reserved == 0 && !st.lines.contains_key(&key);
-            if free && st.may_go(&eligible, tokens) {
+            if !on_arrival && free && st.may_go(&eligible, tokens, prefix.as_deref()) {
                 st.reserved += 1;
                 drop(st);
-                return Ok(self.granted(priority, tokens, arrived, true));
+                return Ok(self.granted(priority, (tokens, prefix), arrived, true));
             }
             let class_full = shared
                 .queue
@@ -276,7 +400,7 @@ impl Admission {
                 });
             }
             let (tx, rx) = oneshot::channel();
-            let prefer = if shared.queue.affinity_window > 0 {
+            let prefer = if on_arrival || shared.queue.affinity_window > 0 {
                 prefer()
             } else {
                 None
@@ -284,7 +408,9 @@ impl Admission {
             let order = st.next_order;
             st.next_order += 1;
             let waiter = Waiter {
+                arrived,
                 tokens,
+                prefix: prefix.clone(),
                 priority,
                 order,
                 prefer,
@@ -302,6 +428,10 @@ impl Admission {
                 .queue_length
                 .with_label_values(&[&label])
                 .inc();
+            if on_arrival {
+                // Its home (or a replica nobody waits for) may have room now.
+                shared.pump(&mut st);
+            }
             (seq, rx, key)
         };
         let mut leave = Leave {
@@ -309,19 +439,22 @@ impl Admission {
             key: key.clone(),
             priority,
             seq,
+            prefix: prefix.clone(),
+            rx,
             armed: true,
         };
         let deadline = arrived + Duration::from_millis(shared.queue.max_wait_ms(priority));
-        let outcome = tokio::time::timeout_at(deadline, rx).await;
+        let outcome = tokio::time::timeout_at(deadline, &mut leave.rx).await;
         leave.armed = false;
         match outcome {
-            Ok(_) => Ok(self.granted(priority, tokens, arrived, true)),
-            Err(_) => {
+            Ok(Ok(target)) => Ok(self.granted_to(priority, (tokens, prefix), arrived, target)),
+            Ok(Err(_)) | Err(_) => {
                 let mut st = shared.state.lock();
                 if st.remove(&key, priority, seq).is_none() {
                     // Granted just as the wait ran out: take it.
                     drop(st);
-                    return Ok(self.granted(priority, tokens, arrived, true));
+                    let target = leave.rx.try_recv().ok().flatten();
+                    return Ok(self.granted_to(priority, (tokens, prefix), arrived, target));
                 }
                 drop(st);
                 shared
@@ -338,7 +471,31 @@ impl Admission {
         }
     }
 
-    fn granted(&self, priority: i64, tokens: u64, arrived: Instant, reserved: bool) -> Permit {
+    /// A permit granted from the queue: bound to `target` (placement on arrival, pinned there
+    /// for its first attempt), else a reservation.
+    fn granted_to(
+        &self,
+        priority: i64,
+        ask: (u64, Option<Arc<Prefix>>),
+        arrived: Instant,
+        target: Option<(ReplicaId, u64)>,
+    ) -> Permit {
+        let mut permit = self.granted(priority, ask, arrived, true);
+        if let Some((id, charged)) = target {
+            permit.held = Held::Bound(id);
+            permit.charged = charged;
+            permit.pinned = true;
+        }
+        permit
+    }
+
+    fn granted(
+        &self,
+        priority: i64,
+        (tokens, prefix): (u64, Option<Arc<Prefix>>),
+        arrived: Instant,
+        reserved: bool,
+    ) -> Permit {
         let waited = arrived.elapsed();
         let label = priority_label(priority);
         let m = &self.shared.metrics;
@@ -349,7 +506,10 @@ impl Admission {
         Permit {
             shared: reserved.then(|| Arc::clone(&self.shared)),
             held: Held::Reserved,
+            pinned: false,
             tokens,
+            charged: 0,
+            prefix,
             priority,
             waited,
         }
@@ -378,6 +538,9 @@ impl Shared {
     /// time. Among such heads the earliest goes first (under `priority`: the most urgent, then
     /// the earliest).
     fn pump(&self, st: &mut State) {
+        if self.queue.placement == QueuePlacement::Arrival {
+            return self.pump_homes(st);
+        }
         let weight = |p: i64| self.queue.weight(p);
         let strict = self.queue.policy == QueuePolicy::Priority;
         while st.reserved == 0 {
@@ -387,7 +550,7 @@ impl Shared {
                 .filter_map(|(key, line)| {
                     let head = line.queue.peek(&weight)?;
                     let rank = (if strict { head.priority } else { 0 }, head.order);
-                    st.may_go(&line.eligible, head.tokens)
+                    st.may_go(&line.eligible, head.tokens, head.prefix.as_deref())
                         .then_some((rank, key))
                 })
                 .min_by_key(|(rank, _)| *rank)
@@ -407,7 +570,7 @@ impl Shared {
                 .and_then(|id| slots.get(&id).map(|slot| (id, slot)))
                 .and_then(|(id, slot)| {
                     line.queue.find(window, &weight, |w| {
-                        w.prefer == Some(id) && slot.fits(w.tokens)
+                        w.prefer == Some(id) && slot.fits_request(w.tokens, w.prefix.as_deref())
                     })
                 });
             let taken = match affine {
@@ -427,8 +590,139 @@ impl Shared {
                 .dec();
             // If the waiter's future is being dropped right now, the send fails; the reservation
             // is counted anyway and its `Leave` (or its timeout branch) hands it back.
-            let _ = waiter.grant.send(());
+            let _ = waiter.grant.send(None);
             st.reserved += 1;
+        }
+    }
+
+    /// [`Shared::pump`] under placement on arrival: while a replica with room has a waiter to
+    /// take, the earliest such grant goes, bound at once (no reservation). See
+    /// [`Shared::choose_for`] for whom a replica takes. A group with no healthy replica lets
+    /// its head through unbound (the dispatcher answers 503 at once).
+    fn pump_homes(&self, st: &mut State) {
+        let weight = |p: i64| self.queue.weight(p);
+        let strict = self.queue.policy == QueuePolicy::Priority;
+        let now = Instant::now();
+        loop {
+            // (rank of the waiter, sent away from its home), line, priority, ticket, target.
+            type Grant = (
+                (i64, u64, bool),
+                Option<String>,
+                i64,
+                u64,
+                Option<ReplicaId>,
+            );
+            let mut best: Option<Grant> = None;
+            for (key, line) in &st.lines {
+                let group: Vec<(ReplicaId, &Slot)> = st
+                    .slots
+                    .iter()
+                    .filter(|(id, s)| s.healthy && line.eligible.accepts(**id))
+                    .map(|(id, s)| (*id, s))
+                    .collect();
+                let open: Vec<&(ReplicaId, &Slot)> =
+                    group.iter().filter(|(_, s)| s.fits(0)).collect();
+                if !group.is_empty() && open.is_empty() {
+                    continue;
+                }
+                let waiting = line.queue.in_turn(self.queue.max_length, &weight);
+                let home = |w: &Waiter| w.prefer.filter(|h| group.iter().any(|(id, _)| id == h));
+                let mut offer = |p: i64, seq: u64, w: &Waiter, target: Option<ReplicaId>| {
+                    let away = target.is_some() && target != home(w);
+                    let rank = (if strict { w.priority } else { 0 }, w.order, away);
+                    if best.as_ref().is_none_or(|b| rank < b.0) {
+                        best = Some((rank, key.clone(), p, seq, target));
+                    }
+                };
+                if group.is_empty() {
+                    if let Some(&(p, seq, w)) = waiting.first() {
+                        offer(p, seq, w, None);
+                    }
+                    continue;
+                }
+                for &&(id, slot) in &open {
+                    if let Some((p, seq, w)) = self.choose_for(id, slot, &waiting, &home, now) {
+                        offer(p, seq, w, Some(id));
+                    }
+                }
+            }
+            let Some((_, key, priority, seq, target)) = best else {
+                return;
+            };
+            let Some(line) = st.lines.get_mut(&key) else {
+                return;
+            };
+            let Some(waiter) = line.queue.take(priority, seq, &weight) else {
+                return;
+            };
+            if line.queue.is_empty() {
+                st.lines.remove(&key);
+            }
+            st.len -= 1;
+            self.metrics
+                .queue_length
+                .with_label_values(&[&priority_label(priority)])
+                .dec();
+            let bound = target.and_then(|id| st.slots.get_mut(&id).map(|slot| (id, slot)));
+            let grant = match bound {
+                Some((id, slot)) => Some((id, slot.take(waiter.tokens, waiter.prefix.as_deref()))),
+                None => {
+                    st.reserved += 1;
+                    None
+                }
+            };
+            // The waiter's `Leave` holds the receiver while it is queued: this cannot fail.
+            let _ = waiter.grant.send(grant);
+        }
+    }
+
+    /// Whom replica `id` (with room) takes from `waiting` (in turn): its own next waiter (the
+    /// first whose home it is; a big one that does not fit yet keeps the room for itself), or
+    /// before it one of its next `queue.affinity_window` waiters whose prompt family runs
+    /// there (a likely prefix hit). But a waiter that fits and arrived more than
+    /// `queue.home_tolerance_ms` before that one (or is more urgent under `priority`) goes
+    /// first, wherever its home: affinity never costs a request more than the tolerance over
+    /// first come, first served, and a replica nobody calls home never idles.
+    fn choose_for<'w>(
+        &self,
+        id: ReplicaId,
+        slot: &Slot,
+        waiting: &[(i64, u64, &'w Waiter)],
+        home: &impl Fn(&Waiter) -> Option<ReplicaId>,
+        now: Instant,
+    ) -> Option<(i64, u64, &'w Waiter)> {
+        let fcfs = self.queue.policy == QueuePolicy::Fcfs;
+        let window = self.queue.affinity_window;
+        let fits = |w: &Waiter| slot.fits_request(w.tokens, w.prefix.as_deref());
+        let mut own_head: Option<(i64, u64, &Waiter)> = None;
+        let mut affine = None;
+        let own = waiting.iter().filter(|(_, _, w)| home(w) == Some(id));
+        for (i, &(p, seq, w)) in own.enumerate() {
+            let head = *own_head.get_or_insert((p, seq, w));
+            if i >= window || (!fcfs && p != head.0) {
+                break;
+            }
+            if slot.runs(w.prefix.as_deref()) && fits(w) {
+                affine = Some((p, seq, w));
+                break;
+            }
+        }
+        let mine = affine.or(own_head.filter(|(_, _, w)| fits(w)));
+        let oldest = waiting.iter().copied().find(|(_, _, w)| fits(w));
+        let tolerance = Duration::from_millis(self.queue.home_tolerance_ms);
+        let overdue = |o: &Waiter, mine: Option<&Waiter>| match mine {
+            None => now.saturating_duration_since(o.arrived) > tolerance,
+            Some(m) => {
+                (self.queue.policy == QueuePolicy::Priority && o.priority < m.priority)
+                    || now.saturating_duration_since(o.arrived)
+                        > now.saturating_duration_since(m.arrived) + tolerance
+            }
+        };
+        match (mine, oldest) {
+            (Some(mine), Some(o)) if overdue(o.2, Some(mine.2)) => Some(o),
+            (Some(mine), _) => Some(mine),
+            (None, Some(o)) if overdue(o.2, own_head.map(|h| h.2)) => Some(o),
+            _ => None,
         }
     }
 
@@ -454,14 +748,13 @@ impl Shared {
     }
 
     /// Gives back what a permit held (a reservation or a replica slot) and admits the next.
-    fn release(&self, held: Held, tokens: u64) {
+    fn release(&self, held: Held, charged: u64, prefix: Option<&Prefix>) {
         let mut st = self.state.lock();
         match held {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(id) => {
                 if let Some(slot) = st.slots.get_mut(&id) {
-                    slot.requests = slot.requests.saturating_sub(1);
-                    slot.tokens = slot.tokens.saturating_sub(tokens);
+                    slot.give_back(charged, prefix);
                 }
                 st.freed = Some(id);
             }
@@ -478,6 +771,9 @@ struct Leave {
     key: Option<String>,
     priority: i64,
     seq: u64,
+    prefix: Option<Arc<Prefix>>,
+    /// The grant's receiver, read here if the waiter goes after it was granted.
+    rx: oneshot::Receiver<Option<(ReplicaId, u64)>>,
     armed: bool,
 }
 
@@ -498,7 +794,15 @@ impl Drop for Leave {
                 .dec();
             shared.reject(&label, "disconnected");
         } else {
-            st.reserved = st.reserved.saturating_sub(1);
+            match self.rx.try_recv() {
+                Ok(Some((id, charged))) => {
+                    if let Some(slot) = st.slots.get_mut(&id) {
+                        slot.give_back(charged, self.prefix.as_deref());
+                    }
+                    st.freed = Some(id);
+                }
+                _ => st.reserved = st.reserved.saturating_sub(1),
+            }
             shared.pump(&mut st);
         }
     }
@@ -520,7 +824,14 @@ enum Held {
 pub struct Permit {
     shared: Option<Arc<Shared>>,
     held: Held,
+    /// Bound by the gate (placement on arrival): only that replica has room for it until the
+    /// dispatcher binds it (its first attempt).
+    pinned: bool,
+    /// Prompt and output budget.
     tokens: u64,
+    /// What the bound replica counts for it outside shared chunks.
+    charged: u64,
+    prefix: Option<Arc<Prefix>>,
     priority: i64,
     waited: Duration,
 }
@@ -541,7 +852,10 @@ impl Permit {
         Self {
             shared: None,
             held: Held::Released,
+            pinned: false,
             tokens: 0,
+            charged: 0,
+            prefix: None,
             priority,
             waited: Duration::ZERO,
         }
@@ -556,12 +870,18 @@ impl Permit {
         if self.held == Held::Bound(id) {
             return true;
         }
+        if self.pinned {
+            return false;
+        }
         let st = shared.state.lock();
-        st.slots.get(&id).is_none_or(|s| s.fits(self.tokens))
+        st.slots
+            .get(&id)
+            .is_none_or(|s| s.fits_request(self.tokens, self.prefix.as_deref()))
     }
 
     /// Counts the request against replica `id` (moving it there on a retry).
     pub fn bind(&mut self, id: ReplicaId) {
+        self.pinned = false;
         let Some(shared) = &self.shared else {
             return;
         };
@@ -573,17 +893,37 @@ impl Permit {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(old) => {
                 if let Some(slot) = st.slots.get_mut(&old) {
-                    slot.requests = slot.requests.saturating_sub(1);
-                    slot.tokens = slot.tokens.saturating_sub(self.tokens);
+                    slot.give_back(self.charged, self.prefix.as_deref());
                 }
             }
             Held::Released => {}
         }
         if let Some(slot) = st.slots.get_mut(&id) {
-            slot.requests += 1;
-            slot.tokens = slot.tokens.saturating_add(self.tokens);
+            self.charged = slot.take(self.tokens, self.prefix.as_deref());
         }
         self.held = Held::Bound(id);
+        shared.pump(&mut st);
+    }
+
+    /// The replica the permit counts against, if bound.
+    pub fn bound_to(&self) -> Option<ReplicaId> {
+        match self.held {
+            Held::Bound(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The request's first byte came back from its replica (its prefill ran): its prompt
+    /// chunks there count as cached, for requests that share them.
+    pub fn first_byte(&mut self) {
+        let (Some(shared), Held::Bound(id), Some(prefix)) = (&self.shared, self.held, &self.prefix)
+        else {
+            return;
+        };
+        let mut st = shared.state.lock();
+        if let Some(slot) = st.slots.get_mut(&id) {
+            slot.computed(prefix);
+        }
         shared.pump(&mut st);
     }
 
@@ -598,11 +938,17 @@ impl Permit {
     }
 }
 
+impl crate::body::HeldUntilEnd for Permit {
+    fn first_byte(&mut self) {
+        Permit::first_byte(self);
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::Released);
         if let Some(shared) = &self.shared {
-            shared.release(held, self.tokens);
+            shared.release(held, self.charged, self.prefix.as_deref());
         }
     }
 }

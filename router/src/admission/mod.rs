@@ -3,14 +3,16 @@
 //! [`queue`] orders waiting requests (`fcfs`, `priority`, `priority_round_robin`), [`caps`]
 //! holds each replica's cap (static, or adaptive on scraped KV usage and waiting queue),
 //! [`gate`] hands out [`Permit`]s when a replica has room, [`priority`] finds a request's
-//! priority. This file is the glue to the request path: the one call the dispatcher makes, the
-//! response body that holds the permit, and the task that feeds caps from the scrapes.
+//! priority. This file is the glue to the request path: the one call the dispatcher makes and
+//! the task that feeds caps from the scrapes (the response body holds the permit until it
+//! ends, and tells it of the first byte).
 
 pub mod caps;
 pub mod config;
 pub mod gate;
 pub mod group;
 pub mod metrics;
+pub mod prefix;
 pub mod priority;
 pub mod queue;
 
@@ -18,22 +20,16 @@ pub mod queue;
 mod tests;
 
 use std::{
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use axum::body::Body;
-use bytes::Bytes;
-use http::{HeaderValue, Response};
-use http_body::{Frame, SizeHint};
-
 pub use caps::{Cap, Pressure};
-pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePolicy};
+pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy};
 pub use gate::{Admission, Permit, Rejection};
 pub use group::Eligible;
 pub use metrics::AdmissionMetrics;
+pub use prefix::Prefix;
 
 use crate::{
     Error,
@@ -49,14 +45,16 @@ pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-ms";
 impl Admission {
     /// The dispatcher's one call: finds the request's priority (forwarding it in the body when
     /// it came from the header or a default), then waits for a permit on a replica of the
-    /// request's model group (those the dispatcher's candidates come from). Queue full is a
-    /// 429, waited too long a 503, both with `Retry-After`.
+    /// request's model group (those the dispatcher's candidates come from). `home` is the
+    /// replica the dispatcher placed it on (placement on arrival). Queue full is a 429, waited
+    /// too long a 503, both with `Retry-After`.
     pub async fn admit_request(
         &self,
         replicas: &Arc<ReplicaSet>,
         policy: &dyn Policy,
         parsed: &ParsedRequest,
         upstream: &mut UpstreamRequest,
+        home: Option<ReplicaId>,
     ) -> Result<Permit, Error> {
         let path = upstream
             .path_and_query
@@ -82,8 +80,10 @@ impl Admission {
         if self.caps_config().count_max_tokens {
             tokens = tokens.saturating_add(output_budget(&upstream.body));
         }
-        let prefer = || cached_on(replicas, policy, parsed);
-        self.admit_to(model_group(replicas, parsed), priority, tokens, prefer)
+        let prefer = || home.or_else(|| cached_on(replicas, policy, parsed));
+        let chunks = Prefix::of(parsed.route_request().prompt, parsed.prompt_tokens);
+        let ask = (tokens, chunks.map(Arc::new));
+        self.admit_in(model_group(replicas, parsed), priority, ask, prefer)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Full { retry_after_s } => Error::QueueFull { retry_after_s },
@@ -192,45 +192,4 @@ fn model_group(replicas: &Arc<ReplicaSet>, parsed: &ParsedRequest) -> Eligible {
             .get(id)
             .is_some_and(|r| r.serving.accepts(Some(&model)))
     })
-}
-
-/// `response` with `x-queue-wait-ms` set and a body that holds `permit` until it ends.
-pub fn hold(response: Response<Body>, permit: Permit) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    if let Ok(v) = HeaderValue::from_str(&permit.waited().as_millis().to_string()) {
-        parts.headers.insert(QUEUE_WAIT_HEADER, v);
-    }
-    Response::from_parts(
-        parts,
-        Body::new(PermitBody {
-            inner: body,
-            _permit: permit,
-        }),
-    )
-}
-
-/// A response body that keeps the request's replica slot until it ends or is dropped.
-struct PermitBody {
-    inner: Body,
-    _permit: Permit,
-}
-
-impl http_body::Body for PermitBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

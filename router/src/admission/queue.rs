@@ -152,6 +152,47 @@ impl<T> WaitQueue<T> {
             .map(|(p, s, _)| (p, s))
     }
 
+    /// Up to `window` entries in turn, with their priority and ticket: all classes merged by
+    /// arrival (`fcfs`), the most urgent class first (`priority`), or the classes richest in
+    /// round-robin credit first (`priority_round_robin`, an approximation of the turns to come).
+    pub fn in_turn(&self, window: usize, weight: &impl Fn(i64) -> u32) -> Vec<(i64, u64, &T)> {
+        match self.policy {
+            QueuePolicy::Priority => flatten(self.classes.iter().collect(), window),
+            QueuePolicy::PriorityRoundRobin => {
+                let mut classes: Vec<_> = self.classes.iter().collect();
+                classes.sort_by_key(|(p, c)| {
+                    (std::cmp::Reverse(c.credit + i64::from(weight(**p))), **p)
+                });
+                flatten(classes, window)
+            }
+            QueuePolicy::Fcfs => {
+                let mut all: Vec<(i64, u64, &T)> = self
+                    .classes
+                    .iter()
+                    .flat_map(|(p, c)| c.entries.iter().take(window).map(move |(s, t)| (*p, *s, t)))
+                    .collect();
+                all.sort_unstable_by_key(|(_, s, _)| *s);
+                all.truncate(window);
+                all
+            }
+        }
+    }
+
+    /// Removes entry `seq` of `priority` as if it were served in turn: under round robin its
+    /// class pays for the turn, as in [`WaitQueue::pop`].
+    pub fn take(&mut self, priority: i64, seq: u64, weight: &impl Fn(i64) -> u32) -> Option<T> {
+        if self.policy == QueuePolicy::PriorityRoundRobin && self.classes.contains_key(&priority) {
+            let total: i64 = self.classes.keys().map(|p| i64::from(weight(*p))).sum();
+            for (p, class) in &mut self.classes {
+                class.credit += i64::from(weight(*p));
+            }
+            if let Some(class) = self.classes.get_mut(&priority) {
+                class.credit -= total;
+            }
+        }
+        self.remove(priority, seq)
+    }
+
     /// Removes the entry with ticket `seq` (a waiter that left), if it still waits.
     pub fn remove(&mut self, priority: i64, seq: u64) -> Option<T> {
         let class = self.classes.get_mut(&priority)?;
@@ -163,6 +204,15 @@ impl<T> WaitQueue<T> {
         self.len -= 1;
         Some(item)
     }
+}
+
+/// The first `window` entries of `classes`, one class after the other.
+fn flatten<'a, T>(classes: Vec<(&'a i64, &'a Class<T>)>, window: usize) -> Vec<(i64, u64, &'a T)> {
+    classes
+        .into_iter()
+        .flat_map(|(p, c)| c.entries.iter().map(move |(s, t)| (*p, *s, t)))
+        .take(window)
+        .collect()
 }
 
 #[cfg(test)]
@@ -265,5 +315,30 @@ mod tests {
         assert_eq!((q.len(), q.class_len(0), q.class_len(1)), (1, 1, 0));
         assert_eq!(q.remove(0, a), Some("a"));
         assert!(q.is_empty() && q.peek(&|_| 1).is_none());
+    }
+
+    #[test]
+    fn in_turn_lists_waiters_in_policy_order_and_take_pays_the_round_robin_turn() {
+        let w = |_: i64| 1;
+        let q = filled(QueuePolicy::Fcfs);
+        let names = |q: &WaitQueue<&'static str>, n| -> Vec<&str> {
+            q.in_turn(n, &w).into_iter().map(|(_, _, x)| *x).collect()
+        };
+        assert_eq!(names(&q, 3), ["a1", "b0", "c1"]);
+        let q = filled(QueuePolicy::Priority);
+        assert_eq!(names(&q, 5), ["b0", "d0", "a1", "c1", "e2"]);
+        let mut q = WaitQueue::new(QueuePolicy::PriorityRoundRobin);
+        let weight = |p: i64| if p == 0 { 3 } else { 1 };
+        let mut tickets = vec![];
+        for i in 0..4 {
+            tickets.push(q.push(1, i));
+            q.push(0, 10 + i);
+        }
+        // Class 1 is taken out of turn twice: class 0 then gets the next turns.
+        assert_eq!(q.take(1, tickets[0], &weight), Some(0));
+        assert_eq!(q.take(1, tickets[1], &weight), Some(1));
+        let next: Vec<i64> = (0..2).map(|_| q.pop(&weight).unwrap().0).collect();
+        assert_eq!(next, [0, 0]);
+        assert_eq!(q.len(), 4);
     }
 }

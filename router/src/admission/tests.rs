@@ -1,10 +1,10 @@
 //! The gate under paused time: ordering under each policy, bounds, waits, disconnects, caps.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::{
-    Admission, AdmissionMetrics, CapsConfig, CapsMode, Eligible, Permit, Pressure, QueueConfig,
-    QueuePolicy, Rejection,
+    Admission, AdmissionMetrics, CapsConfig, CapsMode, Eligible, Permit, Prefix, Pressure,
+    QueueConfig, QueuePlacement, QueuePolicy, Rejection,
     config::{AdaptiveConfig, ClassConfig},
 };
 use crate::replicas::ReplicaId;
@@ -364,5 +364,208 @@ async fn a_freed_slot_goes_first_to_a_waiter_whose_prefix_is_there() {
     drop(on_r0);
     settle().await;
     assert!(head.is_finished(), "the next free slot went to the head");
+    assert_eq!(g.waiting(), 0);
+}
+
+/// A gate placing on arrival over `replicas` replicas of cap `max_requests` (and at most
+/// `max_tokens` tokens, if set), with `home_tolerance_ms` and `affinity_window`.
+fn homes(
+    max_requests: u32,
+    max_tokens: Option<u64>,
+    tolerance_ms: u64,
+    window: usize,
+) -> Admission {
+    let queue = QueueConfig {
+        placement: QueuePlacement::Arrival,
+        home_tolerance_ms: tolerance_ms,
+        affinity_window: window,
+        ..QueueConfig::default()
+    };
+    let caps = CapsConfig {
+        mode: CapsMode::Static,
+        max_requests,
+        max_prompt_tokens: max_tokens,
+        ..CapsConfig::default()
+    };
+    gate_with(queue, caps, 2)
+}
+
+/// Waits in the background for a permit of `tokens` and `chunks` homed on `home`.
+fn homed(
+    g: &Admission,
+    home: ReplicaId,
+    tokens: u64,
+    chunks: &[u64],
+) -> tokio::task::JoinHandle<Permit> {
+    let g = g.clone();
+    let prefix = (!chunks.is_empty()).then(|| {
+        Arc::new(Prefix {
+            chunks: chunks.to_vec(),
+            chunk_tokens: 100,
+        })
+    });
+    tokio::spawn(async move {
+        g.admit_in(Eligible::any(), 0, (tokens, prefix), move || Some(home))
+            .await
+            .expect("admitted")
+    })
+}
+
+/// Runs the gate's pump (as the controller's tick does) after `ms` more milliseconds.
+async fn tick(g: &Admission, ms: u64) {
+    tokio::time::advance(Duration::from_millis(ms)).await;
+    g.observe(R0, None);
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_arrival_a_request_waits_for_its_home_and_spills_only_past_the_tolerance() {
+    let g = homes(1, None, 1_000, 0);
+    settle().await;
+    let a = homed(&g, R0, 10, &[]).await.expect("task");
+    assert_eq!(a.bound_to(), Some(R0), "bound by the gate, to its home");
+    assert!(a.has_room(R0) && !a.has_room(R1), "pinned there until sent");
+    let b = homed(&g, R0, 10, &[]);
+    settle().await;
+    assert_eq!(g.waiting(), 1, "waits for its home although r1 has room");
+    tick(&g, 900).await;
+    assert!(!b.is_finished(), "within the tolerance");
+    tick(&g, 200).await;
+    let b = b.await.expect("task");
+    assert_eq!(
+        b.bound_to(),
+        Some(R1),
+        "r1 calls nobody home: past the tolerance it spills"
+    );
+    assert_eq!(g.waiting(), 0);
+    drop((a, b));
+    let c = homed(&g, R1, 10, &[]).await.expect("task");
+    assert_eq!(c.bound_to(), Some(R1), "slots given back");
+}
+
+/// Two waiters, on full replicas: `first` homed on r0, then `gap_ms` later `second` homed on
+/// r1. Frees r1 and returns the home of the one that got it.
+async fn who_gets_r1(tolerance_ms: u64, gap_ms: u64) -> ReplicaId {
+    let g = homes(1, None, tolerance_ms, 0);
+    let _on_r0 = homed(&g, R0, 10, &[]).await.expect("task");
+    let on_r1 = homed(&g, R1, 10, &[]).await.expect("task");
+    let first = homed(&g, R0, 10, &[]);
+    settle().await;
+    tokio::time::advance(Duration::from_millis(gap_ms)).await;
+    let second = homed(&g, R1, 10, &[]);
+    settle().await;
+    assert_eq!(g.waiting(), 2);
+    drop(on_r1);
+    settle().await;
+    let (done, waiting, home) = if first.is_finished() {
+        (first, second, R0)
+    } else {
+        (second, first, R1)
+    };
+    assert!(!waiting.is_finished(), "one slot, one grant");
+    assert_eq!(done.await.expect("task").bound_to(), Some(R1));
+    home
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_takes_its_own_waiter_unless_one_homed_elsewhere_waited_longer_than_the_tolerance()
+ {
+    assert_eq!(
+        who_gets_r1(2_000, 1_500).await,
+        R1,
+        "affinity within the tolerance"
+    );
+    assert_eq!(who_gets_r1(1_000, 1_500).await, R0, "fairness past it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_goes_first_to_a_waiter_whose_prompt_family_runs_there() {
+    let g = homes(2, None, 60_000, 4);
+    let mut family_x = homed(&g, R0, 10, &[7, 8]).await.expect("task");
+    family_x.first_byte();
+    let other = homed(&g, R0, 10, &[1]).await.expect("task");
+    let head = homed(&g, R0, 10, &[5]);
+    settle().await;
+    let same_family = homed(&g, R0, 10, &[7, 9]);
+    settle().await;
+    assert_eq!(g.waiting(), 2);
+    drop(other);
+    settle().await;
+    assert!(
+        same_family.is_finished() && !head.is_finished(),
+        "family 7 runs on r0: its waiter goes ahead of the head"
+    );
+    let without_window = homes(2, None, 60_000, 0);
+    let mut x = homed(&without_window, R0, 10, &[7, 8]).await.expect("task");
+    x.first_byte();
+    let other = homed(&without_window, R0, 10, &[1]).await.expect("task");
+    let head = homed(&without_window, R0, 10, &[5]);
+    settle().await;
+    let same_family = homed(&without_window, R0, 10, &[7, 9]);
+    settle().await;
+    drop(other);
+    settle().await;
+    assert!(
+        head.is_finished() && !same_family.is_finished(),
+        "window 0: FCFS"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_prompt_chunks_count_once_against_the_token_cap() {
+    let g = homes(10, Some(1_000), 60_000, 0);
+    // 600 tokens, 500 of them in five chunks.
+    let chunks = [1, 2, 3, 4, 5];
+    let mut a = homed(&g, R0, 600, &chunks).await.expect("task");
+    let b = homed(&g, R0, 600, &chunks);
+    settle().await;
+    assert_eq!(
+        g.waiting(),
+        1,
+        "a's chunks are not computed yet: b would copy them"
+    );
+    a.first_byte();
+    settle().await;
+    let b = b.await.expect("task");
+    assert_eq!(b.bound_to(), Some(R0), "now b adds only its 100 own tokens");
+    let c = homed(&g, R0, 500, &[]);
+    settle().await;
+    assert!(!c.is_finished(), "700 + 500 > 1000");
+    drop(a);
+    settle().await;
+    assert!(
+        !c.is_finished(),
+        "b still holds the chunks: 600 + 500 > 1000"
+    );
+    drop(b);
+    settle().await;
+    let c = c.await.expect("task");
+    let d = homed(&g, R0, 500, &[]).await.expect("task");
+    assert_eq!(
+        d.bound_to(),
+        Some(R0),
+        "everything given back: 500 + 500 fit"
+    );
+    drop((c, d));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_big_waiter_keeps_its_homes_room_and_a_dropped_one_gives_it_back() {
+    let g = homes(10, Some(1_000), 60_000, 4);
+    let a = homed(&g, R0, 600, &[]).await.expect("task");
+    let big = homed(&g, R0, 600, &[]);
+    settle().await;
+    let small = homed(&g, R0, 100, &[]);
+    settle().await;
+    assert_eq!(g.waiting(), 2, "the small one does not pass the big head");
+    let gone = homed(&g, R0, 100, &[]);
+    settle().await;
+    gone.abort();
+    settle().await;
+    assert_eq!(g.waiting(), 2, "a dropped waiter leaves at once");
+    drop(a);
+    settle().await;
+    let (big, small) = (big.await.expect("task"), small.await.expect("task"));
+    assert_eq!((big.bound_to(), small.bound_to()), (Some(R0), Some(R0)));
     assert_eq!(g.waiting(), 0);
 }
