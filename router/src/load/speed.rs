@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use super::{
     learn::{ConstantFit, TERMS},
@@ -185,13 +186,22 @@ impl SpeedEstimate {
 /// the replicas' fits by how few samples it has; the median itself for a replica with none
 /// (all 1, the configured constants, while no replica has a fit).
 pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
-    let mut known: Vec<[f64; TERMS]> = learnt
+    let mut speeds = vec![Speed::default(); learnt.len()];
+    pool_speeds_into(learnt, &mut speeds);
+    speeds
+}
+
+/// [`pooled_speeds`] written into `out` (one per entry of `learnt`; extra entries untouched),
+/// allocating nothing for up to 16 replicas.
+pub fn pool_speeds_into(learnt: &[Option<LearntSpeed>], out: &mut [Speed]) {
+    let mut known: SmallVec<[[f64; TERMS]; 16]> = learnt
         .iter()
         .flatten()
         .map(|l| l.speed.multipliers())
         .collect();
     if known.is_empty() {
-        return vec![Speed::default(); learnt.len()];
+        out.iter_mut().for_each(|s| *s = Speed::default());
+        return;
     }
     let median: [f64; TERMS] = std::array::from_fn(|j| {
         known.sort_by(|a, b| a[j].total_cmp(&b[j]));
@@ -202,20 +212,17 @@ pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
             known[mid][j]
         }
     });
-    learnt
-        .iter()
-        .map(|l| {
-            let m = match l {
-                Some(l) => {
-                    let own = l.speed.multipliers();
-                    let w = l.samples as f64 / (l.samples as f64 + SHRINK_SAMPLES);
-                    std::array::from_fn(|j| median[j] + w * (own[j] - median[j]))
-                }
-                None => median,
-            };
-            Speed::from_multipliers(m)
-        })
-        .collect()
+    for (l, out) in learnt.iter().zip(out) {
+        let m = match l {
+            Some(l) => {
+                let own = l.speed.multipliers();
+                let w = l.samples as f64 / (l.samples as f64 + SHRINK_SAMPLES);
+                std::array::from_fn(|j| median[j] + w * (own[j] - median[j]))
+            }
+            None => median,
+        };
+        *out = Speed::from_multipliers(m);
+    }
 }
 
 #[cfg(test)]

@@ -48,12 +48,12 @@ use rand::rngs::SmallRng;
 
 use super::{
     Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
-    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
+    cost_model::{CostCandidate, CostConfig, Estimate, PerCandidate, ReplicaLoadView},
     prefix_index::{PrefixIndex, matched_tokens},
     share::DispatchShare,
 };
 use crate::{
-    load::{Prior, Speed, pooled_speeds},
+    load::{Prior, Speed, pool_speeds_into},
     replicas::ReplicaId,
 };
 
@@ -86,7 +86,7 @@ fn relative_slowness(m: &mut [(ReplicaId, f64)]) {
         m.iter_mut().for_each(|(_, v)| *v = 1.0);
         return;
     }
-    let mut sorted: Vec<f64> = m.iter().map(|(_, v)| *v).collect();
+    let mut sorted: PerCandidate<f64> = m.iter().map(|(_, v)| *v).collect();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
     let median = if n % 2 == 0 {
@@ -148,19 +148,89 @@ impl CostPolicy {
     }
 
     /// Each candidate's speed: its learnt constants pooled with its peers', or 1.
-    fn speeds(&self, candidates: &[ReplicaView<'_>], now: Instant) -> Vec<Speed> {
+    fn speeds(&self, candidates: &[ReplicaView<'_>], now: Instant) -> PerCandidate<Speed> {
+        let mut speeds = PerCandidate::from_elem(Speed::default(), candidates.len());
         if !self.model.learn_replica_speed {
-            return vec![Speed::default(); candidates.len()];
+            return speeds;
         }
         let prior = Prior {
             prefill_s_per_token: self.model.prefill_s_per_token,
             step_s: self.model.step_s,
         };
-        let learnt: Vec<_> = candidates
+        let learnt: PerCandidate<_> = candidates
             .iter()
             .map(|v| v.load.speed.learnt(now, prior))
             .collect();
-        pooled_speeds(&learnt)
+        pool_speeds_into(&learnt, &mut speeds);
+        speeds
+    }
+
+    /// Each candidate's `(id, capacity)`: its weight over how much slower than its peers it is
+    /// learnt to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
+    /// the fit's noise, [`SAME_SPEED`], count as none).
+    fn capacities(
+        candidates: &[ReplicaView<'_>],
+        speeds: &[Speed],
+    ) -> PerCandidate<(ReplicaId, f64)> {
+        let mut ids: PerCandidate<(ReplicaId, f64)> = candidates
+            .iter()
+            .zip(speeds)
+            .map(|(v, s)| (v.id, s.multipliers()[1]))
+            .collect();
+        relative_slowness(&mut ids);
+        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
+            *capacity = f64::from(v.weight.max(1)) / *capacity;
+        }
+        ids
+    }
+
+    /// The model's view of every candidate for `request` (the part of its prompt each holds),
+    /// with its `speeds`, `excess` share and arrival `rates`.
+    fn cost_candidates(
+        &self,
+        request: &RouteRequest<'_>,
+        candidates: &[ReplicaView<'_>],
+        now: Instant,
+        speeds: &[Speed],
+        excess: &[f64],
+        rates: &[f64],
+    ) -> PerCandidate<CostCandidate> {
+        let prompt_tokens = request.prompt_tokens_estimate as u64;
+        let matches = self.index.matches(&request.prompt);
+        let mut queued_behind = f64::INFINITY;
+        let mut best_match = 0;
+        let mut cands: PerCandidate<CostCandidate> = candidates
+            .iter()
+            .zip(speeds)
+            .zip(excess)
+            .zip(rates)
+            .map(|(((v, speed), excess_share), arrival_rate)| {
+                let (load, waiting) = self.load_view(v, now, *speed);
+                queued_behind = queued_behind.min(waiting);
+                let matched = matched_tokens(&matches, v.id).min(prompt_tokens);
+                best_match = best_match.max(matched);
+                CostCandidate {
+                    matched_tokens: matched,
+                    cache_fill: self.index.fill(v.id),
+                    excess_share: *excess_share,
+                    queued_behind: 0.0,
+                    best_matched_tokens: 0,
+                    arrival_rate: *arrival_rate,
+                    load,
+                }
+            })
+            .collect();
+        // Requests that wait whichever replica takes this one: a miss's prefill delays them all.
+        let queued_behind = if queued_behind.is_finite() {
+            queued_behind
+        } else {
+            0.0
+        };
+        for c in &mut cands {
+            c.queued_behind = queued_behind;
+            c.best_matched_tokens = best_match;
+        }
+        cands
     }
 }
 
@@ -172,20 +242,8 @@ impl Policy for CostPolicy {
     fn pick(&self, request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
         let now = Instant::now();
         let prompt_tokens = request.prompt_tokens_estimate as u64;
-        let matches = self.index.matches(&request.prompt);
         let speeds = self.speeds(candidates, now);
-        // Each replica's capacity: its weight over how much slower than its peers it is learnt
-        // to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
-        // the fit's noise, [`SAME_SPEED`], count as none).
-        let mut ids: Vec<(ReplicaId, f64)> = candidates
-            .iter()
-            .zip(&speeds)
-            .map(|(v, s)| (v.id, s.multipliers()[1]))
-            .collect();
-        relative_slowness(&mut ids);
-        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
-            *capacity = f64::from(v.weight.max(1)) / *capacity;
-        }
+        let ids = Self::capacities(candidates, &speeds);
         // Long-run balance only matters once replicas have work: with less than one request in
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
@@ -193,43 +251,8 @@ impl Policy for CostPolicy {
         // Requests recently sent to each replica per second: about as many will arrive there
         // while this one's prefill runs.
         let (excess, rates) = self.share.excess_and_rates(now, &ids, busy_cluster);
-        let loads: Vec<(ReplicaLoadView, f64)> = candidates
-            .iter()
-            .zip(&speeds)
-            .map(|(v, speed)| self.load_view(v, now, *speed))
-            .collect();
-        // Requests that wait whichever replica takes this one: a miss's prefill delays them all.
-        let queued_behind = loads
-            .iter()
-            .map(|(_, waiting)| *waiting)
-            .fold(f64::INFINITY, f64::min);
-        let queued_behind = if queued_behind.is_finite() {
-            queued_behind
-        } else {
-            0.0
-        };
-        let best_match = candidates
-            .iter()
-            .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
-            .max()
-            .unwrap_or(0);
-        let cands: Vec<CostCandidate> = candidates
-            .iter()
-            .zip(excess)
-            .zip(&loads)
-            .zip(rates)
-            .map(
-                |(((v, excess_share), (load, _)), arrival_rate)| CostCandidate {
-                    matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
-                    cache_fill: self.index.fill(v.id),
-                    excess_share,
-                    queued_behind,
-                    best_matched_tokens: best_match,
-                    arrival_rate,
-                    load: *load,
-                },
-            )
-            .collect();
+        let cands = self.cost_candidates(request, candidates, now, &speeds, &excess, &rates);
+        let best_match = cands.first().map_or(0, |c| c.best_matched_tokens);
         let chosen = self
             .model
             .choose(prompt_tokens, &cands, &mut *self.rng.lock());
