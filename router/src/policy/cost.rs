@@ -138,7 +138,9 @@ impl CostPolicy {
         let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
         let load = ReplicaLoadView {
             inflight: reading.requests,
-            pending_tokens: pending.prefill_tokens,
+            // Less what the head of the queue has prefilled since it was sent: a request for a
+            // prefix whose miss is half done waits only for the other half (then hits).
+            pending_tokens: pending.undone_prefill_tokens(queue * self.model.prefill_s_per_token),
             decoding_tokens: reading.decoding_tokens(),
             external,
             lag_s,
@@ -333,6 +335,8 @@ impl Policy for CostPolicy {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use rand::SeedableRng;
 
     use super::*;
@@ -386,6 +390,41 @@ mod tests {
             (d.reason, d.matched_tokens),
             (DecisionReason::LoadSpread, Some(0))
         );
+    }
+
+    #[test]
+    fn a_hot_prefix_waits_for_its_half_done_miss_instead_of_missing_again_elsewhere() {
+        let (p, index) = policy();
+        let f = Fixture::new(&[1, 1, 1, 1]);
+        let text = "h".repeat(16_000);
+        let r = long_request(&text);
+        // r1 took the prompt's last few requests (so it is hot: no affinity margin) ...
+        for _ in 0..5 {
+            p.on_dispatch(&r, ReplicaId(1));
+        }
+        assert_eq!(index.matches(&r.prompt), vec![(ReplicaId(1), 4000)]);
+        // ... and is still prefilling the first, sent 100 ms ago (132 ms of prefill at the
+        // configured 33 us per token): what is left of it is cheaper than a miss elsewhere.
+        let sent = Instant::now() - Duration::from_millis(100);
+        f.loads[1].add(1, 4000);
+        let _ticket = f.loads[1].pending.add(4000, 4000, sent);
+        let d = p.pick(&r, &f.views());
+        assert_eq!(
+            (d.replica, d.reason),
+            (ReplicaId(1), DecisionReason::CacheAffinity)
+        );
+        // Just sent, the whole prefill is ahead: a miss on an idle replica is as quick.
+        let (fresh, _) = policy();
+        for _ in 0..5 {
+            fresh.on_dispatch(&r, ReplicaId(1));
+        }
+        let g = Fixture::new(&[1, 1, 1, 1]);
+        g.loads[1].add(1, 4000);
+        let _ticket =
+            g.loads[1]
+                .pending
+                .add(4000, 4000, Instant::now() + Duration::from_secs(3600));
+        assert_ne!(fresh.pick(&r, &g.views()).replica, ReplicaId(1));
     }
 
     #[test]
