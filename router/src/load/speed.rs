@@ -192,9 +192,9 @@ pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
 }
 
 /// [`pooled_speeds`] written into `out` (one per entry of `learnt`; extra entries untouched),
-/// allocating nothing for up to 16 replicas.
+/// allocating nothing for up to 8 replicas.
 pub fn pool_speeds_into(learnt: &[Option<LearntSpeed>], out: &mut [Speed]) {
-    let mut known: SmallVec<[[f64; TERMS]; 16]> = learnt
+    let mut known: SmallVec<[[f64; TERMS]; 8]> = learnt
         .iter()
         .flatten()
         .map(|l| l.speed.multipliers())

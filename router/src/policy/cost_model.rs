@@ -29,9 +29,9 @@ use smallvec::SmallVec;
 
 use crate::load::{ExternalLoad, Speed, TtftPrediction};
 
-/// One value per candidate replica, kept on the stack for up to 16 replicas (a decision then
+/// One value per candidate replica, kept on the stack for up to 8 replicas (a decision then
 /// allocates nothing), on the heap beyond.
-pub(crate) type PerCandidate<T> = SmallVec<[T; 16]>;
+pub(crate) type PerCandidate<T> = SmallVec<[T; 8]>;
 
 /// Constants of the model, in seconds; defaults fit an 8B model served by vLLM on one H100.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
