@@ -4,8 +4,9 @@
 //! Per healthy replica, [`super::cost_model`] adds up `ttft + busy + evict + externality + share`:
 //! - `ttft` = queued prefill + this prompt's uncached prefill + engine steps (+ KV pressure, lag),
 //!   from the prefix tree (matched tokens), the router's own counts (prefill tokens not yet past
-//!   first byte, context being decoded, how long pending requests have waited) and, when fresh,
-//!   the replica's scraped waiting/running/KV usage beyond the router's own requests;
+//!   first byte, less what the queue's head has prefilled since it was sent; context being
+//!   decoded; how long pending requests have waited) and, when fresh, the replica's scraped
+//!   waiting/running/KV usage beyond the router's own requests;
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
@@ -19,7 +20,8 @@
 //!   near-ties keep affinity;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
 //!   beyond one Poisson standard deviation of chance, once replicas have work in flight; the
-//!   fair share is proportional to the replica's capacity (weight over learnt slowness).
+//!   fair share is proportional to the replica's capacity (weight over learnt slowness), and the
+//!   charge is in the replica's learnt time like the misses it is weighed against.
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
