@@ -21,7 +21,8 @@
 # Environment: N (requests per cell), ROWS="sharegpt_1x tenants" (subset), BIN (prebuilt
 # loadgen and vllm-sim; skips cargo), DATA (ShareGPT JSON, default ../shared/data/...),
 # PORT (first sim port, default 18700), POLICIES (default power_of_two,prefix_aware,cost),
-# ROUTER_CONFIG (a router YAML the runs start from, e.g. to change policy.cost settings).
+# ROUTER_CONFIG (a router YAML the runs start from, e.g. to change policy.cost settings), SEED
+# (the workload seed, default 0). The run and table helpers are in matrix_lib.sh.
 set -euo pipefail
 OUT=${1:-results/matrix}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)

@@ -8,14 +8,15 @@
 #                     off the router's configured ones as in the matrix's constants_3x row
 #                     (prefill 3x, step floor 2x, KV read 2x, +-20% step noise)
 #   tenants_off3x     64 tenants' 2000-token system prompts (twice one replica's 4,000 blocks),
-#                     Zipf 0.8, 3x-off constants, 40 req/s, 64 concurrent: overloaded, mean
-#                     TTFT several times a (true) 2000-token prefill
+#                     Zipf 0.8, 3x-off constants, 70 req/s (TENANT_RATE), 128 concurrent:
+#                     overloaded, mean TTFT ~250 ms and p99 ~2 s, as in the issue's report
 #   sim_variant       held-out ShareGPT, 100 req/s, 64 concurrent, on another sim constant set:
 #                     6,000 KV blocks (cache pressure), max_num_seqs 48, --speedup 0.7, +-30%
 #                     time noise
 # Writes OUT/<row>.csv, OUT/robust.csv and charts as matrix.sh does, and prints the same table.
 # Usage (repo root): loadgen/bench/robust.sh [OUT_DIR]
-# Environment: as matrix.sh (N, ROWS, BIN, DATA, PORT, POLICIES, ROUTER_CONFIG, SEED).
+# Environment: as matrix.sh (N, ROWS, BIN, DATA, PORT, POLICIES, ROUTER_CONFIG), SEED (the
+# workload seed, default 0), TENANT_RATE.
 set -euo pipefail
 OUT=${1:-results/robust}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -61,7 +62,7 @@ OFF="--prefill-us-per-token 99 --prefill-ns-per-cached-pair 11.7 --decode-base-m
 run heldout_1x "$B16" "$B16" "${HELD[@]}" --request-rates 100 --max-concurrency 64
 run heldout_off3x_2x "$B16 $OFF" "$B16 $OFF" "${HELD[@]}" --request-rates 200 --max-concurrency 128
 run tenants_off3x "--num-gpu-blocks 4000 $OFF" "--num-gpu-blocks 4000 $OFF" --dataset-name shared-prefix \
-  --gsp-num-groups 64 --gsp-system-prompt-len 2000 --gsp-zipf 0.8 --request-rates ${TENANT_RATE:-70} --max-concurrency 128
+  --gsp-num-groups 64 --gsp-system-prompt-len 2000 --gsp-zipf 0.8 --request-rates "${TENANT_RATE:-70}" --max-concurrency 128
 VARIANT="--num-gpu-blocks 6000 --max-num-seqs 48 --speedup 0.7 --time-noise 0.3"
 run sim_variant "$VARIANT" "$VARIANT" "${HELD[@]}" --request-rates 100 --max-concurrency 64
 stop_sims
