@@ -10,8 +10,16 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn micros(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch()).as_micros()).unwrap_or(u64::MAX)
+/// Microseconds from the first use to `at`, negative for an earlier instant (a request sent
+/// before the first one was counted, as tests pass).
+fn micros(at: Instant) -> i64 {
+    let epoch = epoch();
+    let signed = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    if at >= epoch {
+        signed(at.duration_since(epoch))
+    } else {
+        -signed(epoch.duration_since(at))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,7 +27,7 @@ struct Totals {
     requests: u64,
     prefill_tokens: u64,
     prompt_tokens: u64,
-    started_us: u64,
+    started_us: i64,
 }
 
 /// Totals of one replica's pending requests, updated together so reads are consistent.
@@ -33,7 +41,7 @@ pub struct PendingLoad {
 pub struct PendingTicket {
     prefill_tokens: u64,
     prompt_tokens: u64,
-    started_us: u64,
+    started_us: i64,
 }
 
 /// A consistent read of a replica's pending requests.
@@ -76,7 +84,7 @@ impl PendingLoad {
         t.requests += 1;
         t.prefill_tokens += prefill_tokens;
         t.prompt_tokens += prompt_tokens;
-        t.started_us = t.started_us.saturating_add(ticket.started_us);
+        t.started_us = t.started_us.wrapping_add(ticket.started_us);
         ticket
     }
 
@@ -86,18 +94,16 @@ impl PendingLoad {
         t.requests = t.requests.saturating_sub(1);
         t.prefill_tokens = t.prefill_tokens.saturating_sub(ticket.prefill_tokens);
         t.prompt_tokens = t.prompt_tokens.saturating_sub(ticket.prompt_tokens);
-        t.started_us = t.started_us.saturating_sub(ticket.started_us);
+        t.started_us = t.started_us.wrapping_sub(ticket.started_us);
     }
 
     /// The totals and the mean wait so far, at `now`.
     pub fn snapshot(&self, now: Instant) -> PendingSnapshot {
         let t = *self.totals.lock();
-        let mean_age_s = t
-            .started_us
-            .checked_div(t.requests)
-            .map_or(0.0, |mean_start| {
-                micros(now).saturating_sub(mean_start) as f64 / 1e6
-            });
+        let mean_age_s = match i64::try_from(t.requests) {
+            Ok(n) if n > 0 => micros(now).saturating_sub(t.started_us / n).max(0) as f64 / 1e6,
+            _ => 0.0,
+        };
         PendingSnapshot {
             requests: t.requests,
             prefill_tokens: t.prefill_tokens,

@@ -20,8 +20,7 @@
 //!   near-ties keep affinity;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
 //!   beyond one Poisson standard deviation of chance, once replicas have work in flight; the
-//!   fair share is proportional to the replica's capacity (weight over learnt slowness), and the
-//!   charge is in the replica's learnt time like the misses it is weighed against.
+//!   fair share is proportional to the replica's capacity (weight over learnt slowness).
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
@@ -398,18 +397,20 @@ mod tests {
     fn a_hot_prefix_waits_for_its_half_done_miss_instead_of_missing_again_elsewhere() {
         let (p, index) = policy();
         let f = Fixture::new(&[1, 1, 1, 1]);
-        let text = "h".repeat(16_000);
+        let text = "h".repeat(64_000);
         let r = long_request(&text);
         // r1 took the prompt's last few requests (so it is hot: no affinity margin) ...
         for _ in 0..5 {
             p.on_dispatch(&r, ReplicaId(1));
         }
-        assert_eq!(index.matches(&r.prompt), vec![(ReplicaId(1), 4000)]);
-        // ... and is still prefilling the first, sent 100 ms ago (132 ms of prefill at the
+        assert_eq!(index.matches(&r.prompt), vec![(ReplicaId(1), 16_000)]);
+        // ... and is still prefilling the first, sent 300 ms ago (528 ms of prefill at the
         // configured 33 us per token): what is left of it is cheaper than a miss elsewhere.
-        let sent = Instant::now() - Duration::from_millis(100);
-        f.loads[1].add(1, 4000);
-        let _ticket = f.loads[1].pending.add(4000, 4000, sent);
+        // (Past 538 ms the replica counts as running late, so the pick below stays with r1
+        // unless this thread stalls for over 0.7 s.)
+        let sent = Instant::now() - Duration::from_millis(300);
+        f.loads[1].add(1, 16_000);
+        let _ticket = f.loads[1].pending.add(16_000, 16_000, sent);
         let d = p.pick(&r, &f.views());
         assert_eq!(
             (d.replica, d.reason),
@@ -421,11 +422,11 @@ mod tests {
             fresh.on_dispatch(&r, ReplicaId(1));
         }
         let g = Fixture::new(&[1, 1, 1, 1]);
-        g.loads[1].add(1, 4000);
+        g.loads[1].add(1, 16_000);
         let _ticket =
             g.loads[1]
                 .pending
-                .add(4000, 4000, Instant::now() + Duration::from_secs(3600));
+                .add(16_000, 16_000, Instant::now() + Duration::from_secs(3600));
         assert_ne!(fresh.pick(&r, &g.views()).replica, ReplicaId(1));
     }
 

@@ -53,8 +53,7 @@ pub struct CostConfig {
     /// (scaled by how full the replica's cache is): what the evicted prefix costs someone later.
     pub displacement_factor: f64,
     /// Seconds charged per 100% of recent traffic share above a replica's fair share (the policy
-    /// leaves it out while the cluster is nearly idle), at the configured constants: scaled by
-    /// the replica's learnt prefill multiplier like the misses it is weighed against.
+    /// leaves it out while the cluster is nearly idle).
     pub share_excess_s: f64,
     /// Time constant of the recent traffic share, seconds.
     pub share_window_s: f64,
@@ -311,9 +310,7 @@ impl CostConfig {
             affinity_s: slow
                 * self.affinity_margin
                 * (self.prefill_s_per_token * given_up as f64 - self.tie_tolerance_s).max(0.0),
-            // In the replica's own time, as every other term: on hardware 3x slower than
-            // configured the misses that balance costs are 3x dearer, and so is imbalance.
-            balance_s: slow * self.share_excess_s * excess,
+            balance_s: self.share_excess_s * excess,
             kv_s,
             lag_s: load.lag_s.max(0.0),
             uncached_tokens: uncached,

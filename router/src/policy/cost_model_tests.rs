@@ -37,24 +37,6 @@ fn traffic_above_a_fair_share_is_charged() {
 }
 
 #[test]
-fn the_share_charge_scales_with_the_learnt_prefill_speed_like_the_misses_it_weighs() {
-    let cfg = CostConfig::default();
-    let mut hot = idle(1000);
-    hot.excess_share = 0.2;
-    let nominal = cfg.estimate(1100, &hot);
-    hot.load.speed = Speed::uniform(3.0);
-    let slow = cfg.estimate(1100, &hot);
-    assert!(
-        (slow.balance_s - 3.0 * nominal.balance_s).abs() < 1e-12,
-        "{slow:?}"
-    );
-    // On every replica 3x slower, the same excess still outweighs the same hit.
-    let mut other = idle(0);
-    other.load.speed = Speed::uniform(3.0);
-    assert_eq!(cfg.choose(1100, &[hot, other], &mut rng()).unwrap().0, 1);
-}
-
-#[test]
 fn a_miss_on_a_full_cache_also_pays_for_what_it_evicts() {
     let cfg = CostConfig::default();
     let mut full = idle(0);
