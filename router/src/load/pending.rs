@@ -15,10 +15,9 @@ fn epoch() -> Instant {
 fn micros(at: Instant) -> i64 {
     let epoch = epoch();
     let signed = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    if at >= epoch {
-        signed(at.duration_since(epoch))
-    } else {
-        -signed(epoch.duration_since(at))
+    match at.checked_duration_since(epoch) {
+        Some(since) => signed(since),
+        None => -signed(epoch.saturating_duration_since(at)),
     }
 }
 

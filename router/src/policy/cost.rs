@@ -54,7 +54,7 @@ use super::{
     share::DispatchShare,
 };
 use crate::{
-    load::{Prior, Speed, pool_speeds_into},
+    load::{PendingSnapshot, Prior, Speed, pool_speeds_into},
     replicas::ReplicaId,
 };
 
@@ -126,8 +126,26 @@ impl CostPolicy {
     ) -> (ReplicaLoadView, f64) {
         let reading = view.load_at(now);
         let pending = reading.pending;
+        let (pending_tokens, lag_s) = self.queue_view(&pending, speed);
+        let external = view.load.scraped.fresh(now).map(|s| s.external);
+        let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
+        let load = ReplicaLoadView {
+            inflight: reading.requests,
+            pending_tokens,
+            decoding_tokens: reading.decoding_tokens(),
+            external,
+            lag_s,
+            speed,
+        };
+        (load, waiting)
+    }
+
+    /// The prefill tokens still queued on a replica with `pending` requests at `speed`, and how
+    /// far it runs behind the model (seconds).
+    fn queue_view(&self, pending: &PendingSnapshot, speed: Speed) -> (u64, f64) {
         let [steps, _, queue] = speed.multipliers();
-        let queued_s = queue * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
+        let s_per_token = queue * self.model.prefill_s_per_token;
+        let queued_s = s_per_token * pending.prefill_tokens as f64;
         // Pending requests older than the model says they should be: the replica is behind
         // (stalled, or slower than the constants); new work there waits at least that much more.
         let lag_s = if pending.requests > 0 {
@@ -135,19 +153,9 @@ impl CostPolicy {
         } else {
             0.0
         };
-        let external = view.load.scraped.fresh(now).map(|s| s.external);
-        let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
-        let load = ReplicaLoadView {
-            inflight: reading.requests,
-            // Less what the head of the queue has prefilled since it was sent: a request for a
-            // prefix whose miss is half done waits only for the other half (then hits).
-            pending_tokens: pending.undone_prefill_tokens(queue * self.model.prefill_s_per_token),
-            decoding_tokens: reading.decoding_tokens(),
-            external,
-            lag_s,
-            speed,
-        };
-        (load, waiting)
+        // Less what the head of the queue has prefilled since it was sent: a request for a
+        // prefix whose miss is half done waits only for the other half (then hits).
+        (pending.undone_prefill_tokens(s_per_token), lag_s)
     }
 
     /// Each candidate's speed: its learnt constants pooled with its peers', or 1.
@@ -305,10 +313,16 @@ impl Policy for CostPolicy {
         // The model's terms there at the configured constants: the replica's observed time to
         // first byte against these is what its speed fit learns from.
         let predicted_ttft_s = cands.get(i).zip(candidates.get(i)).map(|(c, v)| {
-            let nominal = CostCandidate {
-                load: self.load_view(v, now, Speed::default()).0,
-                ..*c
+            // Only the queue terms depend on the speed: the rest of the view is as read.
+            let (pending_tokens, lag_s) =
+                self.queue_view(&v.load.pending.snapshot(now), Speed::default());
+            let load = ReplicaLoadView {
+                pending_tokens,
+                lag_s,
+                speed: Speed::default(),
+                ..c.load
             };
+            let nominal = CostCandidate { load, ..*c };
             self.model.estimate(prompt_tokens, &nominal).prediction()
         });
         Decision {
