@@ -17,7 +17,9 @@ pub use learn::ConstantFit;
 pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
 pub use scraped::{Engine, LatencyTotals, NoLoadMetrics, ScrapedLoad, SumCount};
 pub use signals::{ExternalLoad, ScrapeSignals, ScrapeSlot, prefill_sample};
-pub use speed::{CleanReading, LearntSpeed, PrefillSample, Prior, SpeedEstimate, pooled_speeds};
+pub use speed::{
+    CleanReading, LearntSpeed, PrefillSample, Prior, SpeedEstimate, pool_speeds_into, pooled_speeds,
+};
 pub use ttft::{Speed, TtftPrediction};
 
 /// One replica's load at one instant: what every load-aware policy reads (`power_of_two` and

@@ -7,7 +7,13 @@ use parking_lot::Mutex;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    // A minute before the first use (where the clock allows), so a request a test dates back
+    // a little still counts its age.
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(std::time::Duration::from_secs(60))
+            .unwrap_or(now)
+    })
 }
 
 fn micros(at: Instant) -> u64 {
@@ -47,6 +53,21 @@ pub struct PendingSnapshot {
     pub prompt_tokens: u64,
     /// Mean seconds they have waited so far.
     pub mean_age_s: f64,
+}
+
+impl PendingSnapshot {
+    /// Prefill tokens still to do, at `s_per_token` seconds of prefill per token: the oldest
+    /// request has been prefilling for about the requests' mean age, so that much of the queue
+    /// is done already, but at most one request's share of it (the rest waits behind it).
+    pub fn undone_prefill_tokens(&self, s_per_token: f64) -> u64 {
+        if self.requests == 0 || !(s_per_token > 0.0 && self.mean_age_s > 0.0) {
+            return self.prefill_tokens;
+        }
+        let head = self.prefill_tokens / self.requests;
+        let done = (self.mean_age_s / s_per_token).min(head as f64);
+        // Truncation leaves a partial token undone; `done` <= `head` <= `prefill_tokens`.
+        self.prefill_tokens - done as u64
+    }
 }
 
 impl PendingLoad {
@@ -117,5 +138,34 @@ mod tests {
         p.remove(b);
         assert_eq!(p.snapshot(t0).requests, 0);
         assert_eq!(p.snapshot(t0).mean_age_s, 0.0);
+    }
+
+    #[test]
+    fn the_queue_head_drains_while_it_waits_by_at_most_one_request() {
+        let p = PendingLoad::default();
+        let t0 = Instant::now();
+        // Undone tokens at `ms` after t0, at 1 ms of prefill per token (to the token: the
+        // float division may land just under a whole token).
+        let undone = |ms: u64| {
+            p.snapshot(t0 + Duration::from_millis(ms))
+                .undone_prefill_tokens(1e-3)
+        };
+        let near = |got: u64, want: u64| got.abs_diff(want) <= 1;
+        assert_eq!(undone(0), 0, "nothing pending");
+        let _a = p.add(2000, 2000, t0);
+        assert_eq!(undone(0), 2000, "just sent");
+        // After 500 ms a quarter of it is done, after 5 s all of it.
+        assert!(near(undone(500), 1500), "{}", undone(500));
+        assert_eq!(undone(5000), 0);
+        let no_speed = p.snapshot(t0 + Duration::from_millis(500));
+        assert_eq!(
+            no_speed.undone_prefill_tokens(0.0),
+            2000,
+            "no speed, no credit"
+        );
+        // With a second request queued, only the head's share (half) can be done.
+        let _b = p.add(2000, 2000, t0 + Duration::from_millis(1000));
+        assert!(near(undone(1500), 3000), "{}", undone(1500));
+        assert_eq!(undone(9000), 2000);
     }
 }

@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use super::{
     learn::{self, ConstantFit, TERMS},
@@ -264,34 +265,40 @@ pub(crate) const SAME_SPEED: f64 = 1.25;
 /// send it more until the queue proved otherwise. A replica with no fit reads as the median;
 /// all 1 (the configured constants) while no replica has one.
 pub fn pooled_speeds(learnt: &[Option<LearntSpeed>]) -> Vec<Speed> {
-    let mut known: Vec<[f64; TERMS]> = learnt
+    let mut speeds = vec![Speed::default(); learnt.len()];
+    pool_speeds_into(learnt, &mut speeds);
+    speeds
+}
+
+/// [`pooled_speeds`] written into `out` (one per entry of `learnt`; extra entries untouched),
+/// allocating nothing for up to 8 replicas.
+pub fn pool_speeds_into(learnt: &[Option<LearntSpeed>], out: &mut [Speed]) {
+    let known: SmallVec<[[f64; TERMS]; 8]> = learnt
         .iter()
         .flatten()
         .map(|l| l.speed.multipliers())
         .collect();
     if known.is_empty() {
-        return vec![Speed::default(); learnt.len()];
+        out.iter_mut().for_each(|s| *s = Speed::default());
+        return;
     }
     let median: [f64; TERMS] = std::array::from_fn(|j| {
-        let mut column: Vec<f64> = known.iter_mut().map(|m| m[j]).collect();
+        let mut column: SmallVec<[f64; 8]> = known.iter().map(|m| m[j]).collect();
         median_of(&mut column).unwrap_or(1.0)
     });
-    let mut clean: Vec<f64> = learnt
+    let mut clean: SmallVec<[f64; 8]> = learnt
         .iter()
         .flatten()
         .filter_map(|l| l.clean.map(|c| c.ratio))
         .collect();
     let clean_median = median_of(&mut clean);
-    learnt
-        .iter()
-        .map(|l| {
-            let relative = match (l.and_then(|l| l.clean), clean_median) {
-                (Some(own), Some(peers)) => relative_speed(own, peers),
-                _ => 1.0,
-            };
-            Speed::from_multipliers(median.map(|m| m * relative))
-        })
-        .collect()
+    for (l, out) in learnt.iter().zip(out) {
+        let relative = match (l.and_then(|l| l.clean), clean_median) {
+            (Some(own), Some(peers)) => relative_speed(own, peers),
+            _ => 1.0,
+        };
+        *out = Speed::from_multipliers(median.map(|m| m * relative));
+    }
 }
 
 /// The median of `values` (reordered), `None` when empty.

@@ -4,8 +4,9 @@
 //! Per healthy replica, [`super::cost_model`] adds up `ttft + busy + evict + externality + share`:
 //! - `ttft` = queued prefill + this prompt's uncached prefill + engine steps (+ KV pressure, lag),
 //!   from the prefix tree (matched tokens), the router's own counts (prefill tokens not yet past
-//!   first byte, context being decoded, how long pending requests have waited) and, when fresh,
-//!   the replica's scraped waiting/running/KV usage beyond the router's own requests;
+//!   first byte, less what the queue's head has prefilled since it was sent; context being
+//!   decoded; how long pending requests have waited) and, when fresh, the replica's scraped
+//!   waiting/running/KV usage beyond the router's own requests;
 //! - `busy` = 3 ms per request in flight (mutual decode slowdown, ~46 ns x 1k context x 60 steps);
 //! - `evict` = 4 x cache fill x the miss's prefill: on a full cache a miss evicts as much cached
 //!   prefix, which someone recomputes later on a GPU that others share;
@@ -48,12 +49,12 @@ use rand::rngs::SmallRng;
 
 use super::{
     Decision, DecisionReason, Policy, ReplicaView, RouteRequest,
-    cost_model::{CostCandidate, CostConfig, Estimate, ReplicaLoadView},
+    cost_model::{CostCandidate, CostConfig, Estimate, PerCandidate, ReplicaLoadView},
     prefix_index::{PrefixIndex, matched_tokens},
     share::DispatchShare,
 };
 use crate::{
-    load::{Prior, Speed, pooled_speeds},
+    load::{PendingSnapshot, Prior, Speed, pool_speeds_into},
     replicas::ReplicaId,
 };
 
@@ -86,7 +87,7 @@ fn relative_slowness(m: &mut [(ReplicaId, f64)]) {
         m.iter_mut().for_each(|(_, v)| *v = 1.0);
         return;
     }
-    let mut sorted: Vec<f64> = m.iter().map(|(_, v)| *v).collect();
+    let mut sorted: PerCandidate<f64> = m.iter().map(|(_, v)| *v).collect();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
     let median = if n % 2 == 0 {
@@ -125,20 +126,12 @@ impl CostPolicy {
     ) -> (ReplicaLoadView, f64) {
         let reading = view.load_at(now);
         let pending = reading.pending;
-        let [steps, _, queue] = speed.multipliers();
-        let queued_s = queue * self.model.prefill_s_per_token * pending.prefill_tokens as f64;
-        // Pending requests older than the model says they should be: the replica is behind
-        // (stalled, or slower than the constants); new work there waits at least that much more.
-        let lag_s = if pending.requests > 0 {
-            (pending.mean_age_s - queued_s - 2.0 * steps * self.model.step_s).max(0.0)
-        } else {
-            0.0
-        };
+        let (pending_tokens, lag_s) = self.queue_view(&pending, speed);
         let external = view.load.scraped.fresh(now).map(|s| s.external);
         let waiting = pending.requests as f64 + external.map_or(0.0, |e| e.waiting);
         let load = ReplicaLoadView {
             inflight: reading.requests,
-            pending_tokens: pending.prefill_tokens,
+            pending_tokens,
             decoding_tokens: reading.decoding_tokens(),
             external,
             lag_s,
@@ -147,20 +140,108 @@ impl CostPolicy {
         (load, waiting)
     }
 
+    /// The prefill tokens still queued on a replica with `pending` requests at `speed`, and how
+    /// far it runs behind the model (seconds).
+    fn queue_view(&self, pending: &PendingSnapshot, speed: Speed) -> (u64, f64) {
+        let [steps, _, queue] = speed.multipliers();
+        let s_per_token = queue * self.model.prefill_s_per_token;
+        let queued_s = s_per_token * pending.prefill_tokens as f64;
+        // Pending requests older than the model says they should be: the replica is behind
+        // (stalled, or slower than the constants); new work there waits at least that much more.
+        let lag_s = if pending.requests > 0 {
+            (pending.mean_age_s - queued_s - 2.0 * steps * self.model.step_s).max(0.0)
+        } else {
+            0.0
+        };
+        // Less what the head of the queue has prefilled since it was sent: a request for a
+        // prefix whose miss is half done waits only for the other half (then hits).
+        (pending.undone_prefill_tokens(s_per_token), lag_s)
+    }
+
     /// Each candidate's speed: its learnt constants pooled with its peers', or 1.
-    fn speeds(&self, candidates: &[ReplicaView<'_>], now: Instant) -> Vec<Speed> {
+    fn speeds(&self, candidates: &[ReplicaView<'_>], now: Instant) -> PerCandidate<Speed> {
+        let mut speeds = PerCandidate::from_elem(Speed::default(), candidates.len());
         if !self.model.learn_replica_speed {
-            return vec![Speed::default(); candidates.len()];
+            return speeds;
         }
         let prior = Prior {
             prefill_s_per_token: self.model.prefill_s_per_token,
             step_s: self.model.step_s,
         };
-        let learnt: Vec<_> = candidates
+        let learnt: PerCandidate<_> = candidates
             .iter()
             .map(|v| v.load.speed.learnt(now, prior))
             .collect();
-        pooled_speeds(&learnt)
+        pool_speeds_into(&learnt, &mut speeds);
+        speeds
+    }
+
+    /// Each candidate's `(id, capacity)`: its weight over how much slower than its peers it is
+    /// learnt to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
+    /// the fit's noise, [`SAME_SPEED`], count as none).
+    fn capacities(
+        candidates: &[ReplicaView<'_>],
+        speeds: &[Speed],
+    ) -> PerCandidate<(ReplicaId, f64)> {
+        let mut ids: PerCandidate<(ReplicaId, f64)> = candidates
+            .iter()
+            .zip(speeds)
+            .map(|(v, s)| (v.id, s.multipliers()[1]))
+            .collect();
+        relative_slowness(&mut ids);
+        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
+            *capacity = f64::from(v.weight.max(1)) / *capacity;
+        }
+        ids
+    }
+
+    /// The model's view of every candidate for `request` (the part of its prompt each holds),
+    /// with its `speeds`, `excess` share and arrival `rates`.
+    fn cost_candidates(
+        &self,
+        request: &RouteRequest<'_>,
+        candidates: &[ReplicaView<'_>],
+        now: Instant,
+        speeds: &[Speed],
+        excess: &[f64],
+        rates: &[f64],
+    ) -> PerCandidate<CostCandidate> {
+        let prompt_tokens = request.prompt_tokens_estimate as u64;
+        let matches = self.index.matches(&request.prompt);
+        let mut queued_behind = f64::INFINITY;
+        let mut best_match = 0;
+        let mut cands: PerCandidate<CostCandidate> = candidates
+            .iter()
+            .zip(speeds)
+            .zip(excess)
+            .zip(rates)
+            .map(|(((v, speed), excess_share), arrival_rate)| {
+                let (load, waiting) = self.load_view(v, now, *speed);
+                queued_behind = queued_behind.min(waiting);
+                let matched = matched_tokens(&matches, v.id).min(prompt_tokens);
+                best_match = best_match.max(matched);
+                CostCandidate {
+                    matched_tokens: matched,
+                    cache_fill: self.index.fill(v.id),
+                    excess_share: *excess_share,
+                    queued_behind: 0.0,
+                    best_matched_tokens: 0,
+                    arrival_rate: *arrival_rate,
+                    load,
+                }
+            })
+            .collect();
+        // Requests that wait whichever replica takes this one: a miss's prefill delays them all.
+        let queued_behind = if queued_behind.is_finite() {
+            queued_behind
+        } else {
+            0.0
+        };
+        for c in &mut cands {
+            c.queued_behind = queued_behind;
+            c.best_matched_tokens = best_match;
+        }
+        cands
     }
 }
 
@@ -172,20 +253,8 @@ impl Policy for CostPolicy {
     fn pick(&self, request: &RouteRequest<'_>, candidates: &[ReplicaView<'_>]) -> Decision {
         let now = Instant::now();
         let prompt_tokens = request.prompt_tokens_estimate as u64;
-        let matches = self.index.matches(&request.prompt);
         let speeds = self.speeds(candidates, now);
-        // Each replica's capacity: its weight over how much slower than its peers it is learnt
-        // to be, so one 2.5x slower is fairly sent 2.5x fewer requests (differences within
-        // the fit's noise, [`SAME_SPEED`], count as none).
-        let mut ids: Vec<(ReplicaId, f64)> = candidates
-            .iter()
-            .zip(&speeds)
-            .map(|(v, s)| (v.id, s.multipliers()[1]))
-            .collect();
-        relative_slowness(&mut ids);
-        for ((_, capacity), v) in ids.iter_mut().zip(candidates) {
-            *capacity = f64::from(v.weight.max(1)) / *capacity;
-        }
+        let ids = Self::capacities(candidates, &speeds);
         // Long-run balance only matters once replicas have work: with less than one request in
         // flight per replica, nobody waits for anybody and affinity alone decides.
         let busy_cluster =
@@ -193,43 +262,8 @@ impl Policy for CostPolicy {
         // Requests recently sent to each replica per second: about as many will arrive there
         // while this one's prefill runs.
         let (excess, rates) = self.share.excess_and_rates(now, &ids, busy_cluster);
-        let loads: Vec<(ReplicaLoadView, f64)> = candidates
-            .iter()
-            .zip(&speeds)
-            .map(|(v, speed)| self.load_view(v, now, *speed))
-            .collect();
-        // Requests that wait whichever replica takes this one: a miss's prefill delays them all.
-        let queued_behind = loads
-            .iter()
-            .map(|(_, waiting)| *waiting)
-            .fold(f64::INFINITY, f64::min);
-        let queued_behind = if queued_behind.is_finite() {
-            queued_behind
-        } else {
-            0.0
-        };
-        let best_match = candidates
-            .iter()
-            .map(|v| matched_tokens(&matches, v.id).min(prompt_tokens))
-            .max()
-            .unwrap_or(0);
-        let cands: Vec<CostCandidate> = candidates
-            .iter()
-            .zip(excess)
-            .zip(&loads)
-            .zip(rates)
-            .map(
-                |(((v, excess_share), (load, _)), arrival_rate)| CostCandidate {
-                    matched_tokens: matched_tokens(&matches, v.id).min(prompt_tokens),
-                    cache_fill: self.index.fill(v.id),
-                    excess_share,
-                    queued_behind,
-                    best_matched_tokens: best_match,
-                    arrival_rate,
-                    load: *load,
-                },
-            )
-            .collect();
+        let cands = self.cost_candidates(request, candidates, now, &speeds, &excess, &rates);
+        let best_match = cands.first().map_or(0, |c| c.best_matched_tokens);
         let chosen = self
             .model
             .choose(prompt_tokens, &cands, &mut *self.rng.lock());
@@ -279,10 +313,16 @@ impl Policy for CostPolicy {
         // The model's terms there at the configured constants: the replica's observed time to
         // first byte against these is what its speed fit learns from.
         let predicted_ttft_s = cands.get(i).zip(candidates.get(i)).map(|(c, v)| {
-            let nominal = CostCandidate {
-                load: self.load_view(v, now, Speed::default()).0,
-                ..*c
+            // Only the queue terms depend on the speed: the rest of the view is as read.
+            let (pending_tokens, lag_s) =
+                self.queue_view(&v.load.pending.snapshot(now), Speed::default());
+            let load = ReplicaLoadView {
+                pending_tokens,
+                lag_s,
+                speed: Speed::default(),
+                ..c.load
             };
+            let nominal = CostCandidate { load, ..*c };
             self.model.estimate(prompt_tokens, &nominal).prediction()
         });
         Decision {
@@ -310,6 +350,8 @@ impl Policy for CostPolicy {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use rand::SeedableRng;
 
     use super::*;
@@ -363,6 +405,43 @@ mod tests {
             (d.reason, d.matched_tokens),
             (DecisionReason::LoadSpread, Some(0))
         );
+    }
+
+    #[test]
+    fn a_hot_prefix_waits_for_its_half_done_miss_instead_of_missing_again_elsewhere() {
+        let (p, index) = policy();
+        let f = Fixture::new(&[1, 1, 1, 1]);
+        let text = "h".repeat(64_000);
+        let r = long_request(&text);
+        // r1 took the prompt's last few requests (so it is hot: no affinity margin) ...
+        for _ in 0..5 {
+            p.on_dispatch(&r, ReplicaId(1));
+        }
+        assert_eq!(index.matches(&r.prompt), vec![(ReplicaId(1), 16_000)]);
+        // ... and is still prefilling the first, sent 300 ms ago (528 ms of prefill at the
+        // configured 33 us per token): what is left of it is cheaper than a miss elsewhere.
+        // (Past 538 ms the replica counts as running late, so the pick below stays with r1
+        // unless this thread stalls for over 0.7 s.)
+        let sent = Instant::now() - Duration::from_millis(300);
+        f.loads[1].add(1, 16_000);
+        let _ticket = f.loads[1].pending.add(16_000, 16_000, sent);
+        let d = p.pick(&r, &f.views());
+        assert_eq!(
+            (d.replica, d.reason),
+            (ReplicaId(1), DecisionReason::CacheAffinity)
+        );
+        // Just sent, the whole prefill is ahead: a miss on an idle replica is as quick.
+        let (fresh, _) = policy();
+        for _ in 0..5 {
+            fresh.on_dispatch(&r, ReplicaId(1));
+        }
+        let g = Fixture::new(&[1, 1, 1, 1]);
+        g.loads[1].add(1, 16_000);
+        let _ticket =
+            g.loads[1]
+                .pending
+                .add(16_000, 16_000, Instant::now() + Duration::from_secs(3600));
+        assert_ne!(fresh.pick(&r, &g.views()).replica, ReplicaId(1));
     }
 
     #[test]

@@ -25,8 +25,13 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::load::{ExternalLoad, Speed, TtftPrediction};
+
+/// One value per candidate replica, kept on the stack for up to 8 replicas (a decision then
+/// allocates nothing), on the heap beyond.
+pub(crate) type PerCandidate<T> = SmallVec<[T; 8]>;
 
 /// Constants of the model, in seconds; defaults fit an 8B model served by vLLM on one H100.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,8 +327,12 @@ impl CostConfig {
     /// holder's recent request rate rises above the mean (gone at twice the mean): the margin
     /// keeps a conversation from being traded for a shorter queue, while a hot prefix whose
     /// holder takes more than its share still spreads as the other terms say.
-    pub fn estimates(&self, prompt_tokens: u64, candidates: &[CostCandidate]) -> Vec<Estimate> {
-        let mut estimates: Vec<Estimate> = candidates
+    pub fn estimates(
+        &self,
+        prompt_tokens: u64,
+        candidates: &[CostCandidate],
+    ) -> PerCandidate<Estimate> {
+        let mut estimates: PerCandidate<Estimate> = candidates
             .iter()
             .map(|c| self.estimate(prompt_tokens, c))
             .collect();
@@ -363,27 +372,34 @@ impl CostConfig {
         rng: &mut R,
     ) -> Option<(usize, Estimate)> {
         let estimates = self.estimates(prompt_tokens, candidates);
+        let pick = self.lowest(candidates, &estimates, rng)?;
+        Some((pick, estimates[pick]))
+    }
+
+    /// The index of the lowest estimate: among those within the tie tolerance of it, the least
+    /// loaded, a random one of those if several (`None` only for an empty list).
+    fn lowest<R: Rng + ?Sized>(
+        &self,
+        candidates: &[CostCandidate],
+        estimates: &[Estimate],
+        rng: &mut R,
+    ) -> Option<usize> {
         let best = estimates
             .iter()
             .map(Estimate::total_s)
             .fold(f64::INFINITY, f64::min);
-        let near: Vec<usize> = (0..candidates.len())
-            .filter(|&i| estimates[i].total_s() <= best + self.tie_tolerance_s)
-            .collect();
-        let least = near
-            .iter()
-            .map(|&i| total_load(&candidates[i]))
+        let near = |i: &usize| estimates[*i].total_s() <= best + self.tie_tolerance_s;
+        let least = (0..candidates.len())
+            .filter(near)
+            .map(|i| total_load(&candidates[i]))
             .fold(f64::INFINITY, f64::min);
-        let tied: Vec<usize> = near
-            .into_iter()
-            .filter(|&i| total_load(&candidates[i]) <= least)
-            .collect();
-        let pick = match tied.len() {
+        let tied = |i: &usize| near(i) && total_load(&candidates[*i]) <= least;
+        let nth = match (0..candidates.len()).filter(tied).count() {
             0 => return None,
-            1 => tied[0],
-            n => tied[rng.random_range(0..n)],
+            1 => 0,
+            n => rng.random_range(0..n),
         };
-        Some((pick, estimates[pick]))
+        (0..candidates.len()).filter(tied).nth(nth)
     }
 }
 

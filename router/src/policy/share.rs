@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::cost_model::PerCandidate;
 use crate::replicas::ReplicaId;
 
 #[derive(Debug, Default)]
@@ -61,7 +62,7 @@ impl DispatchShare {
     /// Requests per second dispatched to each of `replicas` (`(id, capacity)` as for
     /// [`Self::excess`]; the capacity is not used) over the last few seconds (0 before any).
     pub fn rates(&self, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
-        rates_in(&self.state.lock(), now, replicas)
+        rates_in(&self.state.lock(), now, replicas).into_vec()
     }
 
     /// [`Self::excess`] (all zero unless `judge_share`) and [`Self::rates`] under one lock: the
@@ -71,12 +72,12 @@ impl DispatchShare {
         now: Instant,
         candidates: &[(ReplicaId, f64)],
         judge_share: bool,
-    ) -> (Vec<f64>, Vec<f64>) {
+    ) -> (PerCandidate<f64>, PerCandidate<f64>) {
         let state = self.state.lock();
         let excess = if judge_share {
             excess_in(&state, candidates)
         } else {
-            vec![0.0; candidates.len()]
+            PerCandidate::from_elem(0.0, candidates.len())
         };
         (excess, rates_in(&state, now, candidates))
     }
@@ -107,14 +108,14 @@ impl DispatchShare {
     /// by more than chance (one Poisson standard deviation), as a fraction of the fair count
     /// (0.1 = 10% over; never negative). All zero until enough traffic.
     pub fn excess(&self, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
-        excess_in(&self.state.lock(), candidates)
+        excess_in(&self.state.lock(), candidates).into_vec()
     }
 }
 
 /// Requests per second recently sent to each of `replicas` (see [`DispatchShare::rates`]).
-fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f64> {
+fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> PerCandidate<f64> {
     let (Some(last), Some(since)) = (state.last, state.since) else {
-        return vec![0.0; replicas.len()];
+        return PerCandidate::from_elem(0.0, replicas.len());
     };
     let age = now.saturating_duration_since(last).as_secs_f64();
     let history = now
@@ -137,7 +138,7 @@ fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> Vec<f
 }
 
 /// How far each candidate's count exceeds its fair share (see [`DispatchShare::excess`]).
-fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
+fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> PerCandidate<f64> {
     let count = |id: ReplicaId| {
         state
             .counts
@@ -145,12 +146,12 @@ fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
             .find(|(r, _)| *r == id)
             .map_or(0.0, |(_, c)| *c)
     };
-    let counts: Vec<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
+    let counts: PerCandidate<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
     let total: f64 = counts.iter().sum();
     let capacity = |c: f64| if c.is_finite() && c > 0.0 { c } else { 1.0 };
     let weights: f64 = candidates.iter().map(|(_, c)| capacity(*c)).sum();
     if candidates.len() < 2 || total < MIN_PER_CANDIDATE * candidates.len() as f64 {
-        return vec![0.0; candidates.len()];
+        return PerCandidate::from_elem(0.0, candidates.len());
     }
     candidates
         .iter()

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Shared by matrix.sh and robust.sh (sourced, not run): starts 4 vllm-sim replicas per row, runs
+# `loadgen sweep` over the policies, and prints the table of each row with cost's targets.
+# The sourcing script sets ROOT, OUT, N, PORT, BIN before calling `run` and `table`.
+
+SIMS=()
+stop_sims() { for p in "${SIMS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; SIMS=(); }
+
+# start_sims "flags for replicas 1-3" "flags for replica 4"
+start_sims() {
+  stop_sims
+  for i in 0 1 2 3; do
+    local flags=$1
+    [ "$i" = 3 ] && flags=$2
+    # shellcheck disable=SC2086
+    "$BIN/vllm-sim" --port $((PORT + i)) --log warn --seed $((i + 1)) $flags & SIMS+=($!)
+  done
+  for i in 0 1 2 3; do
+    for _ in $(seq 100); do
+      (echo >"/dev/tcp/127.0.0.1/$((PORT + i))") 2>/dev/null && break
+      sleep 0.1
+    done
+  done
+}
+
+urls() { local u; u=$(for i in 0 1 2 3; do printf 'http://127.0.0.1:%d,' $((PORT + i)); done); echo "${u%,}"; }
+
+# run ROW "sim flags (replicas 1-3)" "sim flags (replica 4)" loadgen flags...; skipped unless
+# ROWS is unset or names ROW.
+run() {
+  local row=$1 fast=$2 last=$3; shift 3
+  if [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $row "* ]]; then return; fi
+  echo "== $row"
+  start_sims "$fast" "$last"
+  rm -f "$OUT/$row.csv" "$OUT/$row.jsonl"
+  "$BIN/loadgen" sweep --policies "${POLICIES:-power_of_two,prefix_aware,cost}" --replica-urls "$(urls)" \
+    ${ROUTER_CONFIG:+--router-config "$ROUTER_CONFIG"} \
+    --num-prompts "$N" --seed "${SEED:-0}" --min-output-len 10 --max-output-len 200 --disable-progress \
+    --label "$row" --output-file "$OUT/$row.jsonl" --output-csv "$OUT/$row.csv" "$@" \
+    2>&1 | grep -v '^sweep:' > "$OUT/$row.txt" || { cat "$OUT/$row.txt"; exit 1; }
+  "$BIN/loadgen" report "$OUT/$row.csv" --out "$OUT/charts/$row" >/dev/null 2>&1 ||
+    echo "   (no charts for $row)"
+}
+
+# table NAME "row order" '{"row": [capacity of replica 1, ..., 4]}': writes OUT/NAME.csv (all
+# rows, a `row` column first) and prints the table with cost's verdict per row: mean TTFT lowest
+# or within 3%, p99 within 10% of the lowest, replica hit rate >= 0.95 of the oracle where
+# prefix_aware reaches that, max/mean load per replica (requests over capacity) <= 1.1.
+table() {
+  python3 - "$OUT" "$PORT" "$1" "$2" "$3" <<'PY'
+import csv, glob, json, os, sys
+out, first_port, name, order, capacity = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(), json.loads(sys.argv[5])
+def num(r, k):
+    try:
+        return float(r.get(k) or "nan")
+    except ValueError:
+        return float("nan")
+def per_capacity(r):
+    caps = capacity.get(r["label"])
+    if not caps:
+        return num(r, "max_over_mean")
+    loads = []
+    for part in (r.get("requests_per_replica") or "").split(";"):
+        if "=" not in part:
+            continue
+        url, n = part.rsplit("=", 1)
+        i = int(url.rsplit(":", 1)[1]) - first_port
+        loads.append(float(n) / (caps[i] if 0 <= i < len(caps) else 1.0))
+    if not loads or sum(loads) == 0:
+        return float("nan")
+    return max(loads) / (sum(loads) / len(loads))
+rows, header = [], None
+for path in sorted(glob.glob(os.path.join(out, "*.csv"))):
+    base = os.path.basename(path)[:-4]
+    if base not in order:
+        continue
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            header = header or list(r.keys())
+            rows.append(r)
+if not rows:
+    sys.exit(0)
+with open(os.path.join(out, name + ".csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=["row"] + header)
+    w.writeheader()
+    for r in rows:
+        w.writerow({"row": r["label"], **r})
+by_row = {}
+for r in rows:
+    by_row.setdefault(r["label"], {})[r["policy"]] = r
+print(f"{'row':16} {'policy':13} {'mean':>7} {'p99':>7} {'hit':>6} {'oracle':>6} {'hit/or':>6} {'req m/m':>7} {'max/mean':>8}  cost targets")
+for row in [n for n in order if n in by_row]:
+    cells = by_row[row]
+    best_mean = min(num(c, "ttft_ms_mean") for c in cells.values())
+    best_p99 = min(num(c, "ttft_ms_p99") for c in cells.values())
+    for pol in ["power_of_two", "prefix_aware", "cost"]:
+        c = cells.get(pol)
+        if c is None:
+            continue
+        mean, p99 = num(c, "ttft_ms_mean"), num(c, "ttft_ms_p99")
+        hit, oracle = num(c, "replica_hit_rate"), num(c, "oracle_hit_rate")
+        raw, mm = num(c, "max_over_mean"), per_capacity(c)
+        ratio = hit / oracle if oracle > 0 else float("nan")
+        verdict = ""
+        if pol == "cost":
+            pa = cells.get("prefix_aware")
+            pa_ratio = num(pa, "replica_hit_rate") / oracle if pa and oracle > 0 else 0
+            misses = []
+            if mean > 1.03 * best_mean: misses.append(f"mean +{100 * (mean / best_mean - 1):.0f}%")
+            if p99 > 1.10 * best_p99: misses.append(f"p99 +{100 * (p99 / best_p99 - 1):.0f}%")
+            if pa_ratio >= 0.95 and not ratio >= 0.95: misses.append(f"hit {ratio:.2f} of oracle")
+            if mm > 1.1: misses.append(f"max/mean {mm:.2f}")
+            verdict = "ok" if not misses else "MISS: " + ", ".join(misses)
+        print(f"{row:16} {pol:13} {mean:7.1f} {p99:7.1f} {hit:6.3f} {oracle:6.3f} {ratio:6.2f} {raw:7.2f} {mm:8.2f}  {verdict}")
+PY
+}
