@@ -537,6 +537,19 @@ impl Shared {
     /// Hands freed room to the head of a line whose group has room, one unbound permit at a
     /// time. Among such heads the earliest goes first (under `priority`: the most urgent, then
     /// the earliest).
+    /// Books a waiter of `priority` just taken off line `key`: the line goes if now empty, and
+    /// the queue length (total and metric) drops by one.
+    fn dequeued(&self, st: &mut State, key: &Option<String>, priority: i64) {
+        if st.lines.get(key).is_some_and(|l| l.queue.is_empty()) {
+            st.lines.remove(key);
+        }
+        st.len -= 1;
+        self.metrics
+            .queue_length
+            .with_label_values(&[&priority_label(priority)])
+            .dec();
+    }
+
     fn pump(&self, st: &mut State) {
         if self.queue.placement == QueuePlacement::Arrival {
             return self.pump_homes(st);
@@ -580,14 +593,7 @@ impl Shared {
             let Some((priority, waiter)) = taken else {
                 return;
             };
-            if line.queue.is_empty() {
-                st.lines.remove(&key);
-            }
-            st.len -= 1;
-            self.metrics
-                .queue_length
-                .with_label_values(&[&priority_label(priority)])
-                .dec();
+            self.dequeued(st, &key, priority);
             // If the waiter's future is being dropped right now, the send fails; the reservation
             // is counted anyway and its `Leave` (or its timeout branch) hands it back.
             let _ = waiter.grant.send(None);
@@ -655,14 +661,7 @@ impl Shared {
             let Some(waiter) = line.queue.take(priority, seq, &weight) else {
                 return;
             };
-            if line.queue.is_empty() {
-                st.lines.remove(&key);
-            }
-            st.len -= 1;
-            self.metrics
-                .queue_length
-                .with_label_values(&[&priority_label(priority)])
-                .dec();
+            self.dequeued(st, &key, priority);
             let bound = target.and_then(|id| st.slots.get_mut(&id).map(|slot| (id, slot)));
             let grant = match bound {
                 Some((id, slot)) => Some((id, slot.take(waiter.tokens, waiter.prefix.as_deref()))),

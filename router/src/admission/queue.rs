@@ -129,22 +129,8 @@ impl<T> WaitQueue<T> {
                 let (seq, item) = self.classes.get(&class)?.entries.front()?;
                 vec![(class, *seq, item)]
             }
-            QueuePolicy::Priority => self
-                .classes
-                .iter()
-                .flat_map(|(p, c)| c.entries.iter().map(move |(s, t)| (*p, *s, t)))
-                .take(window)
-                .collect(),
-            QueuePolicy::Fcfs => {
-                let mut all: Vec<(i64, u64, &T)> = self
-                    .classes
-                    .iter()
-                    .flat_map(|(p, c)| c.entries.iter().take(window).map(move |(s, t)| (*p, *s, t)))
-                    .collect();
-                all.sort_unstable_by_key(|(_, s, _)| *s);
-                all.truncate(window);
-                all
-            }
+            QueuePolicy::Priority => flatten(self.classes.iter().collect(), window),
+            QueuePolicy::Fcfs => self.by_arrival(window),
         };
         in_turn
             .into_iter()
@@ -165,17 +151,20 @@ impl<T> WaitQueue<T> {
                 });
                 flatten(classes, window)
             }
-            QueuePolicy::Fcfs => {
-                let mut all: Vec<(i64, u64, &T)> = self
-                    .classes
-                    .iter()
-                    .flat_map(|(p, c)| c.entries.iter().take(window).map(move |(s, t)| (*p, *s, t)))
-                    .collect();
-                all.sort_unstable_by_key(|(_, s, _)| *s);
-                all.truncate(window);
-                all
-            }
+            QueuePolicy::Fcfs => self.by_arrival(window),
         }
+    }
+
+    /// The first `window` entries of all classes merged by arrival (ticket order).
+    fn by_arrival(&self, window: usize) -> Vec<(i64, u64, &T)> {
+        let mut all: Vec<(i64, u64, &T)> = self
+            .classes
+            .iter()
+            .flat_map(|(p, c)| c.entries.iter().take(window).map(move |(s, t)| (*p, *s, t)))
+            .collect();
+        all.sort_unstable_by_key(|(_, s, _)| *s);
+        all.truncate(window);
+        all
     }
 
     /// Removes entry `seq` of `priority` as if it were served in turn: under round robin its
