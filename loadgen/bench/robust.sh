@@ -13,6 +13,9 @@
 #   sim_variant       held-out ShareGPT, 100 req/s, 64 concurrent, on another sim constant set:
 #                     6,000 KV blocks (cache pressure), max_num_seqs 48, --speedup 0.7, +-30%
 #                     time noise
+#   vllm_overload     held-out ShareGPT at 48 req/s with no client limit (800 concurrent) on
+#                     replicas shaped like router/bench/gpu's real vLLM: 5,120 blocks, prefill 3x,
+#                     20 ms decode steps, +-20% noise (their own queues grow and preempt)
 # Writes OUT/<row>.csv, OUT/robust.csv and charts as matrix.sh does, and prints the same table.
 # Usage (repo root): loadgen/bench/robust.sh [OUT_DIR]
 # Environment: as matrix.sh (N, ROWS, BIN, DATA, PORT, POLICIES, ROUTER_CONFIG), SEED (the
@@ -65,6 +68,11 @@ run tenants_off3x "--num-gpu-blocks 4000 $OFF" "--num-gpu-blocks 4000 $OFF" --da
   --gsp-num-groups 64 --gsp-system-prompt-len 2000 --gsp-zipf 0.8 --request-rates "${TENANT_RATE:-70}" --max-concurrency 128
 VARIANT="--num-gpu-blocks 6000 --max-num-seqs 48 --speedup 0.7 --time-noise 0.3"
 run sim_variant "$VARIANT" "$VARIANT" "${HELD[@]}" --request-rates 100 --max-concurrency 64
+# Shaped like 4 vLLM replicas sharing one GPU (router/bench/gpu): a 5,120-block cache, 3x prefill,
+# 20 ms decode steps; ~1.4x their capacity with no client-side limit, so the replicas' own queues
+# grow and preempt (where a learnt queue constant once read one replica as fast and piled onto it).
+VLLM_LIKE="--num-gpu-blocks 5120 --prefill-us-per-token 99 --prefill-ns-per-cached-pair 11.7 --decode-base-ms 20 --decode-ns-per-kv-token 92 --time-noise 0.2"
+run vllm_overload "$VLLM_LIKE" "$VLLM_LIKE" "${HELD[@]}" --request-rates 48 --max-concurrency 800
 stop_sims
 
-table robust "heldout_1x heldout_off3x_2x tenants_off3x sim_variant" '{}'
+table robust "heldout_1x heldout_off3x_2x tenants_off3x sim_variant vllm_overload" '{}'
