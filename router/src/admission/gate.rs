@@ -19,6 +19,7 @@ use super::{
     metrics::{AdmissionMetrics, priority_label},
     prefix::Prefix,
     queue::WaitQueue,
+    slot::Slot,
 };
 use crate::replicas::ReplicaId;
 
@@ -74,114 +75,6 @@ struct Waiter {
 struct Line {
     eligible: Eligible,
     queue: WaitQueue<Waiter>,
-}
-
-/// What the gate knows of one replica: health, what its permits hold, and its cap.
-struct Slot {
-    name: String,
-    healthy: bool,
-    requests: u32,
-    tokens: u64,
-    /// Prompt chunks of the requests bound here, each counted once in `tokens`.
-    chunks: HashMap<u64, Chunk>,
-    cap: CapController,
-}
-
-/// A prompt chunk in flight on a replica.
-struct Chunk {
-    /// Requests bound here whose prompt has it.
-    holders: u32,
-    /// Its tokens, as counted in the slot's `tokens`.
-    tokens: u64,
-    /// Whether a holder's first byte came back (its prefill ran: the chunk is in the replica's
-    /// KV cache). Only then is it shared: a request sent before computes its own copy, and is
-    /// charged for it.
-    computed: bool,
-}
-
-impl Slot {
-    /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
-    fn fits(&self, need: u64) -> bool {
-        self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
-    }
-
-    /// Whether a request of `tokens` and `prefix` fits here.
-    fn fits_request(&self, tokens: u64, prefix: Option<&Prefix>) -> bool {
-        self.fits(self.need(tokens, prefix))
-    }
-
-    /// Tokens a request of `tokens` (prompt and output budget) would add here: all but the
-    /// chunks of its prompt that requests bound here already hold.
-    fn need(&self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
-        let Some(p) = prefix else {
-            return tokens;
-        };
-        let shared = p.chunks.iter().filter(|c| self.shared(c)).count() as u64;
-        tokens.saturating_sub(shared * p.chunk_tokens)
-    }
-
-    fn shared(&self, chunk: &u64) -> bool {
-        self.chunks.get(chunk).is_some_and(|c| c.computed)
-    }
-
-    /// A request of `prefix` bound here sent its first byte: its chunks are computed.
-    fn computed(&mut self, prefix: &Prefix) {
-        for c in &prefix.chunks {
-            if let Some(chunk) = self.chunks.get_mut(c) {
-                chunk.computed = true;
-            }
-        }
-    }
-
-    /// Counts one request of `tokens` and `prefix` here; returns the tokens it was charged
-    /// outside the slot's chunks (for [`Slot::give_back`]).
-    fn take(&mut self, tokens: u64, prefix: Option<&Prefix>) -> u64 {
-        self.requests += 1;
-        let Some(p) = prefix else {
-            self.tokens = self.tokens.saturating_add(tokens);
-            return tokens;
-        };
-        let mut outside = tokens.saturating_sub(p.covered());
-        for &c in &p.chunks {
-            let young = self.chunks.contains_key(&c) && !self.shared(&c);
-            let chunk = self.chunks.entry(c).or_insert_with(|| Chunk {
-                holders: 0,
-                tokens: p.chunk_tokens,
-                computed: false,
-            });
-            if chunk.holders == 0 {
-                self.tokens = self.tokens.saturating_add(chunk.tokens);
-            } else if young {
-                outside += p.chunk_tokens;
-            }
-            chunk.holders += 1;
-        }
-        self.tokens = self.tokens.saturating_add(outside);
-        outside
-    }
-
-    /// Gives back what [`Slot::take`] counted.
-    fn give_back(&mut self, outside: u64, prefix: Option<&Prefix>) {
-        self.requests = self.requests.saturating_sub(1);
-        self.tokens = self.tokens.saturating_sub(outside);
-        for c in prefix.map_or(&[][..], |p| &p.chunks) {
-            if let Some(chunk) = self.chunks.get_mut(c) {
-                chunk.holders -= 1;
-                if chunk.holders == 0 {
-                    self.tokens = self.tokens.saturating_sub(chunk.tokens);
-                    self.chunks.remove(c);
-                }
-            }
-        }
-    }
-
-    /// Whether a request of `prefix`'s family runs here, its prefill done (its prefix is
-    /// cached).
-    fn runs(&self, prefix: Option<&Prefix>) -> bool {
-        prefix
-            .and_then(Prefix::family)
-            .is_some_and(|f| self.shared(&f))
-    }
 }
 
 struct State {
@@ -284,14 +177,7 @@ impl Admission {
         for (id, name, healthy) in replicas {
             seen.push(id);
             let slot = st.slots.entry(id).or_insert_with(|| {
-                let slot = Slot {
-                    name: name.to_owned(),
-                    healthy,
-                    requests: 0,
-                    tokens: 0,
-                    chunks: HashMap::new(),
-                    cap: CapController::new(&shared.caps),
-                };
+                let slot = Slot::new(name, healthy, CapController::new(&shared.caps));
                 shared.publish_cap(&slot);
                 slot
             });

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod prefix;
 pub mod priority;
 pub mod queue;
+mod slot;
 
 #[cfg(test)]
 mod tests;

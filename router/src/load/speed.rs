@@ -69,7 +69,7 @@ pub struct LearntSpeed {
     pub speed: Speed,
     /// Samples behind them.
     pub samples: u64,
-    /// Its own speed measured without a queue ahead (see [`CleanRatio`]), if recently seen.
+    /// Its own speed measured without a queue ahead, if recently seen.
     pub clean: Option<CleanReading>,
 }
 
@@ -259,7 +259,7 @@ pub(crate) const SAME_SPEED: f64 = 1.25;
 /// The speed the cost model uses for each replica: the median of the replicas' fits, term by
 /// term, times the replica's own relative speed: its clean reading (no queue ahead) over the
 /// median of its peers' clean readings, shrunk by how few samples back it, and none within
-/// [`SAME_SPEED`] (growing back to the full difference by twice that), so identical replicas
+/// 25% (growing back to the full difference by twice that), so identical replicas
 /// read exactly alike. A replica's own fit never sets its queue term: that is fitted where the
 /// router's placements decide the queue, and a fit that read one replica's queue as fast would
 /// send it more until the queue proved otherwise. A replica with no fit reads as the median;
