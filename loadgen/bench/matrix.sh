@@ -26,18 +26,9 @@
 set -euo pipefail
 OUT=${1:-results/matrix}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 N=${N:-500}
-DATA=${DATA:-../shared/data/sharegpt_long_convos.json}
-PORT=${PORT:-18700}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q -p loadgen -p vllm-sim
-  BIN=target/release
-fi
-mkdir -p "$OUT/charts"
 # shellcheck source=loadgen/bench/matrix_lib.sh
 . "$ROOT/loadgen/bench/matrix_lib.sh"
-trap stop_sims EXIT
 SHAREGPT=(--dataset-path "$DATA" --max-conversations 400)
 
 B16=--num-gpu-blocks\ 16000

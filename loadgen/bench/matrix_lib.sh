@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Shared by matrix.sh and robust.sh (sourced, not run): starts 4 vllm-sim replicas per row, runs
 # `loadgen sweep` over the policies, and prints the table of each row with cost's targets.
-# The sourcing script sets ROOT, OUT, N, PORT, BIN before calling `run` and `table`.
+# The sourcing script sets ROOT, OUT and N; sourcing moves to ROOT, fills DATA, PORT and BIN
+# (building loadgen and vllm-sim when BIN is unset), creates OUT and stops the sims on exit.
+
+cd "$ROOT"
+DATA=${DATA:-../shared/data/sharegpt_long_convos.json}
+PORT=${PORT:-18700}
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p loadgen -p vllm-sim
+  BIN=target/release
+fi
+mkdir -p "$OUT/charts"
 
 SIMS=()
 stop_sims() { for p in "${SIMS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; SIMS=(); }
+trap stop_sims EXIT
 
 # start_sims "flags for replicas 1-3" "flags for replica 4"
 start_sims() {

@@ -23,18 +23,9 @@
 set -euo pipefail
 OUT=${1:-results/robust}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 N=${N:-800}
-DATA=${DATA:-../shared/data/sharegpt_long_convos.json}
-PORT=${PORT:-18700}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q -p loadgen -p vllm-sim
-  BIN=target/release
-fi
-mkdir -p "$OUT/charts"
 # shellcheck source=loadgen/bench/matrix_lib.sh
 . "$ROOT/loadgen/bench/matrix_lib.sh"
-trap stop_sims EXIT
 
 # The held-out conversations: dump the requests the matrix's ShareGPT rows send (same flags,
 # seed 0, against one instant sim) and keep every conversation none of them starts with.
