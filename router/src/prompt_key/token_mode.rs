@@ -167,6 +167,25 @@ mod tests {
         raw.encode(text, false).unwrap().get_ids().to_vec()
     }
 
+    /// The token mode of `dir`'s tokenizer, which has no usable chat template: checks that a
+    /// chat keys to the fixed rendering, and returns the config and the mode.
+    fn without_template(
+        dir: &std::path::Path,
+        raw: &tokenizers::Tokenizer,
+    ) -> (PrefixConfig, TokenMode) {
+        let path = dir.join("tokenizer.json");
+        let config = PrefixConfig {
+            tokenizer: Some(path.clone()),
+            ..PrefixConfig::default()
+        };
+        let mode = TokenMode::from_config(&config, &path).unwrap();
+        assert!(!mode.has_template());
+        let messages = json!([{"role": "user", "content": "hi"}]);
+        let (ids, _) = mode.key(chat_job(messages)).unwrap();
+        assert_eq!(ids, plain(raw, "<|im_start|>user\nhi<|im_end|>\n"));
+        (config, mode)
+    }
+
     fn chat_job(messages: serde_json::Value) -> KeyJob {
         let mut input = KeyInput::default();
         let fixed = match crate::prompt_key::chat_prompt(Some(messages), &mut input).unwrap() {
@@ -247,16 +266,7 @@ mod tests {
             json!({"chat_template": broken}).to_string(),
         )
         .unwrap();
-        let path = dir.path().join("tokenizer.json");
-        let config = PrefixConfig {
-            tokenizer: Some(path.clone()),
-            ..PrefixConfig::default()
-        };
-        let mode = TokenMode::from_config(&config, &path).unwrap();
-        assert!(!mode.has_template());
-        let messages = json!([{"role": "user", "content": "hi"}]);
-        let (ids, _) = mode.key(chat_job(messages)).unwrap();
-        assert_eq!(ids, plain(&raw, "<|im_start|>user\nhi<|im_end|>\n"));
+        let (config, mode) = without_template(dir.path(), &raw);
         assert_eq!(
             mode.fallbacks.with_label_values(&["chat_template"]).get(),
             1
@@ -265,6 +275,7 @@ mod tests {
             chat_template: Some(broken.into()),
             ..config
         };
+        let path = dir.path().join("tokenizer.json");
         let e = TokenMode::from_config(&configured, &path).unwrap_err();
         assert!(e.to_string().contains("prefix.chat_template"), "{e}");
     }
@@ -274,15 +285,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, raw) = load(dir.path(), None);
         std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
-        let path = dir.path().join("tokenizer.json");
-        let config = PrefixConfig {
-            tokenizer: Some(path.clone()),
-            ..PrefixConfig::default()
-        };
-        let mode = TokenMode::from_config(&config, &path).unwrap();
-        assert!(!mode.has_template());
-        let messages = json!([{"role": "user", "content": "hi"}]);
-        let (ids, _) = mode.key(chat_job(messages)).unwrap();
-        assert_eq!(ids, plain(&raw, "<|im_start|>user\nhi<|im_end|>\n"));
+        without_template(dir.path(), &raw);
     }
 }
