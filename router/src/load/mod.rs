@@ -18,7 +18,8 @@ pub use pending::{PendingLoad, PendingSnapshot, PendingTicket};
 pub use scraped::{Engine, LatencyTotals, NoLoadMetrics, ScrapedLoad, SumCount};
 pub use signals::{ExternalLoad, ScrapeSignals, ScrapeSlot, prefill_sample};
 pub use speed::{
-    CleanReading, LearntSpeed, PrefillSample, Prior, SpeedEstimate, pool_speeds_into, pooled_speeds,
+    CleanReading, LearntSpeed, PrefillSample, Prior, SAME_SPEED, SpeedEstimate, pool_speeds_into,
+    pooled_speeds,
 };
 pub use ttft::{Speed, TtftPrediction};
 

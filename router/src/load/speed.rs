@@ -116,8 +116,7 @@ impl CleanRatio {
     }
 
     fn fresh(&self, now: Instant) -> bool {
-        self.last
-            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
+        fed_within_forget(self.last, now)
     }
 
     fn reading(&self, now: Instant) -> Option<CleanReading> {
@@ -138,8 +137,7 @@ struct State {
 
 impl State {
     fn fresh(&self, now: Instant) -> bool {
-        self.last
-            .is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
+        fed_within_forget(self.last, now)
     }
 
     fn record(&mut self, x: [f64; TERMS], y: f64, weight: f64, now: Instant) {
@@ -152,6 +150,11 @@ impl State {
             self.last = Some(now);
         }
     }
+}
+
+/// Whether a sample last recorded at `last` is recent enough at `now` (within [`FORGET_AFTER`]).
+fn fed_within_forget(last: Option<Instant>, now: Instant) -> bool {
+    last.is_some_and(|last| now.saturating_duration_since(last) < FORGET_AFTER)
 }
 
 /// One replica's learnt cost multipliers.
@@ -254,7 +257,7 @@ impl SpeedEstimate {
 }
 
 /// Learnt prefill speeds within this factor of the median count as the same (fit noise).
-pub(crate) const SAME_SPEED: f64 = 1.25;
+pub const SAME_SPEED: f64 = 1.25;
 
 /// The speed the cost model uses for each replica: the median of the replicas' fits, term by
 /// term, times the replica's own relative speed: its clean reading (no queue ahead) over the

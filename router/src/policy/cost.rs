@@ -54,7 +54,7 @@ use super::{
     share::DispatchShare,
 };
 use crate::{
-    load::{PendingSnapshot, Prior, Speed, pool_speeds_into},
+    load::{PendingSnapshot, Prior, SAME_SPEED, Speed, pool_speeds_into},
     replicas::ReplicaId,
 };
 
@@ -73,9 +73,6 @@ impl std::fmt::Debug for CostPolicy {
             .finish()
     }
 }
-
-/// Learnt prefill speeds within this factor of the median count as the same (fit noise).
-const SAME_SPEED: f64 = 1.25;
 
 /// Replaces each prefill multiplier by its ratio to the median: 1 within [`SAME_SPEED`] of it.
 fn relative_slowness(m: &mut [(ReplicaId, f64)]) {
