@@ -19,8 +19,10 @@
 //!   prefix makes its later turns miss too (or follow it and leave a stale copy behind), and
 //!   near-ties keep affinity;
 //! - `share` = 5 s per 100% of recent (about 2 minutes) traffic above the replica's fair share,
-//!   beyond one Poisson standard deviation of chance, once replicas have work in flight; the
-//!   fair share is proportional to the replica's capacity (weight over learnt slowness).
+//!   beyond one Poisson standard deviation of chance, once replicas have work in flight, and
+//!   as much credit per 100% below it beyond two; the fair share is proportional to the
+//!   replica's capacity (weight over learnt slowness), so a 2.5x slower replica is sent about
+//!   its capacity's share instead of only what overflows from the fast ones.
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms

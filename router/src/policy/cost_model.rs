@@ -131,7 +131,8 @@ pub struct CostCandidate {
     pub matched_tokens: u64,
     /// How full the replica's prefix cache is believed to be (0..=1, from the tree and its cap).
     pub cache_fill: f64,
-    /// How far the replica's recent share of traffic exceeds its fair share (0.1 = 10% over).
+    /// How far the replica's recent share of traffic is above its fair share (0.1 = 10% over;
+    /// negative when under it, down to -1).
     pub excess_share: f64,
     /// Requests expected to queue behind this one whichever replica takes it (those waiting
     /// on the least loaded replica; 0 while any replica has none waiting).
@@ -161,7 +162,8 @@ pub struct Estimate {
     pub externality_s: f64,
     /// Charge for giving up the prefix another replica holds.
     pub affinity_s: f64,
-    /// Charge for taking more than a fair share of recent traffic.
+    /// Charge for taking more than a fair share of recent traffic (a credit, negative, for
+    /// taking less).
     pub balance_s: f64,
     /// KV memory pressure.
     pub kv_s: f64,
@@ -282,7 +284,7 @@ impl CostConfig {
         let displace_s =
             slow * self.displacement_factor * fill * self.prefill_s_per_token * uncached as f64;
         let excess = if c.excess_share.is_finite() {
-            c.excess_share.max(0.0)
+            c.excess_share.max(-1.0)
         } else {
             0.0
         };

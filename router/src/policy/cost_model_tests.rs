@@ -37,6 +37,30 @@ fn traffic_above_a_fair_share_is_charged() {
 }
 
 #[test]
+fn traffic_below_a_fair_share_is_credited() {
+    let cfg = CostConfig::default();
+    let mut starved = idle(0);
+    starved.excess_share = -0.05;
+    let credit = cfg.estimate(1100, &starved).balance_s;
+    assert!(
+        (credit + 0.05 * cfg.share_excess_s).abs() < 1e-12,
+        "{credit}"
+    );
+    let holder = idle(1000);
+    assert_eq!(
+        cfg.choose(1100, &[holder, starved], &mut rng()).unwrap().0,
+        1,
+        "5% under the fair share outweighs a 1000-token hit"
+    );
+    starved.excess_share = -7.0;
+    assert_eq!(
+        cfg.estimate(1100, &starved).balance_s,
+        -cfg.share_excess_s,
+        "the credit is bounded"
+    );
+}
+
+#[test]
 fn a_miss_on_a_full_cache_also_pays_for_what_it_evicts() {
     let cfg = CostConfig::default();
     let mut full = idle(0);

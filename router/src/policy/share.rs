@@ -104,9 +104,10 @@ impl DispatchShare {
     }
 
     /// For each candidate `(id, capacity)` (its weight, divided by how much slower than its
-    /// peers it is), how far its recent count exceeds its fair count (proportional to capacity)
-    /// by more than chance (one Poisson standard deviation), as a fraction of the fair count
-    /// (0.1 = 10% over; never negative). All zero until enough traffic.
+    /// peers it is), how far its recent count is above its fair count (proportional to
+    /// capacity) by more than chance (one Poisson standard deviation), or below it by more than
+    /// twice that (negative), as a fraction of the fair count (0.1 = 10% over). All zero until
+    /// enough traffic.
     pub fn excess(&self, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
         excess_in(&self.state.lock(), candidates).into_vec()
     }
@@ -158,7 +159,17 @@ fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> PerCandidate<f64
         .zip(counts)
         .map(|((_, w), c)| {
             let fair = total * capacity(*w) / weights;
-            ((c - fair - fair.sqrt()) / fair).max(0.0)
+            // Under by more than twice chance only: a credit draws requests to a replica that
+            // holds fewer prefixes (misses), worth it for a persistent shortfall (a slower
+            // replica, tenants pinned elsewhere), not for the lumpy split of a few hot prompts.
+            let chance = fair.sqrt();
+            if c > fair + chance {
+                (c - fair - chance) / fair
+            } else if c < fair - 2.0 * chance {
+                (c - fair + 2.0 * chance) / fair
+            } else {
+                0.0
+            }
         })
         .collect()
 }
@@ -180,27 +191,37 @@ mod tests {
             vec![0.0, 0.0],
             "too little traffic to judge"
         );
-        for _ in 0..23 {
+        for _ in 0..25 {
             s.record(ReplicaId(0), t0);
         }
-        for _ in 0..8 {
+        for _ in 0..6 {
             s.record(ReplicaId(1), t0);
         }
         let e = s.excess(&ids);
-        let expected = (24.0 - 16.0 - 4.0) / 16.0;
+        let (over, under) = ((26.0 - 16.0 - 4.0) / 16.0, (6.0 - 16.0 + 8.0) / 16.0);
         assert!(
-            (e[0] - expected).abs() < 1e-9 && e[1] == 0.0,
-            "24 of 32 against 16 +- 4: {e:?}"
+            (e[0] - over).abs() < 1e-9 && (e[1] - under).abs() < 1e-9,
+            "26 and 6 of 32 against 16 +- 4 (over) and 16 - 8 (under): {e:?}"
         );
         let weighted = s.excess(&[(ReplicaId(0), 3.0), (ReplicaId(1), 1.0)]);
-        assert_eq!(weighted, vec![0.0, 0.0], "24:8 is exactly a 3:1 weighting");
-        // A replica half as fast as its peer is fairly sent a third of the traffic: 24 is over.
+        assert_eq!(weighted, vec![0.0, 0.0], "26:6 is within chance of 3:1");
+        // A replica half as fast as its peer is fairly sent a third of the traffic: 26 is over,
+        // 6 under.
         let slow = s.excess(&[(ReplicaId(0), 0.5), (ReplicaId(1), 1.0)]);
-        let fair = 32.0 / 3.0;
-        let expected = (24.0 - fair - f64::sqrt(fair)) / fair;
+        let (fair, fair_fast) = (32.0 / 3.0, 32.0 * 2.0 / 3.0);
+        let expected = (26.0 - fair - f64::sqrt(fair)) / fair;
+        let deficit = (6.0 - fair_fast + 2.0 * f64::sqrt(fair_fast)) / fair_fast;
         assert!(
-            (slow[0] - expected).abs() < 1e-9 && slow[1] == 0.0,
+            (slow[0] - expected).abs() < 1e-9 && (slow[1] - deficit).abs() < 1e-9,
             "{slow:?}"
+        );
+        for _ in 0..4 {
+            s.record(ReplicaId(1), t0);
+        }
+        let e = s.excess(&ids);
+        assert!(
+            e[0] > 0.0 && e[1] == 0.0,
+            "10 of 36 is within twice chance of 18: {e:?}"
         );
         // An hour later the old burst is forgotten.
         s.record(ReplicaId(1), t0 + Duration::from_secs(3600));
