@@ -27,6 +27,10 @@ pub struct DispatchShare {
     state: Mutex<State>,
 }
 
+/// The most a replica under its fair share is credited, as a share (0.1: as if 10% under): enough
+/// to outweigh a hit elsewhere, small enough that a replica back from an outage (its count
+/// decayed while its peers took the traffic) is not flooded until its count catches up.
+const MAX_CREDIT: f64 = 0.1;
 /// Fewest recent dispatches per candidate before shares are trusted.
 const MIN_PER_CANDIDATE: f64 = 10.0;
 /// Time constant of the request rate, seconds: short, so a burst is priced while it lasts.
@@ -106,8 +110,8 @@ impl DispatchShare {
     /// For each candidate `(id, capacity)` (its weight, divided by how much slower than its
     /// peers it is), how far its recent count is above its fair count (proportional to
     /// capacity) by more than chance (one Poisson standard deviation), or below it by more than
-    /// twice that (negative), as a fraction of the fair count (0.1 = 10% over). All zero until
-    /// enough traffic.
+    /// twice that (negative, at most [`MAX_CREDIT`]), as a fraction of the fair count (0.1 = 10%
+    /// over). All zero until enough traffic.
     pub fn excess(&self, candidates: &[(ReplicaId, f64)]) -> Vec<f64> {
         excess_in(&self.state.lock(), candidates).into_vec()
     }
@@ -166,7 +170,7 @@ fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> PerCandidate<f64
             if c > fair + chance {
                 (c - fair - chance) / fair
             } else if c < fair - 2.0 * chance {
-                (c - fair + 2.0 * chance) / fair
+                ((c - fair + 2.0 * chance) / fair).max(-MAX_CREDIT)
             } else {
                 0.0
             }
@@ -191,29 +195,34 @@ mod tests {
             vec![0.0, 0.0],
             "too little traffic to judge"
         );
-        for _ in 0..25 {
+        for _ in 0..24 {
             s.record(ReplicaId(0), t0);
         }
-        for _ in 0..6 {
+        for _ in 0..7 {
             s.record(ReplicaId(1), t0);
         }
         let e = s.excess(&ids);
-        let (over, under) = ((26.0 - 16.0 - 4.0) / 16.0, (6.0 - 16.0 + 8.0) / 16.0);
+        let (over, under) = ((25.0 - 16.0 - 4.0) / 16.0, (7.0 - 16.0 + 8.0) / 16.0);
         assert!(
             (e[0] - over).abs() < 1e-9 && (e[1] - under).abs() < 1e-9,
-            "26 and 6 of 32 against 16 +- 4 (over) and 16 - 8 (under): {e:?}"
+            "25 and 7 of 32 against 16 +- 4 (over) and 16 - 8 (under): {e:?}"
         );
         let weighted = s.excess(&[(ReplicaId(0), 3.0), (ReplicaId(1), 1.0)]);
-        assert_eq!(weighted, vec![0.0, 0.0], "26:6 is within chance of 3:1");
-        // A replica half as fast as its peer is fairly sent a third of the traffic: 26 is over,
-        // 6 under.
+        assert_eq!(weighted, vec![0.0, 0.0], "25:7 is within chance of 3:1");
+        // A replica half as fast as its peer is fairly sent a third of the traffic: 25 is over,
+        // 7 under (by more than the bounded credit).
         let slow = s.excess(&[(ReplicaId(0), 0.5), (ReplicaId(1), 1.0)]);
         let (fair, fair_fast) = (32.0 / 3.0, 32.0 * 2.0 / 3.0);
-        let expected = (26.0 - fair - f64::sqrt(fair)) / fair;
-        let deficit = (6.0 - fair_fast + 2.0 * f64::sqrt(fair_fast)) / fair_fast;
+        let expected = (25.0 - fair - f64::sqrt(fair)) / fair;
+        let deficit = ((7.0 - fair_fast + 2.0 * f64::sqrt(fair_fast)) / fair_fast).max(-MAX_CREDIT);
         assert!(
             (slow[0] - expected).abs() < 1e-9 && (slow[1] - deficit).abs() < 1e-9,
             "{slow:?}"
+        );
+        let starved = s.excess(&[(ReplicaId(0), 1.0), (ReplicaId(1), 5.0)]);
+        assert_eq!(
+            starved[1], -MAX_CREDIT,
+            "the credit is bounded: {starved:?}"
         );
         for _ in 0..4 {
             s.record(ReplicaId(1), t0);
@@ -221,7 +230,7 @@ mod tests {
         let e = s.excess(&ids);
         assert!(
             e[0] > 0.0 && e[1] == 0.0,
-            "10 of 36 is within twice chance of 18: {e:?}"
+            "11 of 36 is within twice chance of 18: {e:?}"
         );
         // An hour later the old burst is forgotten.
         s.record(ReplicaId(1), t0 + Duration::from_secs(3600));
