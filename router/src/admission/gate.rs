@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::{sync::oneshot, time::Instant};
 
 use super::{
-    caps::{Cap, CapController, Pressure, Step},
+    caps::{Booked, Cap, CapController, Pressure, Steps},
     config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy},
     group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
@@ -194,21 +194,29 @@ impl Admission {
                 for kind in ["requests", "prompt_tokens"] {
                     let _ = shared.metrics.cap.remove_label_values(&[&slot.name, kind]);
                 }
+                let _ = shared
+                    .metrics
+                    .token_scale
+                    .remove_label_values(&[&slot.name]);
             }
         }
         shared.pump(&mut st);
     }
 
-    /// Feeds replica `id`'s latest signals to its cap (`None`: no fresh scrape); waiters are
-    /// admitted if the cap grew.
-    pub fn observe(&self, id: ReplicaId, pressure: Option<Pressure>) -> Option<Step> {
+    /// Feeds replica `id`'s latest signals to its cap (`None`: no fresh scrape), with what the
+    /// router holds there; waiters are admitted if the cap or the token budget grew.
+    pub fn observe(&self, id: ReplicaId, pressure: Option<Pressure>) -> Option<Steps> {
         if !self.enabled() {
             return None;
         }
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         let slot = st.slots.get_mut(&id)?;
-        let step = slot.cap.observe(pressure);
+        let booked = Booked {
+            tokens: slot.tokens,
+            token_bound: pressure.is_some() && slot.take_token_bound(),
+        };
+        let step = slot.cap.observe(pressure, booked);
         shared.publish_cap(slot);
         shared.pump(&mut st);
         Some(step)
@@ -630,6 +638,10 @@ impl Shared {
             .cap
             .with_label_values(&[&slot.name, "prompt_tokens"])
             .set(tokens);
+        self.metrics
+            .token_scale
+            .with_label_values(&[&slot.name])
+            .set(slot.cap.token_scale());
     }
 
     /// Gives back what a permit held (a reservation or a replica slot) and admits the next.

@@ -1,9 +1,12 @@
 //! One replica's slot in the gate: its health, the requests and tokens its permits hold (prompt
 //! chunks shared by requests in flight counted once), and its cap.
 
-use std::collections::HashMap;
+use std::{cell::Cell, collections::HashMap};
 
-use super::{caps::CapController, prefix::Prefix};
+use super::{
+    caps::{Booked, CapController},
+    prefix::Prefix,
+};
 
 /// What the gate knows of one replica: health, what its permits hold, and its cap.
 pub(super) struct Slot {
@@ -14,6 +17,9 @@ pub(super) struct Slot {
     /// Prompt chunks of the requests bound here, each counted once in `tokens`.
     chunks: HashMap<u64, Chunk>,
     pub(super) cap: CapController,
+    /// Whether the token budget turned away a request the request cap had room for, since the
+    /// controller last asked.
+    token_refused: Cell<bool>,
 }
 
 /// A prompt chunk in flight on a replica.
@@ -38,12 +44,27 @@ impl Slot {
             tokens: 0,
             chunks: HashMap::new(),
             cap,
+            token_refused: Cell::new(false),
         }
     }
 
     /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
     pub(super) fn fits(&self, need: u64) -> bool {
-        self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
+        if !self.healthy {
+            return false;
+        }
+        let cap = self.cap.cap();
+        let fits = cap.fits(self.requests, self.tokens, need);
+        if !fits && self.requests < cap.requests {
+            self.token_refused.set(true);
+        }
+        fits
+    }
+
+    /// Whether the token budget turned a request away since the last call (see
+    /// [`Booked::token_bound`]); clears it.
+    pub(super) fn take_token_bound(&self) -> bool {
+        self.token_refused.replace(false)
     }
 
     /// Whether a request of `tokens` and `prefix` fits here.
