@@ -3,10 +3,7 @@
 
 use std::{cell::Cell, collections::HashMap};
 
-use super::{
-    caps::{Booked, CapController},
-    prefix::Prefix,
-};
+use super::{caps::CapController, prefix::Prefix};
 
 /// What the gate knows of one replica: health, what its permits hold, and its cap.
 pub(super) struct Slot {
@@ -62,7 +59,7 @@ impl Slot {
     }
 
     /// Whether the token budget turned a request away since the last call (see
-    /// [`Booked::token_bound`]); clears it.
+    /// [`super::caps::Booked::token_bound`]); clears it.
     pub(super) fn take_token_bound(&self) -> bool {
         self.token_refused.replace(false)
     }
