@@ -292,7 +292,15 @@ impl CapController {
             return Step::Shrink;
         }
         if kv > a.kv_high || waiting > a.waiting_high {
-            self.current = (self.current * a.decrease_factor).floor().max(min);
+            // With the budget on KV, a queue shrinks the cap to what the replica runs, never
+            // below (a cap under it would only idle the replica and saw-tooth back up).
+            let floor = if self.tokens_adapt() {
+                p.running.floor().max(min)
+            } else {
+                min
+            };
+            let shrunk = (self.current * a.decrease_factor).floor().max(floor);
+            self.current = self.current.min(shrunk);
             Step::Shrink
         } else if kv < a.kv_low && waiting <= a.waiting_low {
             self.current = (self.current + f64::from(a.increase_step)).min(max);

@@ -395,3 +395,36 @@ impl CapsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_scale_bounds_are_checked_with_their_key() {
+        let mut caps = CapsConfig {
+            mode: CapsMode::Adaptive,
+            ..CapsConfig::default()
+        };
+        assert_eq!(caps.check(), Ok(()));
+        let key = |caps: &CapsConfig| caps.check().err().map(|(key, _)| key);
+        caps.adaptive.token_scale.min = 1.5;
+        assert_eq!(key(&caps).as_deref(), Some("caps.adaptive.token_scale.min"));
+        caps.adaptive.token_scale.min = 1.0;
+        caps.adaptive.token_scale.max = 0.9;
+        assert_eq!(key(&caps).as_deref(), Some("caps.adaptive.token_scale.max"));
+        caps.adaptive.token_scale.max = 1.0;
+        assert_eq!(caps.check(), Ok(()), "1..1: off");
+        caps.adaptive.token_scale.step = 0.0;
+        assert_eq!(
+            key(&caps).as_deref(),
+            Some("caps.adaptive.token_scale.step")
+        );
+        caps.adaptive.token_scale.step = 0.1;
+        caps.adaptive.token_scale.decrease_factor = 1.0;
+        assert_eq!(
+            key(&caps).as_deref(),
+            Some("caps.adaptive.token_scale.decrease_factor")
+        );
+    }
+}
