@@ -49,23 +49,25 @@ fn adaptive(waiting: (f64, f64)) -> String {
     )
 }
 
-/// Sends `n` streaming requests of `prompt` and `max_tokens` in the background.
+/// Sends `n` requests of `prompt` and `max_tokens` in the background, streamed if `stream`;
+/// each task reads its whole answer and returns the status.
 fn flood(
     router: &RouterServer,
     n: usize,
     prompt: &str,
     max_tokens: u32,
+    stream: bool,
 ) -> Vec<tokio::task::JoinHandle<u16>> {
     (0..n)
         .map(|i| {
             let url = format!("{}/v1/completions", router.url());
             // Distinct prompts: no chunk shared between requests in flight.
-            let body = completion_body(&format!("{i:04} {prompt}"), max_tokens, false);
+            let body = completion_body(&format!("{i:04} {prompt}"), max_tokens, stream);
             tokio::spawn(async move {
-                post_json(&reqwest::Client::new(), url, &body)
-                    .await
-                    .status()
-                    .as_u16()
+                let response = post_json(&reqwest::Client::new(), url, &body).await;
+                let status = response.status().as_u16();
+                response.bytes().await.unwrap();
+                status
             })
         })
         .collect()
@@ -78,7 +80,7 @@ async fn shrinks_then_recovers(sim: SimConfig, prompt: &str, waiting: (f64, f64)
         cap(&router).await == 16.0
     })
     .await;
-    let requests = flood(&router, 16, prompt, 40);
+    let requests = flood(&router, 16, prompt, 40, false);
     wait_until(PATIENCE, "cap shrinks under pressure", || async {
         cap(&router).await < 16.0
     })
@@ -128,7 +130,13 @@ async fn kv_pressure_shrinks_the_token_budget() {
     .await;
     let capacity = learnt_budget(&router).await;
     assert_eq!(capacity, 640.0, "40 blocks of 16 tokens");
-    let requests = flood(&router, 16, &"many words in a long prompt ".repeat(20), 40);
+    let requests = flood(
+        &router,
+        16,
+        &"many words in a long prompt ".repeat(20),
+        40,
+        false,
+    );
     wait_until(
         PATIENCE,
         "token budget shrinks under KV pressure",
@@ -159,7 +167,14 @@ async fn an_over_counted_budget_grows_while_the_replica_kv_cache_stays_low() {
     let router = start_router(&router_yaml(&sims, "cost", &extra)).await;
     let capacity = learnt_budget(&router).await;
     assert_eq!(capacity, 6400.0);
-    let requests = flood(&router, 64, &"a prompt of many words ".repeat(17), 100);
+    // Streamed: the router sees when each request starts holding KV (its first byte).
+    let requests = flood(
+        &router,
+        64,
+        &"a prompt of many words ".repeat(17),
+        100,
+        true,
+    );
     wait_until(
         PATIENCE,
         "token budget grows past the KV capacity",

@@ -53,6 +53,11 @@ pub struct Pressure {
 pub struct Booked {
     /// Tokens the router counts in flight there (prompts, and output budgets if counted).
     pub tokens: u64,
+    /// Requests bound there.
+    pub requests: u32,
+    /// Of those, the ones whose first byte came back: they hold KV there (the others may still
+    /// be on their way or in the replica's queue).
+    pub started: u32,
     /// Whether, since the last step, the token budget turned away a request that the request
     /// cap had room for: the router held work back for lack of tokens.
     pub token_bound: bool,
@@ -228,14 +233,20 @@ impl CapController {
         let t = &a.token_scale;
         let capacity = capacity as f64;
         let settled = self.since_move >= t.hold_steps;
-        // Calibration, under enough load to mean something and once the last move shows: the
-        // KV tokens the replica holds per token the router counts there (the estimate's
-        // offset, and output not generated yet).
+        // Calibration, once the last move shows and under enough load to mean something: the
+        // KV tokens the replica holds per token the router counts for the requests that hold
+        // KV there (past their first byte; at least half of them), which measures the
+        // estimate's offset and the output not generated yet, not a prefill backlog.
+        let in_kv = if booked.requests > 0 && booked.started * 2 >= booked.requests {
+            booked.tokens as f64 * f64::from(booked.started) / f64::from(booked.requests)
+        } else {
+            0.0
+        };
         if let Some(kv_now) = p.kv_usage
-            && booked.tokens as f64 >= capacity / 8.0
-            && (settled || self.kv_per_counted.is_none())
+            && settled
+            && in_kv >= capacity / 8.0
         {
-            let ratio = kv_now * capacity / booked.tokens as f64;
+            let ratio = kv_now * capacity / in_kv;
             self.kv_per_counted = Some(match self.kv_per_counted {
                 Some(old) => old + a.smoothing * (ratio - old),
                 None => ratio,
@@ -247,13 +258,15 @@ impl CapController {
         } else if preempted || kv > a.kv_high {
             self.scale = (self.scale * t.decrease_factor).max(t.min);
             Step::Shrink
-        } else if kv < a.kv_low && waiting <= a.waiting_low && booked.token_bound {
-            // Never past the budget that, filled, would put the replica mid-band.
+        } else if let Some(ratio) = self.kv_per_counted.filter(|r| *r > 0.0)
+            && kv < a.kv_low
+            && waiting <= a.waiting_low
+            && booked.token_bound
+        {
+            // Calibrated only, and never past the budget that, filled, would put the replica
+            // mid-band.
             let target = (a.kv_low + a.kv_high) / 2.0;
-            let ceiling = self
-                .kv_per_counted
-                .filter(|r| *r > 0.0)
-                .map_or(t.max, |r| target * capacity / (r * base as f64));
+            let ceiling = target * capacity / (ratio * base as f64);
             let grown = (self.scale * (1.0 + t.step)).min(ceiling).min(t.max);
             if grown > self.scale {
                 self.scale = grown;
@@ -494,6 +507,8 @@ mod tests {
     fn booked(tokens: u64, bound: bool) -> Booked {
         Booked {
             tokens,
+            requests: 10,
+            started: 10,
             token_bound: bound,
         }
     }
@@ -676,5 +691,32 @@ mod tests {
             c.cap().requests < 64,
             "and KV moves the request cap as before"
         );
+    }
+
+    #[test]
+    fn calibration_counts_only_requests_holding_kv_and_growth_waits_for_it() {
+        let mut c = tokens();
+        // A burst: the budget full, but only 2 of 10 requests past their first byte (the rest
+        // on their way or queued): KV usage says nothing yet, so no calibration, no growth.
+        let burst = Booked {
+            tokens: CAPACITY,
+            requests: 10,
+            started: 2,
+            token_bound: true,
+        };
+        for _ in 0..10 {
+            assert_eq!(c.observe(scraped(0.1, 0.0, 0.0), burst).tokens, Step::Hold);
+        }
+        assert_eq!(budget(&c), CAPACITY);
+        // 6 of 10 started, KV at 0.5: 0.5 x capacity over 0.6 of the tokens counted, so 0.83
+        // KV tokens per counted one (not 0.5): the ceiling is 0.935 / 0.833 = 1.12x.
+        let half = Booked {
+            started: 6,
+            ..burst
+        };
+        for _ in 0..10 {
+            c.observe(scraped(0.5, 0.0, 0.0), half);
+        }
+        assert_eq!(budget(&c), 11_220);
     }
 }

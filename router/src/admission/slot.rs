@@ -10,6 +10,8 @@ pub(super) struct Slot {
     pub(super) name: String,
     pub(super) healthy: bool,
     pub(super) requests: u32,
+    /// Requests bound here whose first byte came back (they hold KV there).
+    pub(super) started: u32,
     pub(super) tokens: u64,
     /// Prompt chunks of the requests bound here, each counted once in `tokens`.
     chunks: HashMap<u64, Chunk>,
@@ -38,6 +40,7 @@ impl Slot {
             name: name.to_owned(),
             healthy,
             requests: 0,
+            started: 0,
             tokens: 0,
             chunks: HashMap::new(),
             cap,
