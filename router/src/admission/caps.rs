@@ -118,6 +118,8 @@ pub struct CapController {
     preemptions: Option<f64>,
     /// Steps since the scale last moved.
     since_move: u32,
+    /// The tokens counted for requests holding KV at the previous step.
+    last_in_kv: f64,
 }
 
 impl CapController {
@@ -143,6 +145,7 @@ impl CapController {
             kv_per_counted: None,
             preemptions: None,
             since_move: config.adaptive.token_scale.hold_steps,
+            last_in_kv: 0.0,
         }
     }
 
@@ -237,11 +240,15 @@ impl CapController {
         // KV tokens the replica holds per token the router counts for the requests that hold
         // KV there (past their first byte; at least half of them), which measures the
         // estimate's offset and the output not generated yet, not a prefill backlog.
-        let in_kv = if booked.requests > 0 && booked.started * 2 >= booked.requests {
+        // The scrape may be a step older than the count: of this step's count and the last
+        // one, the smaller (the larger ratio: never an optimistic one while the load moves).
+        let in_kv_now = if booked.requests > 0 && booked.started * 2 >= booked.requests {
             booked.tokens as f64 * f64::from(booked.started) / f64::from(booked.requests)
         } else {
             0.0
         };
+        let in_kv = in_kv_now.min(self.last_in_kv);
+        self.last_in_kv = in_kv_now;
         if let Some(kv_now) = p.kv_usage
             && settled
             && in_kv >= capacity / 8.0
@@ -253,13 +260,15 @@ impl CapController {
             });
         }
         let waiting = self.waiting.unwrap_or(0.0);
+        // Growth also needs the latest scrape under kv_low (smoothing lags a rise).
+        let kv_rising = kv.max(p.kv_usage.unwrap_or(kv));
         let step = if !settled {
             Step::Hold
         } else if preempted || kv > a.kv_high {
             self.scale = (self.scale * t.decrease_factor).max(t.min);
             Step::Shrink
         } else if let Some(ratio) = self.kv_per_counted.filter(|r| *r > 0.0)
-            && kv < a.kv_low
+            && kv_rising < a.kv_low
             && waiting <= a.waiting_low
             && booked.token_bound
         {
@@ -562,6 +571,8 @@ mod tests {
         assert_eq!(budget(&c), 10_389);
         // A lagging scrape right after a move does not teach the ratio.
         let mut c = tokens_holding(2);
+        c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
+        assert_eq!(budget(&c), CAPACITY, "a first count to compare with");
         c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
         assert_eq!(budget(&c), 10_389);
         c.observe(scraped(0.05, 0.0, 0.0), booked(CAPACITY / 2, true));
