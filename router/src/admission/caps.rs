@@ -96,7 +96,7 @@ impl Steps {
 /// scale on it (bounded by `caps.adaptive.token_scale`, starting at 1) grows while the replica's
 /// KV usage stays under `kv_low`, its queue is short and the budget holds work back, never past
 /// the budget at which the replica's KV tokens per token the router counts (measured while the
-/// scale held) would put it mid-way between `kv_low` and `kv_high`; it shrinks when KV usage
+/// scale held, on requests past their first byte) would put it at `kv_low`; it shrinks when KV usage
 /// passes `kv_high` or the replica preempts; after each move it holds `hold_steps` steps. The
 /// KV job is then the budget's: KV usage no longer shrinks the request cap (unless the scale is
 /// at its floor), whose guard is the replica's waiting queue.
@@ -273,9 +273,8 @@ impl CapController {
             && booked.token_bound
         {
             // Calibrated only, and never past the budget that, filled, would put the replica
-            // mid-band.
-            let target = (a.kv_low + a.kv_high) / 2.0;
-            let ceiling = target * capacity / (ratio * base as f64);
+            // at kv_low (KV usage swings: the band above is headroom).
+            let ceiling = a.kv_low * capacity / (ratio * base as f64);
             let grown = (self.scale * (1.0 + t.step)).min(ceiling).min(t.max);
             if grown > self.scale {
                 self.scale = grown;
@@ -561,26 +560,26 @@ mod tests {
 
     #[test]
     fn the_token_budget_never_grows_past_what_would_fill_the_kv_cache() {
-        // Half the budget in flight, a big request turned away, and the replica at 0.45 KV
-        // usage: 0.9 KV tokens per counted one. Filled, a budget past 0.935 / 0.9 = 1.039x
-        // would put it above the middle of the band: it grows that far, not 5%, then holds.
+        // Half the budget in flight, a big request turned away, and the replica at 0.43 KV
+        // usage: 0.86 KV tokens per counted one. Filled, a budget past 0.9 / 0.86 = 1.047x
+        // would put it above kv_low: it grows that far, not 5%, then holds.
         let mut c = tokens();
         for _ in 0..10 {
-            c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
+            c.observe(scraped(0.43, 0.0, 0.0), booked(CAPACITY / 2, true));
         }
-        assert_eq!(budget(&c), 10_389);
+        assert_eq!(budget(&c), 10_465);
         // A lagging scrape right after a move does not teach the ratio.
         let mut c = tokens_holding(2);
-        c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
+        c.observe(scraped(0.43, 0.0, 0.0), booked(CAPACITY / 2, true));
         assert_eq!(budget(&c), CAPACITY, "a first count to compare with");
-        c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
-        assert_eq!(budget(&c), 10_389);
+        c.observe(scraped(0.43, 0.0, 0.0), booked(CAPACITY / 2, true));
+        assert_eq!(budget(&c), 10_465);
         c.observe(scraped(0.05, 0.0, 0.0), booked(CAPACITY / 2, true));
         c.observe(scraped(0.05, 0.0, 0.0), booked(CAPACITY / 2, true));
         for _ in 0..10 {
-            c.observe(scraped(0.45, 0.0, 0.0), booked(CAPACITY / 2, true));
+            c.observe(scraped(0.43, 0.0, 0.0), booked(CAPACITY / 2, true));
         }
-        assert_eq!(budget(&c), 10_389, "held, then at its ceiling");
+        assert_eq!(budget(&c), 10_465, "held, then at its ceiling");
     }
 
     #[test]
@@ -720,7 +719,7 @@ mod tests {
         }
         assert_eq!(budget(&c), CAPACITY);
         // 6 of 10 started, KV at 0.5: 0.5 x capacity over 0.6 of the tokens counted, so 0.83
-        // KV tokens per counted one (not 0.5): the ceiling is 0.935 / 0.833 = 1.12x.
+        // KV tokens per counted one (not 0.5): the ceiling is 0.9 / 0.833 = 1.08x.
         let half = Booked {
             started: 6,
             ..burst
@@ -728,6 +727,6 @@ mod tests {
         for _ in 0..10 {
             c.observe(scraped(0.5, 0.0, 0.0), half);
         }
-        assert_eq!(budget(&c), 11_220);
+        assert_eq!(budget(&c), 10_800);
     }
 }
