@@ -96,10 +96,10 @@ impl Steps {
 /// scale on it (bounded by `caps.adaptive.token_scale`, starting at 1) grows while the replica's
 /// KV usage stays under `kv_low`, its queue is short and the budget holds work back, never past
 /// the budget at which the replica's KV tokens per token the router counts (measured while the
-/// scale held, on requests past their first byte) would put it at `kv_low`; it shrinks when KV usage
-/// passes `kv_high` or the replica preempts; after each move it holds `hold_steps` steps. The
-/// KV job is then the budget's: KV usage no longer shrinks the request cap (unless the scale is
-/// at its floor), whose guard is the replica's waiting queue.
+/// scale held, on requests past their first byte) would fill it to `kv_low`; it shrinks when KV
+/// usage passes `kv_high` or the replica preempts; after each move it holds `hold_steps` steps.
+/// The KV job is then the budget's: KV usage no longer shrinks the request cap (unless the
+/// scale is at its floor), whose guard is the replica's waiting queue.
 #[derive(Debug, Clone)]
 pub struct CapController {
     mode: CapsMode,
@@ -112,7 +112,8 @@ pub struct CapController {
     kv_capacity: Option<u64>,
     /// Multiplier of the token budget.
     scale: f64,
-    /// Smoothed KV tokens the replica holds per token the router counts in flight there.
+    /// Smoothed KV tokens the replica holds per token the router counts for its requests there
+    /// past their first byte.
     kv_per_counted: Option<f64>,
     /// The replica's preemption counter at the previous step.
     preemptions: Option<f64>,
