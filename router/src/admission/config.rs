@@ -270,6 +270,38 @@ pub struct AdaptiveConfig {
     pub smoothing: f64,
     /// Milliseconds between two controller steps.
     pub interval_ms: u64,
+    /// The token budget's scale, learnt from the replica's KV usage (needs its KV capacity).
+    pub token_scale: TokenScaleConfig,
+}
+
+/// Bounds and steps of the adaptive token budget's scale (which starts at 1: the configured
+/// `caps.max_prompt_tokens`, else the scraped KV capacity). `min: 1, max: 1` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenScaleConfig {
+    /// Lowest scale (0 < min <= 1).
+    pub min: f64,
+    /// Highest scale (>= 1).
+    pub max: f64,
+    /// Largest relative growth in one step (0.05: 5%).
+    pub step: f64,
+    /// Factor applied on KV usage past `kv_high` or a preemption (0..1).
+    pub decrease_factor: f64,
+    /// Controller steps the scale holds after each move, so the replica's KV usage shows the
+    /// move before the next one (a lagging signal would make it overshoot and saw-tooth).
+    pub hold_steps: u32,
+}
+
+impl Default for TokenScaleConfig {
+    fn default() -> Self {
+        Self {
+            min: 0.5,
+            max: 2.0,
+            step: 0.05,
+            decrease_factor: 0.9,
+            hold_steps: 2,
+        }
+    }
 }
 
 impl Default for AdaptiveConfig {
@@ -286,6 +318,7 @@ impl Default for AdaptiveConfig {
             increase_step: 2,
             smoothing: 0.5,
             interval_ms: 1000,
+            token_scale: TokenScaleConfig::default(),
         }
     }
 }
@@ -343,6 +376,55 @@ impl CapsConfig {
         if a.interval_ms == 0 {
             return bad("adaptive.interval_ms", "must be greater than 0");
         }
+        let t = &a.token_scale;
+        if !(t.min > 0.0 && t.min <= 1.0) {
+            return bad("adaptive.token_scale.min", "must be within (0, 1]");
+        }
+        if !(t.max >= 1.0 && t.max.is_finite()) {
+            return bad("adaptive.token_scale.max", "must be at least 1");
+        }
+        if !(t.step > 0.0 && t.step <= 1.0) {
+            return bad("adaptive.token_scale.step", "must be within (0, 1]");
+        }
+        if !(t.decrease_factor > 0.0 && t.decrease_factor < 1.0) {
+            return bad(
+                "adaptive.token_scale.decrease_factor",
+                "must be between 0 and 1",
+            );
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_scale_bounds_are_checked_with_their_key() {
+        let mut caps = CapsConfig {
+            mode: CapsMode::Adaptive,
+            ..CapsConfig::default()
+        };
+        assert_eq!(caps.check(), Ok(()));
+        let key = |caps: &CapsConfig| caps.check().err().map(|(key, _)| key);
+        caps.adaptive.token_scale.min = 1.5;
+        assert_eq!(key(&caps).as_deref(), Some("caps.adaptive.token_scale.min"));
+        caps.adaptive.token_scale.min = 1.0;
+        caps.adaptive.token_scale.max = 0.9;
+        assert_eq!(key(&caps).as_deref(), Some("caps.adaptive.token_scale.max"));
+        caps.adaptive.token_scale.max = 1.0;
+        assert_eq!(caps.check(), Ok(()), "1..1: off");
+        caps.adaptive.token_scale.step = 0.0;
+        assert_eq!(
+            key(&caps).as_deref(),
+            Some("caps.adaptive.token_scale.step")
+        );
+        caps.adaptive.token_scale.step = 0.1;
+        caps.adaptive.token_scale.decrease_factor = 1.0;
+        assert_eq!(
+            key(&caps).as_deref(),
+            Some("caps.adaptive.token_scale.decrease_factor")
+        );
     }
 }

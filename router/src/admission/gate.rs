@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::{sync::oneshot, time::Instant};
 
 use super::{
-    caps::{Cap, CapController, Pressure, Step},
+    caps::{Booked, Cap, CapController, Pressure, Steps},
     config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy},
     group::Eligible,
     metrics::{AdmissionMetrics, priority_label},
@@ -194,21 +194,31 @@ impl Admission {
                 for kind in ["requests", "prompt_tokens"] {
                     let _ = shared.metrics.cap.remove_label_values(&[&slot.name, kind]);
                 }
+                let _ = shared
+                    .metrics
+                    .token_scale
+                    .remove_label_values(&[&slot.name]);
             }
         }
         shared.pump(&mut st);
     }
 
-    /// Feeds replica `id`'s latest signals to its cap (`None`: no fresh scrape); waiters are
-    /// admitted if the cap grew.
-    pub fn observe(&self, id: ReplicaId, pressure: Option<Pressure>) -> Option<Step> {
+    /// Feeds replica `id`'s latest signals to its cap (`None`: no fresh scrape), with what the
+    /// router holds there; waiters are admitted if the cap or the token budget grew.
+    pub fn observe(&self, id: ReplicaId, pressure: Option<Pressure>) -> Option<Steps> {
         if !self.enabled() {
             return None;
         }
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         let slot = st.slots.get_mut(&id)?;
-        let step = slot.cap.observe(pressure);
+        let booked = Booked {
+            tokens: slot.tokens,
+            requests: slot.requests,
+            started: slot.started,
+            token_bound: pressure.is_some() && slot.take_token_bound(),
+        };
+        let step = slot.cap.observe(pressure, booked);
         shared.publish_cap(slot);
         shared.pump(&mut st);
         Some(step)
@@ -396,6 +406,7 @@ impl Admission {
             tokens,
             charged: 0,
             prefix,
+            started: false,
             priority,
             waited,
         }
@@ -630,16 +641,23 @@ impl Shared {
             .cap
             .with_label_values(&[&slot.name, "prompt_tokens"])
             .set(tokens);
+        self.metrics
+            .token_scale
+            .with_label_values(&[&slot.name])
+            .set(slot.cap.token_scale());
     }
 
     /// Gives back what a permit held (a reservation or a replica slot) and admits the next.
-    fn release(&self, held: Held, charged: u64, prefix: Option<&Prefix>) {
+    fn release(&self, held: Held, charged: u64, prefix: Option<&Prefix>, started: bool) {
         let mut st = self.state.lock();
         match held {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(id) => {
                 if let Some(slot) = st.slots.get_mut(&id) {
                     slot.give_back(charged, prefix);
+                    if started {
+                        slot.started = slot.started.saturating_sub(1);
+                    }
                 }
                 st.freed = Some(id);
             }
@@ -717,6 +735,8 @@ pub struct Permit {
     /// What the bound replica counts for it outside shared chunks.
     charged: u64,
     prefix: Option<Arc<Prefix>>,
+    /// Its first byte came back (counted in its slot's `started`).
+    started: bool,
     priority: i64,
     waited: Duration,
 }
@@ -741,6 +761,7 @@ impl Permit {
             tokens: 0,
             charged: 0,
             prefix: None,
+            started: false,
             priority,
             waited: Duration::ZERO,
         }
@@ -779,10 +800,14 @@ impl Permit {
             Held::Bound(old) => {
                 if let Some(slot) = st.slots.get_mut(&old) {
                     slot.give_back(self.charged, self.prefix.as_deref());
+                    if self.started {
+                        slot.started = slot.started.saturating_sub(1);
+                    }
                 }
             }
             Held::Released => {}
         }
+        self.started = false;
         if let Some(slot) = st.slots.get_mut(&id) {
             self.charged = slot.take(self.tokens, self.prefix.as_deref());
         }
@@ -798,16 +823,22 @@ impl Permit {
         }
     }
 
-    /// The request's first byte came back from its replica (its prefill ran): its prompt
-    /// chunks there count as cached, for requests that share them.
+    /// The request's first byte came back from its replica (its prefill ran): it holds KV
+    /// there now, and its prompt chunks count as cached, for requests that share them.
     pub fn first_byte(&mut self) {
-        let (Some(shared), Held::Bound(id), Some(prefix)) = (&self.shared, self.held, &self.prefix)
-        else {
+        let (Some(shared), Held::Bound(id)) = (&self.shared, self.held) else {
             return;
         };
+        if self.started {
+            return;
+        }
+        self.started = true;
         let mut st = shared.state.lock();
         if let Some(slot) = st.slots.get_mut(&id) {
-            slot.computed(prefix);
+            slot.started += 1;
+            if let Some(prefix) = &self.prefix {
+                slot.computed(prefix);
+            }
         }
         shared.pump(&mut st);
     }
@@ -833,7 +864,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::Released);
         if let Some(shared) = &self.shared {
-            shared.release(held, self.charged, self.prefix.as_deref());
+            shared.release(held, self.charged, self.prefix.as_deref(), self.started);
         }
     }
 }

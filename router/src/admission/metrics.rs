@@ -1,7 +1,8 @@
 //! Metric families of the admission queue and the replica caps.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, exponential_buckets,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    exponential_buckets,
 };
 
 use crate::Error;
@@ -19,6 +20,9 @@ pub struct AdmissionMetrics {
     pub rejected: IntCounterVec,
     /// `router_replica_cap{replica,kind}`: cap in force (`requests`, `prompt_tokens`).
     pub cap: IntGaugeVec,
+    /// `router_replica_token_scale{replica}`: the adaptive token budget's scale (1: as
+    /// configured).
+    pub token_scale: GaugeVec,
 }
 
 impl AdmissionMetrics {
@@ -60,6 +64,13 @@ impl AdmissionMetrics {
             ),
             &["replica", "kind"],
         )?;
+        let token_scale = GaugeVec::new(
+            Opts::new(
+                "router_replica_token_scale",
+                "Scale of the token budget learnt from the replica's KV usage (1: as configured)",
+            ),
+            &["replica"],
+        )?;
         // The usual class and every rejection reason show from the start, at 0.
         queue_length.with_label_values(&["0"]).set(0);
         for reason in ["queue_full", "queue_timeout", "disconnected"] {
@@ -70,12 +81,14 @@ impl AdmissionMetrics {
         registry.register(Box::new(admitted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(cap.clone()))?;
+        registry.register(Box::new(token_scale.clone()))?;
         Ok(Self {
             queue_length,
             queue_wait,
             admitted,
             rejected,
             cap,
+            token_scale,
         })
     }
 

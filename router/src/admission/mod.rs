@@ -1,7 +1,8 @@
 //! Priority admission: a queue in front of dispatch and per-replica concurrency caps.
 //!
 //! [`queue`] orders waiting requests (`fcfs`, `priority`, `priority_round_robin`), [`caps`]
-//! holds each replica's cap (static, or adaptive on scraped KV usage and waiting queue),
+//! holds each replica's cap (static, or adaptive on scraped KV usage, preemptions and waiting
+//! queue, the token budget calibrated against the replica's own KV usage),
 //! [`gate`] hands out [`Permit`]s when a replica has room, [`priority`] finds a request's
 //! priority. This file is the glue to the request path: the one call the dispatcher makes and
 //! the task that feeds caps from the scrapes (the response body holds the permit until it
@@ -25,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use caps::{Cap, Pressure};
+pub use caps::{Booked, Cap, Pressure, Steps};
 pub use config::{CapsConfig, CapsMode, QueueConfig, QueuePlacement, QueuePolicy};
 pub use gate::{Admission, Permit, Rejection};
 pub use group::Eligible;
@@ -134,6 +135,7 @@ impl Admission {
                         waiting: s.load.waiting,
                         running: s.load.running,
                         kv_capacity_tokens: s.load.kv_capacity_tokens(),
+                        preemptions: s.load.preemptions,
                     });
                     gate.observe(replica.id(), pressure);
                 }

@@ -1,7 +1,7 @@
 //! One replica's slot in the gate: its health, the requests and tokens its permits hold (prompt
 //! chunks shared by requests in flight counted once), and its cap.
 
-use std::collections::HashMap;
+use std::{cell::Cell, collections::HashMap};
 
 use super::{caps::CapController, prefix::Prefix};
 
@@ -10,10 +10,15 @@ pub(super) struct Slot {
     pub(super) name: String,
     pub(super) healthy: bool,
     pub(super) requests: u32,
+    /// Requests bound here whose first byte came back (they hold KV there).
+    pub(super) started: u32,
     pub(super) tokens: u64,
     /// Prompt chunks of the requests bound here, each counted once in `tokens`.
     chunks: HashMap<u64, Chunk>,
     pub(super) cap: CapController,
+    /// Whether the token budget turned away a request the request cap had room for, since the
+    /// controller last asked.
+    token_refused: Cell<bool>,
 }
 
 /// A prompt chunk in flight on a replica.
@@ -35,15 +40,31 @@ impl Slot {
             name: name.to_owned(),
             healthy,
             requests: 0,
+            started: 0,
             tokens: 0,
             chunks: HashMap::new(),
             cap,
+            token_refused: Cell::new(false),
         }
     }
 
     /// Whether `need` more tokens (see [`Slot::need`]) fit here beside what is bound.
     pub(super) fn fits(&self, need: u64) -> bool {
-        self.healthy && self.cap.cap().fits(self.requests, self.tokens, need)
+        if !self.healthy {
+            return false;
+        }
+        let cap = self.cap.cap();
+        let fits = cap.fits(self.requests, self.tokens, need);
+        if !fits && self.requests < cap.requests {
+            self.token_refused.set(true);
+        }
+        fits
+    }
+
+    /// Whether the token budget turned a request away since the last call (see
+    /// [`super::caps::Booked::token_bound`]); clears it.
+    pub(super) fn take_token_bound(&self) -> bool {
+        self.token_refused.replace(false)
     }
 
     /// Whether a request of `tokens` and `prefix` fits here.

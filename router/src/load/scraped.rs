@@ -39,6 +39,8 @@ pub struct ScrapedLoad {
     pub num_gpu_blocks: Option<u64>,
     /// KV capacity in tokens reported directly (`sglang:max_total_num_tokens`).
     pub max_total_tokens: Option<u64>,
+    /// Requests preempted since start (`vllm:num_preemptions_total`).
+    pub preemptions: Option<f64>,
     /// Running totals of the latency histograms the cost policy learns from (vLLM).
     pub latency: LatencyTotals,
     /// When the scrape completed.
@@ -115,6 +117,7 @@ struct Acc {
     block_size: Option<u32>,
     num_gpu_blocks: Option<u64>,
     max_total_tokens: Option<u64>,
+    preemptions: Option<f64>,
     latency: LatencyTotals,
     sglang: bool,
 }
@@ -156,6 +159,7 @@ impl Acc {
             }
             "vllm:gpu_prefix_cache_hit_rate" => max(&mut self.hit_rate, fraction(v)),
             "vllm:cache_config_info" => self.cache_config(s),
+            "vllm:num_preemptions_total" => add(&mut self.preemptions, v),
             "sglang:num_running_reqs" => {
                 self.sglang = true;
                 add(&mut self.running, v)
@@ -217,6 +221,7 @@ impl ScrapedLoad {
             block_size: acc.block_size,
             num_gpu_blocks: acc.num_gpu_blocks,
             max_total_tokens: acc.max_total_tokens,
+            preemptions: acc.preemptions,
             latency: acc.latency,
             scraped_at,
         })
