@@ -18,6 +18,8 @@ struct State {
     recent: Vec<(ReplicaId, f64)>,
     /// When counting started (the rate's normalisation).
     since: Option<Instant>,
+    /// The candidates of the latest pick.
+    present: Vec<ReplicaId>,
 }
 
 /// Decayed dispatch counts per replica.
@@ -28,8 +30,8 @@ pub struct DispatchShare {
 }
 
 /// The most a replica under its fair share is credited, as a share (0.1: as if 10% under): enough
-/// to outweigh a hit elsewhere, small enough that a replica back from an outage (its count
-/// decayed while its peers took the traffic) is not flooded until its count catches up.
+/// to outweigh a hit elsewhere, small enough that a replica short of its share is drawn to it
+/// at a bounded pace, not flooded until its count catches up.
 const MAX_CREDIT: f64 = 0.1;
 /// Fewest recent dispatches per candidate before shares are trusted.
 const MIN_PER_CANDIDATE: f64 = 10.0;
@@ -77,7 +79,8 @@ impl DispatchShare {
         candidates: &[(ReplicaId, f64)],
         judge_share: bool,
     ) -> (PerCandidate<f64>, PerCandidate<f64>) {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        rejoin(&mut state, candidates);
         let excess = if judge_share {
             excess_in(&state, candidates)
         } else {
@@ -142,18 +145,56 @@ fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> PerCa
         .collect()
 }
 
+/// Candidates that were not candidates of the previous pick (back from an outage, or new) start
+/// at their fair share of their peers' counts: not credited for the traffic they could not take,
+/// and not making their peers look over-served, so they are neither flooded nor starved.
+fn rejoin(state: &mut State, candidates: &[(ReplicaId, f64)]) {
+    let was = |id: &ReplicaId| state.present.contains(id);
+    if state.present.len() == candidates.len() && candidates.iter().all(|(id, _)| was(id)) {
+        return;
+    }
+    if !state.present.is_empty() {
+        let (mut total, mut weights) = (0.0, 0.0);
+        for (id, w) in candidates.iter().filter(|(id, _)| was(id)) {
+            total += count_of(state, *id);
+            weights += capacity(*w);
+        }
+        let back: PerCandidate<(ReplicaId, f64)> = candidates
+            .iter()
+            .filter(|(id, _)| !was(id))
+            .map(|(id, w)| (*id, total * capacity(*w) / weights))
+            .collect();
+        for (id, fair) in back.into_iter().filter(|_| weights > 0.0) {
+            match state.counts.iter_mut().find(|(r, _)| *r == id) {
+                Some((_, c)) => *c = fair,
+                None => state.counts.push((id, fair)),
+            }
+        }
+    }
+    state.present.clear();
+    state.present.extend(candidates.iter().map(|(id, _)| *id));
+}
+
+fn count_of(state: &State, id: ReplicaId) -> f64 {
+    state
+        .counts
+        .iter()
+        .find(|(r, _)| *r == id)
+        .map_or(0.0, |(_, c)| *c)
+}
+
+/// A candidate's capacity as given, 1 when it is not a positive number.
+fn capacity(c: f64) -> f64 {
+    if c.is_finite() && c > 0.0 { c } else { 1.0 }
+}
+
 /// How far each candidate's count exceeds its fair share (see [`DispatchShare::excess`]).
 fn excess_in(state: &State, candidates: &[(ReplicaId, f64)]) -> PerCandidate<f64> {
-    let count = |id: ReplicaId| {
-        state
-            .counts
-            .iter()
-            .find(|(r, _)| *r == id)
-            .map_or(0.0, |(_, c)| *c)
-    };
-    let counts: PerCandidate<f64> = candidates.iter().map(|(id, _)| count(*id)).collect();
+    let counts: PerCandidate<f64> = candidates
+        .iter()
+        .map(|(id, _)| count_of(state, *id))
+        .collect();
     let total: f64 = counts.iter().sum();
-    let capacity = |c: f64| if c.is_finite() && c > 0.0 { c } else { 1.0 };
     let weights: f64 = candidates.iter().map(|(_, c)| capacity(*c)).sum();
     if candidates.len() < 2 || total < MIN_PER_CANDIDATE * candidates.len() as f64 {
         return PerCandidate::from_elem(0.0, candidates.len());
@@ -237,6 +278,41 @@ mod tests {
         assert_eq!(s.excess(&ids), vec![0.0, 0.0]);
         s.remove(ReplicaId(0));
         assert_eq!(s.excess(&ids), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_replica_back_from_an_outage_starts_at_its_fair_share() {
+        let s = DispatchShare::new(120.0);
+        let t0 = Instant::now();
+        let all = [
+            (ReplicaId(0), 1.0),
+            (ReplicaId(1), 1.0),
+            (ReplicaId(2), 1.0),
+        ];
+        let judge = |cands: &[(ReplicaId, f64)]| s.excess_and_rates(t0, cands, true).0;
+        assert_eq!(judge(&all).as_slice(), [0.0; 3]);
+        for i in 0..60u32 {
+            s.record(ReplicaId(i % 3), t0);
+        }
+        // Replica 2 is out: its peers take the next 120 requests.
+        let two = &all[..2];
+        assert_eq!(judge(two).as_slice(), [0.0; 2]);
+        for i in 0..120u32 {
+            s.record(ReplicaId(i % 2), t0);
+        }
+        // Back: neither a credit for it nor a charge for its peers (80 each against 20 before).
+        assert_eq!(judge(&all).as_slice(), [0.0; 3]);
+        // From then on it is judged as before: 40 more to replica 0 alone is over its share.
+        for _ in 0..40 {
+            s.record(ReplicaId(0), t0);
+        }
+        let e = judge(&all);
+        assert!(e[0] > 0.0 && e[1] == e[2], "{e:?}");
+        // A replica new to the pool starts at its fair share too (weight 2: twice the others').
+        let mut grown = all.to_vec();
+        grown.push((ReplicaId(3), 2.0));
+        let e = judge(&grown);
+        assert_eq!(e[3], 0.0, "{e:?}");
     }
 
     #[test]
