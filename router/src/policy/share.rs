@@ -3,7 +3,7 @@
 //! each replica's recent request rate (a short decayed count), so it can price what a miss
 //! costs the requests that arrive there while its prefill runs.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -18,8 +18,8 @@ struct State {
     recent: Vec<(ReplicaId, f64)>,
     /// When counting started (the rate's normalisation).
     since: Option<Instant>,
-    /// The candidates of the latest pick.
-    present: Vec<ReplicaId>,
+    /// When each replica was last a candidate of a pick.
+    seen: Vec<(ReplicaId, Instant)>,
 }
 
 /// Decayed dispatch counts per replica.
@@ -33,6 +33,9 @@ pub struct DispatchShare {
 /// to outweigh a hit elsewhere, small enough that a replica short of its share is drawn to it
 /// at a bounded pace, not flooded until its count catches up.
 const MAX_CREDIT: f64 = 0.1;
+/// How long a replica must have been no candidate (unhealthy, draining), while its peers took
+/// traffic, to count as back from an outage: it then starts at its fair share.
+const REJOIN_AFTER: Duration = Duration::from_secs(5);
 /// Fewest recent dispatches per candidate before shares are trusted.
 const MIN_PER_CANDIDATE: f64 = 10.0;
 /// Time constant of the request rate, seconds: short, so a burst is priced while it lasts.
@@ -80,7 +83,7 @@ impl DispatchShare {
         judge_share: bool,
     ) -> (PerCandidate<f64>, PerCandidate<f64>) {
         let mut state = self.state.lock();
-        rejoin(&mut state, candidates);
+        rejoin(&mut state, now, candidates);
         let excess = if judge_share {
             excess_in(&state, candidates)
         } else {
@@ -145,34 +148,43 @@ fn rates_in(state: &State, now: Instant, replicas: &[(ReplicaId, f64)]) -> PerCa
         .collect()
 }
 
-/// Candidates that were not candidates of the previous pick (back from an outage, or new) start
-/// at their fair share of their peers' counts: not credited for the traffic they could not take,
-/// and not making their peers look over-served, so they are neither flooded nor starved.
-fn rejoin(state: &mut State, candidates: &[(ReplicaId, f64)]) {
-    let was = |id: &ReplicaId| state.present.contains(id);
-    if state.present.len() == candidates.len() && candidates.iter().all(|(id, _)| was(id)) {
-        return;
-    }
-    if !state.present.is_empty() {
+/// Candidates back after [`REJOIN_AFTER`] or more out of the picks while their peers took
+/// traffic (an outage), or new to the pool, start at their fair share of their peers' counts:
+/// not credited for the traffic they could not take, and not making their peers look
+/// over-served, so they are neither flooded nor starved. (Candidates that merely alternate, as
+/// replicas serving different models do, keep their counts.)
+fn rejoin(state: &mut State, now: Instant, candidates: &[(ReplicaId, f64)]) {
+    let last_dispatch = state.last;
+    let back = |id: &ReplicaId| match state.seen.iter().find(|(r, _)| r == id) {
+        Some((_, seen)) => {
+            now.saturating_duration_since(*seen) >= REJOIN_AFTER
+                && last_dispatch.is_some_and(|d| d > *seen)
+        }
+        None => last_dispatch.is_some(),
+    };
+    let returning: PerCandidate<bool> = candidates.iter().map(|(id, _)| back(id)).collect();
+    if returning.contains(&true) {
         let (mut total, mut weights) = (0.0, 0.0);
-        for (id, w) in candidates.iter().filter(|(id, _)| was(id)) {
+        for ((id, w), _) in candidates.iter().zip(&returning).filter(|(_, b)| !**b) {
             total += count_of(state, *id);
             weights += capacity(*w);
         }
-        let back: PerCandidate<(ReplicaId, f64)> = candidates
-            .iter()
-            .filter(|(id, _)| !was(id))
-            .map(|(id, w)| (*id, total * capacity(*w) / weights))
-            .collect();
-        for (id, fair) in back.into_iter().filter(|_| weights > 0.0) {
-            match state.counts.iter_mut().find(|(r, _)| *r == id) {
-                Some((_, c)) => *c = fair,
-                None => state.counts.push((id, fair)),
+        if weights > 0.0 {
+            for ((id, w), _) in candidates.iter().zip(&returning).filter(|(_, b)| **b) {
+                let fair = total * capacity(*w) / weights;
+                match state.counts.iter_mut().find(|(r, _)| r == id) {
+                    Some((_, c)) => *c = fair,
+                    None => state.counts.push((*id, fair)),
+                }
             }
         }
     }
-    state.present.clear();
-    state.present.extend(candidates.iter().map(|(id, _)| *id));
+    for (id, _) in candidates {
+        match state.seen.iter_mut().find(|(r, _)| r == id) {
+            Some((_, seen)) => *seen = now,
+            None => state.seen.push((*id, now)),
+        }
+    }
 }
 
 fn count_of(state: &State, id: ReplicaId) -> f64 {
@@ -284,35 +296,60 @@ mod tests {
     fn a_replica_back_from_an_outage_starts_at_its_fair_share() {
         let s = DispatchShare::new(120.0);
         let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let all = [
             (ReplicaId(0), 1.0),
             (ReplicaId(1), 1.0),
             (ReplicaId(2), 1.0),
         ];
-        let judge = |cands: &[(ReplicaId, f64)]| s.excess_and_rates(t0, cands, true).0;
-        assert_eq!(judge(&all).as_slice(), [0.0; 3]);
+        let judge = |t, cands: &[(ReplicaId, f64)]| s.excess_and_rates(t, cands, true).0;
+        assert_eq!(judge(t0, &all).as_slice(), [0.0; 3]);
         for i in 0..60u32 {
             s.record(ReplicaId(i % 3), t0);
         }
-        // Replica 2 is out: its peers take the next 120 requests.
-        let two = &all[..2];
-        assert_eq!(judge(two).as_slice(), [0.0; 2]);
-        for i in 0..120u32 {
-            s.record(ReplicaId(i % 2), t0);
+        // Replica 2 is out for 10 s: its peers take the next 120 requests.
+        for i in 0..120u64 {
+            let t = at(100 + 80 * i);
+            judge(t, &all[..2]);
+            s.record(ReplicaId((i % 2) as u32), t);
         }
-        // Back: neither a credit for it nor a charge for its peers (80 each against 20 before).
-        assert_eq!(judge(&all).as_slice(), [0.0; 3]);
+        // Back: neither a credit for it nor a charge for its peers (about 80 each against 20).
+        let back = at(10_000);
+        assert_eq!(judge(back, &all).as_slice(), [0.0; 3]);
         // From then on it is judged as before: 40 more to replica 0 alone is over its share.
         for _ in 0..40 {
-            s.record(ReplicaId(0), t0);
+            s.record(ReplicaId(0), back);
         }
-        let e = judge(&all);
-        assert!(e[0] > 0.0 && e[1] == e[2], "{e:?}");
+        let e = judge(back, &all);
+        assert!(e[0] > 0.0 && (e[1] - e[2]).abs() < 1e-9, "{e:?}");
         // A replica new to the pool starts at its fair share too (weight 2: twice the others').
         let mut grown = all.to_vec();
         grown.push((ReplicaId(3), 2.0));
-        let e = judge(&grown);
-        assert_eq!(e[3], 0.0, "{e:?}");
+        assert_eq!(judge(back, &grown)[3], 0.0);
+    }
+
+    #[test]
+    fn replicas_that_alternate_as_candidates_keep_their_counts() {
+        // Two models on overlapping replicas: {0, 1} for one, {1, 2} for the other.
+        let s = DispatchShare::new(120.0);
+        let t0 = Instant::now();
+        let (a, b) = (
+            [(ReplicaId(0), 1.0), (ReplicaId(1), 1.0)],
+            [(ReplicaId(1), 1.0), (ReplicaId(2), 1.0)],
+        );
+        for i in 0..200u64 {
+            let t = t0 + Duration::from_millis(100 * i);
+            let (cands, to) = if i % 2 == 0 { (&a, 0) } else { (&b, 1) };
+            s.excess_and_rates(t, cands, true);
+            s.record(ReplicaId(to), t);
+        }
+        // Replica 2 never got any: it is starved, not reset to its peers' count.
+        let end = t0 + Duration::from_millis(20_000);
+        let e = s.excess_and_rates(end, &b, true).0;
+        assert!(
+            e[0] > 0.0 && e[1] < 0.0,
+            "replica 1 over, replica 2 credited: {e:?}"
+        );
     }
 
     #[test]
