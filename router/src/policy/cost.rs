@@ -22,9 +22,9 @@
 //!   beyond one Poisson standard deviation of chance, once replicas have work in flight, and
 //!   as much credit per 100% below it beyond two; the fair share is proportional to the
 //!   replica's capacity (weight over learnt slowness), so a 2.5x slower replica is sent about
-//!   its capacity's share instead of only what overflows from the fast ones; a replica that
-//!   was not a candidate of the previous pick (back from an outage, or new) starts at its fair
-//!   share, so it is neither flooded nor starved.
+//!   its capacity's share instead of only what overflows from the fast ones; a replica back
+//!   from 5 s or more out of the picks (an outage) or new to the pool starts at its fair share,
+//!   so it is neither flooded nor starved.
 //!
 //! Why this gets affinity and balance together: a request stays with the replica holding its
 //! prefix until that replica's queue costs more than a miss elsewhere (a 2000-token prompt: 66 ms
