@@ -654,10 +654,7 @@ impl Shared {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(id) => {
                 if let Some(slot) = st.slots.get_mut(&id) {
-                    slot.give_back(charged, prefix);
-                    if started {
-                        slot.started = slot.started.saturating_sub(1);
-                    }
+                    slot.give_back(charged, prefix, started);
                 }
                 st.freed = Some(id);
             }
@@ -700,7 +697,7 @@ impl Drop for Leave {
             match self.rx.try_recv() {
                 Ok(Some((id, charged))) => {
                     if let Some(slot) = st.slots.get_mut(&id) {
-                        slot.give_back(charged, self.prefix.as_deref());
+                        slot.give_back(charged, self.prefix.as_deref(), false);
                     }
                     st.freed = Some(id);
                 }
@@ -799,10 +796,7 @@ impl Permit {
             Held::Reserved => st.reserved = st.reserved.saturating_sub(1),
             Held::Bound(old) => {
                 if let Some(slot) = st.slots.get_mut(&old) {
-                    slot.give_back(self.charged, self.prefix.as_deref());
-                    if self.started {
-                        slot.started = slot.started.saturating_sub(1);
-                    }
+                    slot.give_back(self.charged, self.prefix.as_deref(), self.started);
                 }
             }
             Held::Released => {}

@@ -122,9 +122,13 @@ impl Slot {
         outside
     }
 
-    /// Gives back what [`Slot::take`] counted.
-    pub(super) fn give_back(&mut self, outside: u64, prefix: Option<&Prefix>) {
+    /// Gives back what [`Slot::take`] counted, and the request's place among those `started`
+    /// (past their first byte) if it was one.
+    pub(super) fn give_back(&mut self, outside: u64, prefix: Option<&Prefix>, started: bool) {
         self.requests = self.requests.saturating_sub(1);
+        if started {
+            self.started = self.started.saturating_sub(1);
+        }
         self.tokens = self.tokens.saturating_sub(outside);
         for c in prefix.map_or(&[][..], |p| &p.chunks) {
             if let Some(chunk) = self.chunks.get_mut(c) {
