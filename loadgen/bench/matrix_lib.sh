@@ -15,6 +15,9 @@ if [ -z "${BIN:-}" ]; then
 fi
 mkdir -p "$OUT/charts"
 
+# The workload flags every run of a row shares (our sweep and the SGLang peer alike).
+WORKLOAD=(--num-prompts "$N" --seed "${SEED:-0}" --min-output-len 10 --max-output-len 200 --disable-progress)
+
 SIMS=()
 stop_sims() { for p in "${SIMS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; SIMS=(); }
 trap stop_sims EXIT
@@ -48,7 +51,7 @@ run() {
   rm -f "$OUT/$row.csv" "$OUT/$row.jsonl"
   "$BIN/loadgen" sweep --policies "${POLICIES:-power_of_two,prefix_aware,cost}" --replica-urls "$(urls)" \
     ${ROUTER_CONFIG:+--router-config "$ROUTER_CONFIG"} \
-    --num-prompts "$N" --seed "${SEED:-0}" --min-output-len 10 --max-output-len 200 --disable-progress \
+    "${WORKLOAD[@]}" \
     --label "$row" --output-file "$OUT/$row.jsonl" --output-csv "$OUT/$row.csv" "$@" \
     2>&1 | grep -v '^sweep:' > "$OUT/$row.txt" || { cat "$OUT/$row.txt"; exit 1; }
   [ -n "${SGLANG_PYTHON:-}" ] && run_sglang "$row" "$fast" "$last" "$@"
@@ -71,7 +74,7 @@ run_sglang() {
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break; sleep 0.2; done
   rm -f "$OUT/$row.sglang.csv"
   "$BIN/loadgen" --base-url "http://127.0.0.1:$port" --model vllm-sim --replica-urls "$(urls)" \
-    --num-prompts "$N" --seed "${SEED:-0}" --min-output-len 10 --max-output-len 200 --disable-progress \
+    "${WORKLOAD[@]}" \
     --label "$row" --output-file "$OUT/$row.sglang.jsonl" --output-csv "$OUT/$row.sglang.csv" "${args[@]}" \
     >"$OUT/$row.sglang.txt" 2>&1 || { echo "   (sglang run failed: $OUT/$row.sglang.txt)"; return; }
   python3 - "$OUT/$row.sglang.csv" "$OUT/$row.csv" <<'PY'
